@@ -1,0 +1,512 @@
+"""Benchmark `mixprep build` against the tools users would otherwise pick, on one generated input.
+
+Place in the flow: gen_corpus.py writes the input once; this script asks every contender
+for the same mixture and measures each as a separate process tree (common.run_measured),
+so imports, caches and memory never leak between them.
+
+The workload (also written to <work>/workload.json and, for mixprep, <work>/mixture.yaml):
+k JSONL sources mixed with ratios (default 0.5/0.3/0.2), texts shorter than `min_chars`
+characters dropped, exactly `total_samples` records (= the input's record count, so the
+first source wraps around and the last is subsampled), globally shuffled, one seed.
+
+Contenders (each writes into <work>/out/<name>/, emptied before every run):
+- mixprep-w1, mixprep-w2: `python -m mixprep build mixture.yaml --workers N [--force]`:
+  JSONL + Parquet + index + manifest, filter, exact quotas, global shuffle.
+- hf-datasets: `load_dataset("json")` per source into a fresh cache dir, a "source" column,
+  `interleave_datasets(probabilities, seed, "all_exhausted")`, the first `total_samples`
+  rows, `to_json`. It does *less* than mixprep: no length filter, quotas only in
+  expectation, no Parquet/index/manifest.
+- json-script: what a user writes by hand with the stdlib: json.loads every line, filter,
+  exact quotas with wraparound, random.shuffle, json.dumps every record.
+- polars-floor: scan_ndjson -> filter -> sink_ndjson in one streaming pass: no sampling,
+  no shuffle; the practical floor for "read, filter, write JSONL".
+
+Reported per contender: wall seconds, MB/s of *input* (decimal MB), peak RSS of the whole
+process tree (MiB; summed RSS, plus summed PSS, which counts shared pages once), cores kept busy (CPU seconds / wall seconds), output size and records,
+and speed and RSS as a ratio to mixprep-w2. `--json FILE` writes the same, plus the machine,
+package versions and the issue's targets with pass/fail.
+
+    python benchmarks/bench_build.py --quick                  # ~50 MB, under a minute
+    python benchmarks/bench_build.py --size 1.5GB --json bench_build.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import common
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WORK_DIR = REPO_ROOT / "bench_build"  # /bench_*/ is git-ignored
+QUICK_SIZE = "50MB"
+DEFAULT_RATIOS = {1: (1.0,), 2: (0.6, 0.4), 3: (0.5, 0.3, 0.2)}
+BASELINE = "mixprep-w2"
+MIXTURE_NAME = "bench"
+MIXTURE_PHASE = "pretrain"
+
+
+# -- the workload every contender is given ---------------------------------------------
+
+@dataclass(frozen=True)
+class WorkloadSource:
+    name: str
+    path: str           # absolute
+    ratio: float
+
+
+@dataclass(frozen=True)
+class Workload:
+    sources: tuple[WorkloadSource, ...]
+    min_chars: int
+    total_samples: int
+    seed: int
+
+    def to_json(self) -> str:
+        return json.dumps(common.to_jsonable(self), indent=2) + "\n"
+
+    @staticmethod
+    def from_json(text: str) -> Workload:
+        raw = json.loads(text)
+        return Workload(
+            sources=tuple(WorkloadSource(**s) for s in raw["sources"]),
+            min_chars=raw["min_chars"], total_samples=raw["total_samples"], seed=raw["seed"],
+        )
+
+
+def default_ratios(count: int) -> tuple[float, ...]:
+    """0.5/0.3/0.2 for three sources; otherwise weights k, k-1, ..., 1, rounded to sum to 1."""
+    if count in DEFAULT_RATIOS:
+        return DEFAULT_RATIOS[count]
+    weights = [count - i for i in range(count)]
+    ratios = [round(w / sum(weights), 6) for w in weights[:-1]]
+    return (*ratios, round(1 - sum(ratios), 6))
+
+
+def exact_quotas(ratios: Sequence[float], total: int) -> list[int]:
+    """Largest-remainder rounding of ratio * total: the quotas sum to exactly `total`;
+    ties go to the earlier source."""
+    raw = [r * total for r in ratios]
+    quotas = [math.floor(x) for x in raw]
+    by_remainder = sorted(range(len(raw)), key=lambda i: (-(raw[i] - quotas[i]), i))
+    for i in by_remainder[:total - sum(quotas)]:
+        quotas[i] += 1
+    return quotas
+
+
+def mixture_yaml(workload: Workload, output_dir: Path) -> str:
+    """The mixprep mixture for `workload` (DESIGN §1); sources are absolute paths."""
+    lines = [
+        "# Written by benchmarks/bench_build.py: the workload every contender runs.",
+        "metadata:",
+        f"  phase: {MIXTURE_PHASE}",
+        f"  name: {MIXTURE_NAME}",
+        f"  seed: {workload.seed}",
+        f"  total_samples: {workload.total_samples}",
+        f"  output_dir: {json.dumps(str(output_dir))}",
+        "  # The first source is asked for ~1.5x what it has: that wraparound is intended.",
+        "  repeats: {warn_above: 2.0}",
+        "datasets:",
+    ]
+    for source in workload.sources:
+        lines += [
+            f"  - name: {source.name}",
+            f"    mix_ratio: {source.ratio!r}",
+            f"    source: {json.dumps(source.path)}",
+            f"    filters: {{min_chars: {workload.min_chars}}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# -- the baselines, run in a child process via --run-contender -------------------------
+
+def run_hf_datasets(workload: Workload, output: Path, cache_dir: Path) -> None:
+    """load_dataset("json") per source + interleave_datasets with probabilities + to_json."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    parts = []
+    for source in workload.sources:
+        part = datasets.load_dataset("json", data_files=source.path, split="train", cache_dir=str(cache_dir))
+        part = part.select_columns(["text"]).add_column("source", [source.name] * len(part))
+        parts.append(part)
+    mixed = datasets.interleave_datasets(
+        parts, probabilities=[s.ratio for s in workload.sources], seed=workload.seed,
+        stopping_strategy="all_exhausted",
+    )
+    mixed = mixed.select(range(min(workload.total_samples, len(mixed))))
+    mixed.to_json(str(output), lines=True, force_ascii=False)
+
+
+def run_json_script(workload: Workload, output: Path) -> None:
+    """The hand-written stdlib version: load + filter, exact quotas, shuffle, dump."""
+    import random
+
+    rng = random.Random(workload.seed)
+    kept: list[list[str]] = []
+    for source in workload.sources:
+        with open(source.path, encoding="utf-8") as f:
+            texts = [text for text in (json.loads(line)["text"] for line in f if line.strip())
+                     if len(text) >= workload.min_chars]
+        kept.append(texts)
+    quotas = exact_quotas([s.ratio for s in workload.sources], workload.total_samples)
+    mixed: list[tuple[str, str]] = []
+    for source, texts, quota in zip(workload.sources, kept, quotas):
+        full, rest = divmod(quota, len(texts))
+        chosen = texts * full + rng.sample(texts, rest)
+        mixed.extend((text, source.name) for text in chosen)
+    rng.shuffle(mixed)
+    with open(output, "w", encoding="utf-8") as out:
+        for text, name in mixed:
+            out.write(json.dumps({"text": text, "source": name}))
+            out.write("\n")
+
+
+def run_polars_floor(workload: Workload, output: Path) -> None:
+    """One streaming pass: scan -> filter -> sink. No sampling, no shuffle."""
+    import polars as pl
+
+    frames = [
+        pl.scan_ndjson(source.path, schema={"id": pl.String, "text": pl.String})
+        .filter(pl.col("text").str.len_chars() >= workload.min_chars)
+        .select(pl.col("text"), pl.lit(source.name).alias("source"))
+        for source in workload.sources
+    ]
+    pl.concat(frames).sink_ndjson(output)
+
+
+# -- contenders --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one benchmark run keeps its input, configs, outputs and logs."""
+    work: Path
+
+    @property
+    def data(self) -> Path:
+        return self.work / "data"
+
+    @property
+    def workload(self) -> Path:
+        return self.work / "workload.json"
+
+    @property
+    def mixture(self) -> Path:
+        return self.work / "mixture.yaml"
+
+    @property
+    def logs(self) -> Path:
+        return self.work / "logs"
+
+    def output_dir(self, contender: str) -> Path:
+        return self.work / "out" / contender
+
+    def hf_cache(self) -> Path:
+        return self.work / "hf_cache"
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    summary: str
+    argv: Callable[[Paths], list[str]]
+
+
+def _mixprep_argv(workers: int, force: bool) -> Callable[[Paths], list[str]]:
+    def argv(paths: Paths) -> list[str]:
+        command = [sys.executable, "-m", "mixprep", "build", str(paths.mixture), "--workers", str(workers),
+                   "--output-dir", str(paths.output_dir(f"mixprep-w{workers}"))]
+        return command + (["--force"] if force else [])
+    return argv
+
+
+def _baseline_argv(name: str, output_file: str) -> Callable[[Paths], list[str]]:
+    def argv(paths: Paths) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "--run-contender", name,
+                "--work-dir", str(paths.work), "--output", str(paths.output_dir(name) / output_file)]
+    return argv
+
+
+CONTENDERS: dict[str, Contender] = {
+    c.name: c for c in (
+        Contender("mixprep-w1", "mixprep build --workers 1 (JSONL+Parquet+idx+manifest)", _mixprep_argv(1, False)),
+        Contender("mixprep-w2", "mixprep build --workers 2 --force", _mixprep_argv(2, True)),
+        Contender("hf-datasets", "HF load_dataset(json) + interleave_datasets + to_json",
+                  _baseline_argv("hf-datasets", "mixed.jsonl")),
+        Contender("json-script", "stdlib json: load, filter, quotas, shuffle, dump", _baseline_argv("json-script", "mixed.jsonl")),
+        Contender("polars-floor", "polars scan_ndjson -> filter -> sink_ndjson (no shuffle)",
+                  _baseline_argv("polars-floor", "mixed.jsonl")),
+    )
+}
+
+
+def run_contender_in_this_process(name: str, paths: Paths, output: Path) -> None:
+    workload = Workload.from_json(paths.workload.read_text())
+    if name == "hf-datasets":
+        run_hf_datasets(workload, output, paths.hf_cache())
+    elif name == "json-script":
+        run_json_script(workload, output)
+    elif name == "polars-floor":
+        run_polars_floor(workload, output)
+    else:
+        msg = f"--run-contender {name!r}: expected one of hf-datasets, json-script, polars-floor"
+        raise SystemExit(msg)
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    summary: str
+    status: str                 # "ok", "bad output: ...", "failed (rc N)", "timed out", "unavailable"
+    seconds: float | None = None
+    mb_per_s: float | None = None
+    peak_rss_mib: float | None = None
+    peak_pss_mib: float | None = None
+    cores_busy: float | None = None
+    output_mb: float | None = None
+    output_records: int | None = None
+    speed_vs_baseline: float | None = None
+    rss_vs_baseline: float | None = None
+    runs: int = 0
+    error_tail: str = ""
+
+
+def count_lines(path: Path) -> int:
+    count = 0
+    with path.open("rb") as f:
+        while block := f.read(16 << 20):
+            count += block.count(b"\n")
+    return count
+
+
+def output_summary(folder: Path) -> tuple[int, int]:
+    """(bytes of every file in `folder`, records in its JSONL output(s))."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    records = sum(count_lines(p) for p in files if p.suffix in (".jsonl", ".json") and not p.name.endswith("manifest.json"))
+    return sum(p.stat().st_size for p in files), records
+
+
+def output_problem(contender: str, folder: Path, records: int, workload: Workload) -> str | None:
+    """Why a finished run's output does not count (None when it does): mixprep must write all
+    four files with exactly total_samples records; every other contender must write records."""
+    if contender.startswith("mixprep"):
+        stem = f"{MIXTURE_PHASE}_{MIXTURE_NAME}_train"
+        missing = [s for s in (".jsonl", ".parquet", ".idx", ".manifest.json") if not (folder / f"{stem}{s}").exists()]
+        if missing:
+            return f"missing {', '.join(stem + s for s in missing)}"
+        if records != workload.total_samples:
+            return f"{records:,} records, expected {workload.total_samples:,}"
+    elif records == 0:
+        return "no records written"
+    return None
+
+
+def reset_dir(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Run mixprep from this checkout even before it is pip-installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def mixprep_available() -> tuple[bool, str]:
+    probe = subprocess.run([sys.executable, "-m", "mixprep", "build", "--help"], cwd=REPO_ROOT, env=child_env(),
+                           capture_output=True, text=True, timeout=120)
+    return probe.returncode == 0, probe.stderr[-2000:]
+
+
+def measure_contender(contender: Contender, paths: Paths, workload: Workload, input_bytes: int, *, repeat: int,
+                      timeout_seconds: float) -> Result:
+    """Run one contender `repeat` times on a clean output folder: median time, worst RSS."""
+    seconds: list[float] = []
+    cpu: list[float] = []
+    peaks: list[int] = []
+    pss_peaks: list[int] = []
+    for _ in range(repeat):
+        reset_dir(paths.output_dir(contender.name))
+        shutil.rmtree(paths.hf_cache(), ignore_errors=True)
+        # Flush the previous contender's dirty pages so their write-back is not billed here.
+        os.sync()
+        m = common.run_measured(contender.argv(paths), label=contender.name, cwd=REPO_ROOT, env=child_env(),
+                                timeout_seconds=timeout_seconds, log_dir=paths.logs)
+        if not m.ok:
+            status = "timed out" if m.timed_out else f"failed (rc {m.returncode})"
+            return Result(contender.name, contender.summary, status, runs=len(seconds) + 1,
+                          error_tail=m.stderr_tail[-1500:])
+        seconds.append(m.seconds)
+        cpu.append(m.cpu_seconds)
+        peaks.append(m.peak_rss_bytes)
+        pss_peaks.append(m.peak_pss_bytes)
+    out_bytes, records = output_summary(paths.output_dir(contender.name))
+    shutil.rmtree(paths.hf_cache(), ignore_errors=True)
+    problem = output_problem(contender.name, paths.output_dir(contender.name), records, workload)
+    wall = statistics.median(seconds)
+    return Result(
+        name=contender.name, summary=contender.summary, status=f"bad output: {problem}" if problem else "ok",
+        seconds=wall,
+        mb_per_s=input_bytes / common.MB / wall,
+        peak_rss_mib=max(peaks) / common.MIB, peak_pss_mib=max(pss_peaks) / common.MIB,
+        cores_busy=statistics.median(c / s for c, s in zip(cpu, seconds)),
+        output_mb=out_bytes / common.MB, output_records=records, runs=repeat,
+    )
+
+
+def with_ratios(results: list[Result], baseline: str) -> list[Result]:
+    base = next((r for r in results if r.name == baseline and r.status == "ok"), None)
+    if base is None:
+        return results
+    return [replace(r, speed_vs_baseline=r.mb_per_s / base.mb_per_s, rss_vs_baseline=r.peak_rss_mib / base.peak_rss_mib)
+            if r.status == "ok" else r for r in results]
+
+
+def evaluate_targets(results: list[Result], input_bytes: int) -> list[dict[str, Any]]:
+    """The issue's targets, from this run's numbers (None where a contender did not run)."""
+    by = {r.name: r for r in results if r.status == "ok"}
+
+    def ratio(a: str, b: str) -> float | None:
+        return by[a].mb_per_s / by[b].mb_per_s if a in by and b in by else None
+
+    mixprep_rss = [by[n].peak_rss_mib * common.MIB for n in ("mixprep-w1", "mixprep-w2") if n in by]
+    checks = [
+        ("mixprep-w2 MB/s >= 4x hf-datasets", ratio("mixprep-w2", "hf-datasets"), 4.0, ">="),
+        ("mixprep-w2 MB/s >= 0.35x polars-floor", ratio("mixprep-w2", "polars-floor"), 0.35, ">="),
+        ("mixprep-w2 MB/s >= 1.6x mixprep-w1", ratio("mixprep-w2", "mixprep-w1"), 1.6, ">="),
+        (f"mixprep peak RSS <= 1 GB (input {common.format_bytes(input_bytes)}; target stated at 1.5 GB)",
+         max(mixprep_rss) / 1e9 if mixprep_rss else None, 1.0, "<="),
+    ]
+    return [{"target": what, "value": value, "threshold": threshold,
+             "met": None if value is None else (value >= threshold if op == ">=" else value <= threshold)}
+            for what, value, threshold, op in checks]
+
+
+TABLE_COLUMNS = (
+    ("name", "contender"), ("seconds", "seconds"), ("mb_per_s", "MB/s"), ("peak_rss_mib", "peak RSS MiB"),
+    ("peak_pss_mib", "peak PSS MiB"),
+    ("cores_busy", "cores busy"), ("output_records", "out records"), ("output_mb", "out MB"),
+    ("speed_vs_baseline", f"speed / {BASELINE}"), ("rss_vs_baseline", f"RSS / {BASELINE}"), ("status", "status"),
+)
+
+
+def print_report(results: list[Result], targets: list[dict[str, Any]], header: str) -> None:
+    print(header)
+    print()
+    print(common.format_table([common.to_jsonable(r) for r in results], TABLE_COLUMNS))
+    print()
+    for t in targets:
+        mark = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        value = "n/a" if t["value"] is None else f"{t['value']:.2f}"
+        print(f"  [{mark}] {t['target']}: {value}")
+    for r in results:
+        if r.error_tail:
+            print(f"\n--- {r.name} {r.status}; stderr tail:\n{r.error_tail}")
+
+
+# -- main --------------------------------------------------------------------------------
+
+def build_workload(paths: Paths, args: argparse.Namespace, size: int) -> tuple[Workload, int]:
+    import gen_corpus
+
+    corpus = gen_corpus.ensure_corpus(paths.data, size, args.sources, args.seed, jobs=2)
+    ratios = tuple(float(x) for x in args.ratios.split(",")) if args.ratios else default_ratios(args.sources)
+    if len(ratios) != args.sources or abs(sum(ratios) - 1) > 1e-6:
+        msg = f"--ratios {args.ratios!r}: expected {args.sources} comma-separated ratios summing to 1"
+        raise SystemExit(msg)
+    workload = Workload(
+        sources=tuple(WorkloadSource(name=gen_corpus.source_name(i), path=str((paths.data / s.path).resolve()), ratio=r)
+                      for i, (s, r) in enumerate(zip(corpus.sources, ratios))),
+        min_chars=args.min_chars, total_samples=args.total_samples or corpus.records, seed=args.seed,
+    )
+    paths.workload.write_text(workload.to_json())
+    paths.mixture.write_text(mixture_yaml(workload, paths.output_dir("mixprep")))
+    return workload, corpus.bytes
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="1.5GB", help="input size over all sources (default 1.5GB)")
+    parser.add_argument("--quick", action="store_true", help=f"input of {QUICK_SIZE}; the whole run takes under a minute")
+    parser.add_argument("--sources", type=int, default=3)
+    parser.add_argument("--ratios", help="comma-separated mix ratios (default 0.5,0.3,0.2 for 3 sources)")
+    parser.add_argument("--min-chars", type=int, default=50, help="length filter every contender but HF applies")
+    parser.add_argument("--total-samples", type=int, help="default: the input's record count")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(CONTENDERS)}")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender: median time, worst RSS")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per run before the tree is killed")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep-outputs", action="store_true", help="leave each contender's output in <work>/out")
+    parser.add_argument("--run-contender", help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    paths = Paths(args.work_dir.resolve())
+    if args.run_contender:
+        run_contender_in_this_process(args.run_contender, paths, args.output)
+        return 0
+
+    size = common.parse_size(QUICK_SIZE if args.quick and args.size == "1.5GB" else args.size)
+    names = args.only.split(",") if args.only else list(CONTENDERS)
+    unknown = [n for n in names if n not in CONTENDERS]
+    if unknown:
+        raise SystemExit(f"--only: unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
+    paths.work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(paths.logs, ignore_errors=True)
+    workload, input_bytes = build_workload(paths, args, size)
+    have_mixprep, why_not = mixprep_available()
+
+    results = []
+    for name in names:
+        contender = CONTENDERS[name]
+        if name.startswith("mixprep") and not have_mixprep:
+            results.append(Result(name, contender.summary, "unavailable", error_tail=why_not))
+            continue
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results.append(measure_contender(contender, paths, workload, input_bytes, repeat=args.repeat,
+                                         timeout_seconds=args.timeout))
+        if not args.keep_outputs:
+            shutil.rmtree(paths.output_dir(name), ignore_errors=True)
+    results = with_ratios(results, BASELINE)
+    targets = evaluate_targets(results, input_bytes)
+
+    machine = common.machine_info()
+    header = (f"bench_build: {common.format_bytes(input_bytes)} in {len(workload.sources)} sources, "
+              f"{workload.total_samples:,} samples, min_chars {workload.min_chars}, seed {workload.seed}; "
+              f"{machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB RAM")
+    print_report(results, targets, header)
+    if args.json:
+        common.write_json(args.json, {
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": machine,
+            "versions": common.package_versions(["mixprep", "datasets", "polars", "pyarrow", "orjson", "numpy"]),
+            "input": {"bytes": input_bytes, "sources": len(workload.sources), "dir": str(paths.data)},
+            "workload": workload,
+            "baseline": BASELINE,
+            "results": results,
+            "targets": targets,
+        })
+    return 0 if all(r.status in ("ok", "unavailable") for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

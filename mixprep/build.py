@@ -1,0 +1,595 @@
+"""The build driver: the one module that knows about processes and executors.
+
+plan (pure task list) -> scan (parallel: filter, write kept records, return counts)
+-> quotas and selection (driver, numpy) -> final order and buckets (driver)
+-> write buckets (parallel) -> append parts, index, sidecar (driver) -> manifest
+-> atomic commit. Tasks are pure functions of their job, and results are consumed
+in task order, so the bytes do not depend on `--workers` or on the executor.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import numpy as np
+
+from mixprep import __version__
+from mixprep.config import MixtureConfig
+from mixprep.errors import ConfigError, OutputError, SamplingError
+from mixprep.manifest import (
+    MANIFEST_FORMAT,
+    build_key,
+    input_fingerprints,
+    outputs_intact,
+    package_versions,
+    read_manifest,
+    write_manifest,
+)
+from mixprep.plan import ScanTask, make_plan
+from mixprep.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, shuffle_keys, validation_shares
+from mixprep.scan import ScanJob, ScanResult, ScanStats, scan_task
+from mixprep.writers import BUCKET_DTYPE, BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, write_bucket
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+SPLITS = ("train", "validation")
+TMP_FOLDER = ".mixprep-tmp"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    output_dir: Path
+    splits: tuple[str, ...] | None = None  # None: every split the mixture defines
+    workers: int = 1
+    force: bool = False
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    parquet_compression: str = "lz4"
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+
+
+@dataclass
+class BuildResult:
+    files: dict[str, Path]
+    manifests: dict[str, dict[str, Any]]
+    reused: bool = False
+    quotas: list[Quota] = field(default_factory=list)
+    stats: dict[str, ScanStats] = field(default_factory=dict)
+
+
+# -- executors -------------------------------------------------------------------
+
+class Executor(Protocol):
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]: ...
+    def close(self) -> None: ...
+
+
+def _init_worker() -> None:
+    import pyarrow as pa
+
+    # Each worker gets one core; N workers use N cores without oversubscribing.
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+
+
+class LocalExecutor:
+    """`--workers 1` runs tasks in this process; more uses a spawn-based process pool."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+        self._saved_env: str | None = None
+        if workers > 1:
+            # polars reads its thread count at import time, so it must be in the environment the workers inherit.
+            self._saved_env = os.environ.get("POLARS_MAX_THREADS")
+            os.environ["POLARS_MAX_THREADS"] = "1"
+            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        if self.pool is None:
+            return (fn(item) for item in items)
+        return self.pool.map(fn, items)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+            if self._saved_env is None:
+                os.environ.pop("POLARS_MAX_THREADS", None)
+            else:
+                os.environ["POLARS_MAX_THREADS"] = self._saved_env
+
+
+def make_executor(options: BuildOptions) -> Executor:
+    if options.executor == "ray":
+        from mixprep.ray_executor import RayExecutor
+
+        return RayExecutor(address=options.ray_address, workers=options.workers)
+    if options.workers < 1:
+        msg = f"--workers must be >= 1, got {options.workers}"
+        raise ConfigError(msg)
+    return LocalExecutor(options.workers)
+
+
+# -- progress ----------------------------------------------------------------------
+
+class Progress:
+    """A tqdm bar on a terminal, a log line every few seconds otherwise."""
+
+    def __init__(self, desc: str, total_bytes: int, enabled: bool | None) -> None:
+        self.desc = desc
+        self.total = total_bytes
+        self.done = 0
+        self.records = 0
+        self.start = self.last_log = time.monotonic()
+        interactive = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+        if interactive:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_bytes, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+
+    def advance(self, nbytes: int, records: int) -> None:
+        self.done += nbytes
+        self.records += records
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        if self.bar is not None:
+            self.bar.update(nbytes)
+            self.bar.set_postfix_str(f"{self.records / elapsed:,.0f} rec/s", refresh=False)
+        elif time.monotonic() - self.last_log >= 5 or self.done >= self.total:
+            self.last_log = time.monotonic()
+            log.info(
+                "%s: %.0f%% (%.1f MB, %.1f MB/s, %s records, %.0f records/s)",
+                self.desc, 100 * self.done / max(self.total, 1), self.done / 1e6,
+                self.done / 1e6 / elapsed, f"{self.records:,}", self.records / elapsed,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- the build ---------------------------------------------------------------------
+
+def requested_splits(config: MixtureConfig, splits: tuple[str, ...] | None) -> tuple[str, ...]:
+    defined = config.splits()
+    if splits is None:
+        return defined
+    for split in splits:
+        if split not in SPLITS:
+            msg = f"unknown split {split!r}; valid: train, validation, all"
+            raise ConfigError(msg)
+        if split not in defined:
+            msg = (
+                f"{config.path}: split {split!r} is not defined by this mixture; add metadata.validation "
+                f"({{fraction: 0.01}} or {{samples: N}}) or a dataset validation_source"
+            )
+            raise ConfigError(msg)
+    return tuple(s for s in SPLITS if s in splits)
+
+
+def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
+    config.raise_if_invalid()
+    splits = requested_splits(config, options.splits)
+    out_dir = _prepare_output_dir(options.output_dir)
+    tasks = make_plan(config)
+    inputs = input_fingerprints(tasks)
+    key = build_key(config.raw_digest, inputs, _key_options(config, options))
+    finals = {split: SplitFiles.for_stem(out_dir, config.stem(split)) for split in splits}
+    if not options.force:
+        reused = _reuse(finals, key)
+        if reused is not None:
+            log.info("outputs are up to date (config and inputs unchanged); use --force to rebuild")
+            return BuildResult({s: f.jsonl for s, f in finals.items()}, reused, reused=True)
+
+    work = _make_work_dir(out_dir, config)
+    executor = make_executor(options)
+    try:
+        results = _scan(config, tasks, executor, str(work), options.progress)
+        stats = _stats_by_dataset(config, tasks, results)
+        arrays = _load_scan_arrays(config, tasks, results)
+        quotas = _quotas(config, stats, arrays)
+        selections = _select(config, quotas, arrays)
+        manifests: dict[str, dict[str, Any]] = {}
+        pairs = []
+        for split in splits:
+            tmp = SplitFiles.for_stem(work, config.stem(split))
+            info = _write_split(config, stats, split, selections, arrays, tmp, executor, str(work), options)
+            manifests[split] = _manifest(config, split, key, inputs, stats, quotas, selections, info, finals[split], options)
+            write_manifest(tmp.manifest, manifests[split])
+            pairs.append((tmp, finals[split]))
+        commit(pairs)
+    finally:
+        executor.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return BuildResult({s: f.jsonl for s, f in finals.items()}, manifests, quotas=quotas, stats=stats)
+
+
+def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
+    """Scan and allocate without writing any output: what `build --dry-run` prints."""
+    config.raise_if_invalid()
+    tasks = make_plan(config)
+    out_dir = _prepare_output_dir(options.output_dir)
+    work = _make_work_dir(out_dir, config)
+    executor = make_executor(options)
+    try:
+        results = _scan(config, tasks, executor, str(work), options.progress)
+        stats = _stats_by_dataset(config, tasks, results)
+        arrays = _load_scan_arrays(config, tasks, results)
+        quotas = _quotas(config, stats, arrays, check=False)
+    finally:
+        executor.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return BuildResult({}, {}, quotas=quotas, stats=stats)
+
+
+def _key_options(config: MixtureConfig, options: BuildOptions) -> dict[str, Any]:
+    return {"parquet_compression": options.parquet_compression, "mixprep": __version__}
+
+
+def _reuse(finals: dict[str, SplitFiles], key: str) -> dict[str, dict[str, Any]] | None:
+    manifests = {}
+    for split, files in finals.items():
+        manifest = read_manifest(files.manifest)
+        if manifest is None or manifest.get("build_key") != key:
+            return None
+        if not outputs_intact(manifest, files.jsonl, files.parquet, files.index):
+            return None
+        manifests[split] = manifest
+    return manifests
+
+
+def _prepare_output_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"output folder {path} cannot be created: {exc.strerror or exc}"
+        raise OutputError(msg) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        msg = f"output folder {path} is not writable; choose another with --output-dir"
+        raise OutputError(msg)
+    return path
+
+
+def _make_work_dir(out_dir: Path, config: MixtureConfig) -> Path:
+    root = out_dir / TMP_FOLDER
+    prefix = f"{config.phase}_{config.name}."
+    try:
+        root.mkdir(exist_ok=True)
+        _remove_abandoned(root, prefix)
+        work = root / f"{prefix}{os.getpid()}.{os.urandom(4).hex()}"
+        work.mkdir()
+    except OSError as exc:
+        msg = f"output folder {out_dir} is not writable: {exc.strerror or exc}"
+        raise OutputError(msg) from None
+    return work
+
+
+def _remove_abandoned(root: Path, prefix: str) -> None:
+    """Delete work folders of killed builds of this mixture (their process is gone)."""
+    for entry in root.glob(f"{prefix}*"):
+        try:
+            pid = int(entry.name[len(prefix):].split(".")[0])
+        except ValueError:
+            continue
+        if not _process_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- scan ---------------------------------------------------------------------------
+
+def _scan(
+    config: MixtureConfig, tasks: list[ScanTask], executor: Executor, work: str, progress: bool | None
+) -> list[ScanResult]:
+    jobs = [
+        ScanJob(
+            task=task,
+            schema=config.record_schema,
+            text_field=config.datasets[task.dataset].text_field,
+            filters=config.datasets[task.dataset].filters,
+            on_bad_record=config.on_bad_record,
+            filter_on=config.filter_on,
+            seed=config.seed,
+            work_dir=work,
+        )
+        for task in tasks
+    ]
+    bar = Progress("scan", sum(t.end - t.start for t in tasks), progress)
+    results = []
+    try:
+        for task, result in zip(tasks, executor.map(scan_task, jobs)):
+            results.append(result)
+            bar.advance(task.end - task.start, result.stats.read)
+    finally:
+        bar.close()
+    return results
+
+
+@dataclass(frozen=True)
+class SourceArrays:
+    """One dataset's kept records across its tasks, in plan order."""
+
+    keys: np.ndarray  # identity hash
+    lengths: np.ndarray  # output bytes (approximate for pretrain: the text)
+    tasks: np.ndarray  # int32 task id
+    rows: np.ndarray  # int64 row in the task's scan file
+
+
+def _stats_by_dataset(config: MixtureConfig, tasks: list[ScanTask], results: list[ScanResult]) -> dict[str, ScanStats]:
+    stats = {d.name: ScanStats() for d in config.datasets}
+    for task, result in zip(tasks, results):
+        if task.role == "main":
+            stats[task.dataset_name] = stats[task.dataset_name] + result.stats
+    return stats
+
+
+def _load_scan_arrays(
+    config: MixtureConfig, tasks: list[ScanTask], results: list[ScanResult]
+) -> dict[tuple[int, str], SourceArrays]:
+    parts: dict[tuple[int, str], list[tuple[int, np.ndarray]]] = {}
+    for task, result in zip(tasks, results):
+        parts.setdefault((task.dataset, task.role), []).append((task.task_id, np.load(result.keys_path)))
+    arrays = {}
+    for group, items in parts.items():
+        tables = [table for _, table in items]
+        arrays[group] = SourceArrays(
+            keys=np.concatenate([t[:, 0] for t in tables]),
+            lengths=np.concatenate([t[:, 1] for t in tables]),
+            tasks=np.concatenate([np.full(len(t), task_id, dtype=np.int32) for task_id, t in items]),
+            rows=np.concatenate([np.arange(len(t), dtype=np.int64) for t in tables]),
+        )
+    return arrays
+
+
+# -- allocation -----------------------------------------------------------------------
+
+def _quotas(
+    config: MixtureConfig,
+    stats: dict[str, ScanStats],
+    arrays: dict[tuple[int, str], SourceArrays],
+    *,
+    check: bool = True,
+) -> list[Quota]:
+    counts = []
+    for i, dataset in enumerate(config.datasets):
+        validation = arrays.get((i, "validation"))
+        counts.append(
+            SourceCounts(
+                name=dataset.name,
+                ratio=dataset.mix_ratio,
+                max_samples=dataset.max_samples,
+                kept=stats[dataset.name].kept,
+                validation_kept=None if dataset.validation_source is None else (0 if validation is None else len(validation.keys)),
+            )
+        )
+    fraction = config.validation.fraction if config.validation else None
+    samples = config.validation.samples if config.validation else None
+    shares = validation_shares(counts, fraction, samples)
+    quotas = plan_quotas(counts, total_samples=config.total_samples, validation=shares)
+    if check:
+        _check_quotas(config, counts, quotas, stats)
+    return quotas
+
+
+def _check_quotas(config: MixtureConfig, counts: list[SourceCounts], quotas: list[Quota], stats: dict[str, ScanStats]) -> None:
+    for dataset, count, quota in zip(config.datasets, counts, quotas):
+        if count.validation_kept is not None and quota.validation > count.validation_kept:
+            msg = (
+                f"dataset {dataset.name!r}: its validation_source has {count.validation_kept} usable records, "
+                f"but the validation split needs {quota.validation} from it"
+            )
+            raise SamplingError(msg)
+        if count.validation_kept is None and quota.held_out and quota.held_out >= count.kept:
+            msg = (
+                f"dataset {dataset.name!r}: validation would hold out {quota.held_out} of its {count.kept} records, "
+                f"leaving none for train; lower metadata.validation"
+            )
+            raise SamplingError(msg)
+        if quota.quota > 0 and quota.available == 0:
+            msg = f"dataset {dataset.name!r}: needs {quota.quota} records but none are available ({explain(stats[dataset.name], dataset.source.describe())})"
+            raise SamplingError(msg)
+        factor = quota.repeat_factor
+        if config.repeats.max_factor is not None and factor > config.repeats.max_factor:
+            msg = (
+                f"dataset {dataset.name!r}: quota {quota.quota} from {quota.available} available records needs a repeat "
+                f"factor of {factor:.2f}, above metadata.repeats.max_factor {config.repeats.max_factor:g}; "
+                f"add data, lower its mix_ratio or total_samples, or raise max_factor"
+            )
+            raise SamplingError(msg)
+        if factor > config.repeats.warn_above:
+            log.warning(
+                "dataset %r: quota %d from %d available records: wraparound, repeat factor %.2f "
+                "(%d extra copies)", dataset.name, quota.quota, quota.available, factor, quota.quota - quota.available,
+            )
+
+
+def explain(stats: ScanStats, where: str) -> str:
+    parts = [f"{stats.read} read from {where}"]
+    parts += [f"{n} bad ({reason})" for reason, n in sorted(stats.bad.items())]
+    parts += [f"{n} removed by {name}" for name, n in sorted(stats.removed.items())]
+    return ", ".join(parts)
+
+
+def _select(
+    config: MixtureConfig, quotas: list[Quota], arrays: dict[tuple[int, str], SourceArrays]
+) -> list[SourceSelection]:
+    empty = SourceArrays(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    selections = []
+    for i, (dataset, quota) in enumerate(zip(config.datasets, quotas)):
+        main = arrays.get((i, "main"), empty)
+        validation = arrays.get((i, "validation"))
+        if dataset.validation_source is not None and validation is None:
+            validation = empty
+        selections.append(choose(main.keys, None if validation is None else validation.keys, quota, dataset.max_samples))
+    return selections
+
+
+# -- write ------------------------------------------------------------------------------
+
+def _write_split(
+    config: MixtureConfig,
+    stats: dict[str, ScanStats],
+    split: str,
+    selections: list[SourceSelection],
+    arrays: dict[tuple[int, str], SourceArrays],
+    tmp: SplitFiles,
+    executor: Executor,
+    work: str,
+    options: BuildOptions,
+) -> OutputInfo:
+    order_keys, tasks, rows, datasets, lengths = [], [], [], [], []
+    for i, (dataset, selection) in enumerate(zip(config.datasets, selections)):
+        chosen = selection.train if split == "train" else selection.validation
+        role = "validation" if split == "validation" and dataset.validation_source is not None else "main"
+        source = arrays.get((i, role))
+        if source is None or len(chosen.rows) == 0:
+            continue
+        order_keys.append(shuffle_keys(source.keys[chosen.rows], chosen.copies))
+        tasks.append(source.tasks[chosen.rows])
+        rows.append(source.rows[chosen.rows])
+        datasets.append(np.full(len(chosen.rows), i, dtype=np.int32))
+        lengths.append(source.lengths[chosen.rows])
+    if order_keys:
+        order = np.argsort(np.concatenate(order_keys), kind="stable")
+        plan = np.empty(len(order), dtype=BUCKET_DTYPE)
+        plan["task"] = np.concatenate(tasks)[order]
+        plan["row"] = np.concatenate(rows)[order]
+        plan["dataset"] = np.concatenate(datasets)[order]
+        sizes = np.concatenate(lengths)[order]
+    else:
+        plan = np.empty(0, dtype=BUCKET_DTYPE)
+        sizes = np.zeros(0, dtype=np.uint64)
+    jobs = _bucket_jobs(config, split, plan, sizes, work, stats)
+    writer = SplitWriter(tmp, config.record_schema, options.parquet_compression)
+    bar = Progress(f"write {split}", int(sizes.sum()), options.progress)
+    written = 0
+    try:
+        for result in executor.map(write_bucket, jobs):
+            writer.add(result)
+            # Sizes are estimates (text bytes); advance by them so the bar ends at 100%.
+            step = int(sizes[written : written + result.records].sum())
+            written += result.records
+            bar.advance(step, result.records)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+
+
+def _mixed_type_fields(stats: dict[str, ScanStats]) -> tuple[str, ...]:
+    kinds: dict[str, set[str]] = {}
+    for source in stats.values():
+        for name, kind in source.field_kinds:
+            kinds.setdefault(name, set()).add(kind)
+    return tuple(sorted(name for name, found in kinds.items() if len(found) > 1))
+
+
+def _bucket_jobs(
+    config: MixtureConfig, split: str, plan: np.ndarray, sizes: np.ndarray, work: str, stats: dict[str, ScanStats]
+) -> list[BucketJob]:
+    bucket_bytes = config.shuffle_bucket_mb * 1024 * 1024
+    cumulative = np.cumsum(sizes, dtype=np.uint64)
+    if len(plan):
+        cuts = np.searchsorted(cumulative, np.arange(bucket_bytes, int(cumulative[-1]), bucket_bytes, dtype=np.uint64), side="right")
+        bounds = [0, *sorted(set(int(c) for c in cuts) - {0, len(plan)}), len(plan)]
+    else:
+        bounds = [0, 0]
+    folder = Path(work) / f"plan-{split}"
+    folder.mkdir(exist_ok=True)
+    names = tuple(d.name for d in config.datasets)
+    json_fields = _mixed_type_fields(stats)
+    jobs = []
+    for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        path = folder / f"{b:05d}.npy"
+        np.save(path, plan[lo:hi])
+        jobs.append(BucketJob(split, b, str(path), config.record_schema, names, work, json_fields))
+    return jobs
+
+
+# -- manifest ----------------------------------------------------------------------------
+
+def _manifest(
+    config: MixtureConfig,
+    split: str,
+    key: str,
+    inputs: list[dict[str, Any]],
+    stats: dict[str, ScanStats],
+    quotas: list[Quota],
+    selections: list[SourceSelection],
+    info: OutputInfo,
+    final: SplitFiles,
+    options: BuildOptions,
+) -> dict[str, Any]:
+    sources = {}
+    by_source = {}
+    for dataset, quota, selection in zip(config.datasets, quotas, selections):
+        chosen = selection.train if split == "train" else selection.validation
+        entry = {
+            "mix_ratio": dataset.mix_ratio,
+            "max_samples": dataset.max_samples,
+            "source": list(dataset.source.patterns),
+            **stats[dataset.name].as_dict(),
+            "held_out_for_validation": quota.held_out,
+            "available": quota.available,
+        }
+        if split == "train":
+            entry.update(
+                quota=quota.quota,
+                unique=chosen.unique,
+                repeated_records=chosen.repeated_records,
+                extra_copies=chosen.extra_copies,
+                repeat_factor=round(quota.repeat_factor, 6) if quota.available else None,
+            )
+        else:
+            entry.update(quota=quota.validation, unique=chosen.unique, repeated_records=0, extra_copies=0, repeat_factor=None)
+            if dataset.validation_source is not None:
+                entry["validation_source"] = list(dataset.validation_source.patterns)
+        sources[dataset.name] = entry
+        by_source[dataset.name] = len(chosen.rows)
+    return {
+        "format": MANIFEST_FORMAT,
+        "split": split,
+        "phase": config.phase,
+        "name": config.name,
+        "record_schema": config.record_schema,
+        "seed": config.seed,
+        "config": {"path": str(config.path.resolve()), "sha256": config.raw_digest},
+        "build_key": key,
+        "total_samples": sum(by_source.values()),
+        "packages": package_versions(),
+        "options": {"parquet_compression": options.parquet_compression, "shuffle_bucket_mb": config.shuffle_bucket_mb},
+        "inputs": inputs,
+        "sources": sources,
+        "output": {
+            "jsonl": final.jsonl.name,
+            "records": info.records,
+            "records_by_source": by_source,
+            "bytes": info.bytes,
+            "sha256": info.sha256,
+            "index": {"file": final.index.name, "entries": info.records + 1},
+            "parquet": {"file": final.parquet.name, "rows": info.parquet_rows, "bytes": info.parquet_bytes},
+        },
+    }

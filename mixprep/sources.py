@@ -1,0 +1,211 @@
+"""Scan task -> blocks of records, with bounded memory.
+
+JSONL (plain, gzip, zstd) is read in blocks of whole lines (`BLOCK_BYTES`); a
+plain file's task owns the lines that start inside its byte range. Parquet is
+read by row group, Arrow IPC by record batch. Every block carries each record's
+position (byte offset or row number) so records keep a stable identity and bad
+records can be reported as `file:line`.
+"""
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from mixprep.errors import SourceError
+from mixprep.plan import ScanTask, SourceFile
+
+BLOCK_BYTES = 16 * 1024 * 1024
+PARQUET_BATCH_ROWS = 65_536
+
+# Bytes that make a line blank when it holds nothing else (space, tab, CR, LF).
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[[9, 10, 13, 32]] = True
+
+
+@dataclass(frozen=True)
+class LineBlock:
+    """Whole JSONL lines: `data` holds them, `starts`/`ends` slice each non-blank one."""
+
+    data: bytes
+    base_offset: int
+    """Byte offset of data[0] in the (decompressed) file."""
+    first_line: int | None
+    """1-based line number of data[0] when known while streaming (compressed files)."""
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.starts.astype(np.uint64) + np.uint64(self.base_offset)
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    """Rows from a columnar file; `positions` are row numbers in the file."""
+
+    table: pa.Table
+    positions: np.ndarray
+
+
+def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start/end (exclusive, without the newline) of every non-blank line in data."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(buf)]))
+    keep = starts < ends
+    starts, ends = starts[keep], ends[keep]
+    if len(starts) == 0:
+        return starts, ends
+    # A line is blank when it holds only whitespace: count non-whitespace bytes per line.
+    non_ws = np.concatenate(([0], np.cumsum(~_WHITESPACE[buf], dtype=np.int64)))
+    content = non_ws[ends] - non_ws[starts]
+    keep = content > 0
+    return starts[keep], ends[keep]
+
+
+def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:
+    file = task.file
+    try:
+        if file.format == "jsonl":
+            if file.compression is None:
+                yield from _plain_jsonl_blocks(file, task.start, task.end)
+            else:
+                yield from _compressed_jsonl_blocks(file)
+        elif file.format == "parquet":
+            yield from _parquet_blocks(file)
+        elif file.format == "arrow":
+            yield from _arrow_blocks(file)
+        else:  # config validation admits only the formats above
+            msg = f"{file.path}: unsupported format {file.format!r}"
+            raise SourceError(msg)
+    except FileNotFoundError:
+        msg = f"{file.path}: file disappeared during the build"
+        raise SourceError(msg) from None
+    except (OSError, EOFError, pa.ArrowInvalid) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        msg = f"{file.path}: cannot read {file.format} data: {exc}"
+        raise SourceError(msg) from None
+
+
+def _plain_jsonl_blocks(file: SourceFile, start: int, end: int) -> Iterator[LineBlock]:
+    with open(file.path, "rb") as handle:
+        position = _first_line_start(handle, start)  # offset of data[0] below
+        carry = b""
+        while position < end:
+            chunk = handle.read(BLOCK_BYTES)
+            data = carry + chunk
+            if not data:
+                break
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a block: keep reading
+                    carry = data
+                    continue
+            else:
+                cut = len(data)  # last line without a newline
+            block, carry = data[:cut], data[cut:]
+            block_start = position
+            position += len(block)
+            if position > end:
+                # Lines starting at or after `end` belong to the next shard.
+                block = block[: _bytes_owned(block, end - block_start)]
+            starts, ends = line_spans(block)
+            if len(starts):
+                yield LineBlock(block, block_start, None, starts, ends)
+
+
+def _first_line_start(handle: BinaryIO, start: int) -> int:
+    """The offset of the first line that starts at or after `start`."""
+    if start == 0:
+        return 0
+    handle.seek(start - 1)
+    if handle.read(1) == b"\n":
+        return start
+    handle.readline()
+    return handle.tell()
+
+
+def _bytes_owned(block: bytes, limit: int) -> int:
+    """Length of the prefix of block holding the lines that start before `limit`."""
+    if limit <= 0:
+        return 0
+    newline = block.find(b"\n", limit - 1)
+    return len(block) if newline < 0 else newline + 1
+
+
+def _open_decompressed(file: SourceFile) -> BinaryIO:
+    if file.compression == "gzip":
+        return gzip.open(file.path, "rb")  # type: ignore[return-value]
+    import zstandard
+
+    raw = open(file.path, "rb")  # noqa: SIM115 - closed through the reader below
+    return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
+
+
+def _compressed_jsonl_blocks(file: SourceFile) -> Iterator[LineBlock]:
+    offset = 0
+    line = 1
+    carry = b""
+    with _open_decompressed(file) as handle:
+        while True:
+            chunk = handle.read(BLOCK_BYTES)
+            data = carry + chunk
+            if not data:
+                break
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            block, carry = data[:cut], data[cut:]
+            starts, ends = line_spans(block)
+            if len(starts):
+                yield LineBlock(block, offset, line, starts, ends)
+            offset += len(block)
+            line += block.count(b"\n")
+            if not chunk:
+                break
+
+
+def _parquet_blocks(file: SourceFile) -> Iterator[TableBlock]:
+    parquet = pq.ParquetFile(file.path)
+    row = 0
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
+        row += batch.num_rows
+
+
+def _arrow_blocks(file: SourceFile) -> Iterator[TableBlock]:
+    source = pa.memory_map(file.path, "r")
+    try:
+        reader = ipc.open_file(source)
+        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+    except pa.ArrowInvalid:
+        source.seek(0)
+        batches = iter(ipc.open_stream(source))
+    row = 0
+    for batch in batches:
+        yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
+        row += batch.num_rows
+
+
+def line_number(path: str, offset: int) -> int:
+    """1-based line number of the line starting at byte `offset` of a plain file (error path only)."""
+    count = 0
+    remaining = offset
+    with open(path, "rb") as handle:
+        while remaining > 0:
+            chunk = handle.read(min(remaining, BLOCK_BYTES))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            remaining -= len(chunk)
+    return count + 1

@@ -1,0 +1,267 @@
+"""Write stage: selected records in shuffled order -> JSONL + Parquet sidecar + `.idx`.
+
+The driver fixes the final position of every output record before anything is
+written, then cuts the order into buckets of about `shuffle_bucket_mb`. A bucket
+task (`write_bucket`, run in any worker) gathers its records from the scan files,
+already in final order, and writes one JSONL part, its line offsets and one
+Arrow part for the sidecar. `SplitWriter` (driver) appends the parts in bucket
+order: the JSONL is hashed while it is copied, the sidecar gets one row group per
+bucket, the index is the concatenated offsets. Memory is bounded by the bucket
+size, never by the input, and the bytes do not depend on the bucket count.
+
+Everything is written under the build's temporary folder; `commit` renames the
+finished files into place, manifest last.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from mixprep.config import Phase
+from mixprep.errors import OutputError
+from mixprep.index import write_index
+
+BUCKET_DTYPE = np.dtype([("task", "<i4"), ("row", "<i8"), ("dataset", "<i4")])
+PRETRAIN_SIDECAR = pa.schema([("text", pa.large_string()), ("source", pa.string())])
+PARQUET_ROW_GROUP = 16_384
+COPY_CHUNK = 8 * 1024 * 1024
+OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".idx", ".manifest.json")
+
+
+@dataclass(frozen=True)
+class BucketJob:
+    split: str
+    bucket: int
+    plan_path: str
+    schema: Phase
+    source_names: tuple[str, ...]
+    work_dir: str
+    json_fields: tuple[str, ...] = ()
+    """Structured phases: fields whose JSON type varies between records; the sidecar stores them as JSON text."""
+
+
+@dataclass(frozen=True)
+class BucketResult:
+    bucket: int
+    records: int
+    nbytes: int
+    jsonl_path: str
+    offsets_path: str
+    sidecar_path: str
+
+
+def bucket_dir(work_dir: str, split: str) -> str:
+    return os.path.join(work_dir, f"out-{split}")
+
+
+def write_bucket(job: BucketJob) -> BucketResult:
+    plan = np.load(job.plan_path)
+    values = gather(plan, job.work_dir)
+    names = pa.array(job.source_names, pa.string())
+    source = pa.DictionaryArray.from_arrays(pa.array(plan["dataset"], pa.int32()), names).cast(pa.string())
+    if job.schema == "pretrain":
+        sidecar = pa.table([values, source], schema=PRETRAIN_SIDECAR)
+        lines = _json_lines(sidecar)
+    else:
+        lines = pc.binary_join_element_wise(values, pa.scalar(b"", pa.large_binary()), pa.scalar(b"\n", pa.large_binary()))
+        sidecar = None
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+    data = lines.buffers()[2]
+    start, end = int(offsets[0]), int(offsets[-1])
+    body = memoryview(data)[start:end] if data is not None else memoryview(b"")
+    if sidecar is None:
+        sidecar = structured_sidecar(values, job.json_fields)
+
+    folder = bucket_dir(job.work_dir, job.split)
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.join(folder, f"{job.bucket:05d}")
+    with open(f"{stem}.jsonl", "wb") as handle:
+        handle.write(body)
+    np.save(f"{stem}.offsets.npy", (offsets - start).astype(np.uint64))
+    with pa.OSFile(f"{stem}.arrow", "wb") as sink, ipc.new_file(sink, sidecar.schema) as writer:
+        writer.write_table(sidecar)
+    return BucketResult(job.bucket, len(plan), end - start, f"{stem}.jsonl", f"{stem}.offsets.npy", f"{stem}.arrow")
+
+
+def gather(plan: np.ndarray, work_dir: str) -> pa.Array:
+    """The scan values of a bucket's records, in the bucket's (final) order."""
+    from mixprep.scan import rows_path
+
+    if len(plan) == 0:
+        return pa.array([], pa.large_string())
+    tasks = plan["task"]
+    by_task = np.argsort(tasks, kind="stable")
+    task_ids, firsts = np.unique(tasks[by_task], return_index=True)
+    bounds = list(firsts) + [len(by_task)]
+    pieces = []
+    for t, lo, hi in zip(task_ids.tolist(), bounds[:-1], bounds[1:]):
+        with pa.memory_map(rows_path(work_dir, t), "r") as source:
+            column = ipc.open_file(source).read_all().column(0)
+            pieces.append(column.take(pa.array(plan["row"][by_task[lo:hi]])).combine_chunks())
+    grouped = pa.chunked_array(pieces).combine_chunks()
+    # `grouped` is ordered by task; put each record back at its place in the bucket.
+    inverse = np.empty_like(by_task)
+    inverse[by_task] = np.arange(len(by_task))
+    return grouped.take(pa.array(inverse))
+
+
+def _json_lines(table: pa.Table) -> pa.Array:
+    encoded = pl.from_arrow(table).select((pl.struct(pl.all()).struct.json_encode() + "\n").alias("line"))
+    return encoded.get_column("line").to_arrow().cast(pa.large_string())
+
+
+def structured_sidecar(lines: pa.Array, json_fields: tuple[str, ...]) -> pa.Table:
+    """SFT/DPO/RL records as columns; a field whose type varies is kept as JSON text."""
+    records = [orjson.loads(line) for line in lines.to_pylist()]
+    if not records:
+        return pa.table({})
+    for record in records:
+        for name in json_fields:
+            if record.get(name) is not None:
+                record[name] = orjson.dumps(record[name]).decode()
+    return pa.Table.from_struct_array(pa.array(records))
+
+
+# -- the driver side ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SplitFiles:
+    jsonl: Path
+    parquet: Path
+    index: Path
+    manifest: Path
+
+    @classmethod
+    def for_stem(cls, folder: Path, stem: str) -> SplitFiles:
+        return cls(*(folder / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES))
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.jsonl, self.parquet, self.index, self.manifest)
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    records: int
+    bytes: int
+    sha256: str
+    parquet_rows: int
+    parquet_bytes: int
+
+
+class SplitWriter:
+    """Appends bucket parts, in bucket order, into one split's temporary output files."""
+
+    def __init__(self, tmp: SplitFiles, schema: Phase, compression: str) -> None:
+        self.tmp = tmp
+        self.schema = schema
+        self.compression = compression
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.records = 0
+        self.offsets: list[np.ndarray] = []
+        self.sidecar_parts: list[str] = []
+        self.jsonl = open(tmp.jsonl, "wb")  # noqa: SIM115 - closed in finish()/abort()
+        self.parquet: pq.ParquetWriter | None = None
+        if schema == "pretrain":
+            self.parquet = pq.ParquetWriter(tmp.parquet, PRETRAIN_SIDECAR, compression=compression)
+
+    def add(self, part: BucketResult) -> None:
+        with open(part.jsonl_path, "rb") as handle:
+            while chunk := handle.read(COPY_CHUNK):
+                self.sha.update(chunk)
+                self.jsonl.write(chunk)
+        offsets = np.load(part.offsets_path)
+        self.offsets.append(offsets[:-1] + np.uint64(self.size))
+        self.size += part.nbytes
+        self.records += part.records
+        if self.parquet is not None:
+            self._write_sidecar(part.sidecar_path, None)
+        else:
+            self.sidecar_parts.append(part.sidecar_path)
+        os.remove(part.jsonl_path)
+
+    def finish(self) -> OutputInfo:
+        self.jsonl.close()
+        if self.parquet is None:
+            self._write_structured_sidecar()
+        else:
+            self.parquet.close()
+        offsets = np.concatenate(self.offsets + [np.array([self.size], dtype=np.uint64)])
+        write_index(self.tmp.index, self.tmp.jsonl, offsets)
+        rows = pq.ParquetFile(self.tmp.parquet).metadata.num_rows
+        return OutputInfo(self.records, self.size, self.sha.hexdigest(), rows, self.tmp.parquet.stat().st_size)
+
+    def abort(self) -> None:
+        self.jsonl.close()
+        if self.parquet is not None:
+            self.parquet.close()
+
+    def _write_sidecar(self, path: str, schema: pa.Schema | None) -> None:
+        with pa.memory_map(path, "r") as source:
+            table = ipc.open_file(source).read_all()
+        if schema is not None:
+            table = conform(table, schema)
+        assert self.parquet is not None
+        if table.num_rows:
+            self.parquet.write_table(table, row_group_size=PARQUET_ROW_GROUP)
+        os.remove(path)
+
+    def _write_structured_sidecar(self) -> None:
+        """Other phases: the schema is inferred per bucket, so unify before writing."""
+        schemas = []
+        for path in self.sidecar_parts:
+            with pa.memory_map(path, "r") as source:
+                schema = ipc.open_file(source).schema
+            if len(schema):
+                schemas.append(schema)
+        if not schemas:
+            schemas = [pa.schema([("source", pa.string())])]
+        try:
+            unified = pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            msg = (
+                f"{self.tmp.jsonl.name}: records disagree on a field's type, so no single Parquet schema fits "
+                f"them ({exc}); make the field's type consistent across sources"
+            )
+            raise OutputError(msg) from None
+        self.parquet = pq.ParquetWriter(self.tmp.parquet, unified, compression=self.compression)
+        for path in self.sidecar_parts:
+            self._write_sidecar(path, unified)
+        self.parquet.close()
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Reshape a table to `schema`: missing columns become nulls, others are cast."""
+    columns = []
+    for schema_field in schema:
+        if schema_field.name in table.column_names:
+            columns.append(table.column(schema_field.name).cast(schema_field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, schema_field.type))
+    return pa.table(columns, schema=schema)
+
+
+def commit(pairs: list[tuple[SplitFiles, SplitFiles]]) -> None:
+    """Move finished temporary files into place. Old manifests go first and new ones
+    come last, so a crash in between never pairs a manifest with other data."""
+    try:
+        for _, final in pairs:
+            final.manifest.unlink(missing_ok=True)
+        for tmp, final in pairs:
+            for src, dst in zip(tmp.all()[:3], final.all()[:3]):
+                os.replace(src, dst)
+        for tmp, final in pairs:
+            os.replace(tmp.manifest, final.manifest)
+    except OSError as exc:
+        msg = f"cannot move the finished outputs into {pairs[0][1].jsonl.parent}: {exc}"
+        raise OutputError(msg) from None

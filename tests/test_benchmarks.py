@@ -1,0 +1,236 @@
+"""Smoke tests for the benchmark scripts (benchmarks/gen_corpus.py, common.py, bench_build.py).
+
+The scripts import each other as siblings (`import common`), the way `python benchmarks/X.py`
+runs them, so this module puts benchmarks/ on sys.path. Inputs are a few MB at most; the
+end-to-end run measures every contender as a real subprocess on a ~300 KB corpus.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_build  # noqa: E402
+import common  # noqa: E402
+import gen_corpus  # noqa: E402
+
+CONTROL_CHARS = {chr(c) for c in range(32)} - {"\n", "\t", "\r"}
+
+
+def read_texts(path: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    gen_corpus.generate(folder, 3_000_000, 3, seed=7)
+    return folder
+
+
+# -- gen_corpus ---------------------------------------------------------------------------
+
+def test_generate_is_deterministic_for_a_seed_and_any_jobs(tmp_path: Path, corpus_dir: Path) -> None:
+    gen_corpus.generate(tmp_path / "again", 3_000_000, 3, seed=7, jobs=2)
+    gen_corpus.generate(tmp_path / "other", 3_000_000, 3, seed=8)
+    for i in range(3):
+        name = f"src{i}.jsonl"
+        assert (tmp_path / "again" / name).read_bytes() == (corpus_dir / name).read_bytes()
+        assert (tmp_path / "other" / name).read_bytes() != (corpus_dir / name).read_bytes()
+
+
+def test_generate_hits_the_size_and_describes_itself(corpus_dir: Path) -> None:
+    corpus = gen_corpus.load_corpus(corpus_dir)
+    assert corpus is not None and corpus.seed == 7 and len(corpus.sources) == 3
+    for source in corpus.sources:
+        path = corpus_dir / source.path
+        assert 1_000_000 <= path.stat().st_size == source.bytes < 1_000_000 + 22_000
+        assert source.records == len(path.read_bytes().splitlines())
+
+
+def test_generated_records_have_the_promised_properties(corpus_dir: Path) -> None:
+    ids: set[str] = set()
+    all_texts: list[str] = []
+    for i in range(3):
+        lines = (corpus_dir / f"src{i}.jsonl").read_bytes().splitlines()
+        records = [json.loads(line) for line in lines]
+        assert all(set(r) == {"id", "text"} for r in records)
+        ids.update(r["id"] for r in records)
+        texts = [r["text"] for r in records]
+        sizes = [len(t.encode("utf-8")) for t in texts]
+        # Long-tailed lengths around ~1 KB, with planted tiny (some empty) and ~20 KB texts.
+        assert 700 <= sum(sizes) / len(sizes) <= 1500
+        assert sorted(sizes)[len(sizes) // 2] < sum(sizes) / len(sizes)  # median below mean: right-skewed
+        assert min(sizes) == 0 and sum(s <= gen_corpus.TINY_TEXT_MAX_BYTES for s in sizes) >= 2
+        assert gen_corpus.LARGE_TEXT_MIN_BYTES <= max(sizes) <= gen_corpus.MAX_TEXT_BYTES + 64
+        assert all(t.endswith(".") for t in texts if t)
+        all_texts += texts
+    assert len(ids) == sum(1 for _ in all_texts)
+    joined = "".join(all_texts)
+    for char in ('"', "\\", "\n", "\t", "\r"):
+        assert char in joined, f"no {char!r} in the corpus"
+    assert CONTROL_CHARS & set(joined), "no control characters in the corpus"
+    assert any(ord(c) > 0xFFFF for c in joined), "no characters outside the BMP"
+    assert sum(not t.isascii() for t in all_texts) > len(all_texts) // 10
+    # English-like: the head of the word distribution is English function words.
+    top = [w for w, _ in Counter(joined.lower().split()).most_common(5)]
+    assert "the" in top and "of" in top
+
+
+def test_ensure_corpus_reuses_a_matching_corpus_and_regenerates_a_changed_one(tmp_path: Path) -> None:
+    first = gen_corpus.ensure_corpus(tmp_path, 90_000, 3, seed=1)
+    stamp = (tmp_path / "src0.jsonl").stat().st_mtime_ns
+    assert gen_corpus.ensure_corpus(tmp_path, 90_000, 3, seed=1) == first
+    assert (tmp_path / "src0.jsonl").stat().st_mtime_ns == stamp
+    second = gen_corpus.ensure_corpus(tmp_path, 90_000, 3, seed=2)
+    assert second.seed == 2 and (tmp_path / "src0.jsonl").stat().st_mtime_ns != stamp
+
+
+def test_generate_refuses_impossible_sizes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="need at least 1 source and 1 byte per source, got total_bytes=2, sources=3"):
+        gen_corpus.generate(tmp_path, 2, 3, seed=0)
+
+
+def test_gen_corpus_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert gen_corpus.main(["--size", "60KB", "--sources", "2", "--out", str(tmp_path), "--jobs", "1"]) == 0
+    assert "records" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.json", "src0.jsonl", "src1.jsonl"]
+
+
+# -- common ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1.5GB", 1_500_000_000), ("200MiB", 200 << 20), ("300kb", 300_000), ("42", 42), ("2 G", 2_000_000_000),
+])
+def test_parse_size(text: str, expected: int) -> None:
+    assert common.parse_size(text) == expected
+
+
+def test_parse_size_names_the_bad_value() -> None:
+    with pytest.raises(ValueError, match=r"cannot read size '1.5 parsecs': expected a number with an optional unit"):
+        common.parse_size("1.5 parsecs")
+
+
+GRANDCHILD_ALLOCATES = """
+import subprocess, sys
+code = "import time; block = bytearray(300 << 20); block[::4096] = b'x' * len(block[::4096]); time.sleep(0.6)"
+sys.exit(subprocess.call([sys.executable, "-c", code]))
+"""
+
+
+def test_run_measured_sums_rss_over_the_whole_tree(tmp_path: Path) -> None:
+    m = common.run_measured([sys.executable, "-c", GRANDCHILD_ALLOCATES], label="tree", log_dir=tmp_path)
+    assert m.ok and m.returncode == 0
+    assert m.peak_rss_bytes >= 300 << 20, "the grandchild's 300 MiB was not counted"
+    assert m.peak_pss_bytes >= 290 << 20
+    assert m.seconds >= 0.6 and m.cpu_seconds > 0
+
+
+def test_run_measured_kills_the_tree_past_the_timeout(tmp_path: Path) -> None:
+    code = "import subprocess, sys; subprocess.call([sys.executable, '-c', 'import time; time.sleep(60)'])"
+    m = common.run_measured([sys.executable, "-c", code], label="slow", timeout_seconds=1.0, log_dir=tmp_path)
+    assert m.timed_out and not m.ok
+    assert m.seconds < 10
+
+
+def test_run_measured_reports_failures_with_stderr(tmp_path: Path) -> None:
+    m = common.run_measured([sys.executable, "-c", "raise SystemExit('boom')"], label="fail", log_dir=tmp_path)
+    assert m.returncode == 1 and "boom" in m.stderr_tail
+
+
+def test_format_table_aligns_numbers_and_marks_missing_values() -> None:
+    table = common.format_table(
+        [{"name": "a", "speed": 1234.5, "n": 3}, {"name": "bb", "speed": None, "n": 10}],
+        [("name", "who"), ("speed", "MB/s"), ("n", "runs")],
+    )
+    lines = table.splitlines()
+    assert lines[0] == "| who |     MB/s | runs |"
+    assert lines[1] == "|-----|---------:|-----:|"
+    assert lines[2] == "| a   | 1,234.50 |    3 |"
+    assert lines[3] == "| bb  |      n/a |   10 |"
+
+
+# -- bench_build ---------------------------------------------------------------------------
+
+def test_exact_quotas_use_largest_remainder() -> None:
+    assert bench_build.exact_quotas([0.5, 0.3, 0.2], 7) == [4, 2, 1]
+    assert bench_build.exact_quotas([0.5, 0.5], 3) == [2, 1]  # a tie goes to the earlier source
+    assert sum(bench_build.exact_quotas([0.5, 0.333333, 0.166667], 1001)) == 1001
+
+
+def test_default_ratios_sum_to_one() -> None:
+    assert bench_build.default_ratios(3) == (0.5, 0.3, 0.2)
+    for k in (4, 5, 7):
+        ratios = bench_build.default_ratios(k)
+        assert len(ratios) == k and abs(sum(ratios) - 1) < 1e-6 and list(ratios) == sorted(ratios, reverse=True)
+
+
+def tiny_workload(corpus_dir: Path, total: int) -> bench_build.Workload:
+    return bench_build.Workload(
+        sources=tuple(bench_build.WorkloadSource(f"src{i}", str(corpus_dir / f"src{i}.jsonl"), r)
+                      for i, r in enumerate((0.5, 0.3, 0.2))),
+        min_chars=50, total_samples=total, seed=3,
+    )
+
+
+def test_json_script_meets_quotas_exactly_and_filters(tmp_path: Path, corpus_dir: Path) -> None:
+    workload = tiny_workload(corpus_dir, 4000)
+    bench_build.run_json_script(workload, tmp_path / "a.jsonl")
+    bench_build.run_json_script(workload, tmp_path / "b.jsonl")
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    records = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    counts = Counter(r["source"] for r in records)
+    assert [counts[f"src{i}"] for i in range(3)] == bench_build.exact_quotas([0.5, 0.3, 0.2], 4000) == [2000, 1200, 800]
+    assert min(len(r["text"]) for r in records) >= 50
+    # src0 holds fewer than 2,000 records that pass, so it wraps around; the others do not repeat.
+    repeats = Counter((r["source"], r["text"]) for r in records)
+    assert any(n > 1 for (s, _), n in repeats.items() if s == "src0")
+
+
+def test_polars_floor_keeps_exactly_the_long_enough_texts(tmp_path: Path, corpus_dir: Path) -> None:
+    workload = tiny_workload(corpus_dir, 100)
+    bench_build.run_polars_floor(workload, tmp_path / "out.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    expected = sum(len(t) >= 50 for i in range(3) for t in read_texts(corpus_dir / f"src{i}.jsonl"))
+    assert len(records) == expected
+    assert {r["source"] for r in records} == {"src0", "src1", "src2"}
+
+
+def test_mixture_yaml_states_the_workload(tmp_path: Path, corpus_dir: Path) -> None:
+    workload = tiny_workload(corpus_dir, 1234)
+    raw = yaml.safe_load(bench_build.mixture_yaml(workload, tmp_path / "out"))
+    assert raw["metadata"]["total_samples"] == 1234 and raw["metadata"]["seed"] == 3
+    assert [(d["name"], d["mix_ratio"], d["source"], d["filters"]) for d in raw["datasets"]] == [
+        (s.name, s.ratio, s.path, {"min_chars": 50}) for s in workload.sources
+    ]
+
+
+def test_bench_build_end_to_end_on_a_tiny_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every contender as a measured subprocess; mixprep must accept the generated mixture."""
+    work, report = tmp_path / "work", tmp_path / "report.json"
+    rc = bench_build.main(["--size", "300KB", "--work-dir", str(work), "--json", str(report),
+                           "--only", "mixprep-w1,hf-datasets,json-script,polars-floor"])
+    printed = capsys.readouterr().out
+    payload = json.loads(report.read_text())
+    results = {r["name"]: r for r in payload["results"]}
+    assert rc == 0, printed
+    assert set(results) == {"mixprep-w1", "hf-datasets", "json-script", "polars-floor"}
+    total = payload["workload"]["total_samples"]
+    assert total == sum(s["records"] for s in json.loads((work / "data" / "corpus.json").read_text())["sources"])
+    for name, r in results.items():
+        assert r["status"] == "ok", (name, r)
+        assert r["seconds"] > 0 and r["mb_per_s"] > 0 and r["peak_rss_mib"] > 10 and r["output_records"] > 0
+        assert r["speed_vs_baseline"] is None  # mixprep-w2 was not run
+    for name in ("mixprep-w1", "hf-datasets", "json-script"):
+        assert results[name]["output_records"] == total, name
+    assert results["polars-floor"]["output_records"] < total  # it filters and never repeats
+    assert "| contender" in printed and "polars-floor" in printed
+    assert (work / "mixture.yaml").exists() and not (work / "out" / "json-script").exists()
+    assert payload["machine"]["cpus"] >= 1 and payload["targets"][0]["met"] is None

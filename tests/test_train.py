@@ -1,0 +1,324 @@
+"""mixprep.train end to end on CPU with a tiny model: loss falls, resume is exact, SFT masks, files, errors."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mixprep.errors import ConfigError, RecordError, SourceError  # noqa: E402
+from mixprep.metrics import compare_runs, read_metrics  # noqa: E402
+from mixprep.model import GPT, GPTConfig  # noqa: E402
+from mixprep.train import main  # noqa: E402
+from mixprep.train_data import (  # noqa: E402
+    SeededBatchSampler,
+    load_tokenizer,
+    sequential_batches,
+    trim_padding_columns,
+    validation_path_for,
+)
+
+ANIMALS = ["cat", "dog", "fox", "owl", "hen", "pig", "cow", "bee"]
+VERBS = ["sees", "likes", "chases", "finds", "hears"]
+THINGS = ["the ball", "a red hat", "the old tree", "some bread", "a blue box", "the river"]
+COLORS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black", "sun": "yellow", "blood": "red"}
+TINY_MODEL = ["--hidden_size", "64", "--num_hidden_layers", "2", "--num_heads", "4", "--max_seq_len", "64"]
+
+
+def story(rng: np.random.Generator) -> str:
+    count = rng.integers(2, 5)
+    return " ".join(f"the {rng.choice(ANIMALS)} {rng.choice(VERBS)} {rng.choice(THINGS)}." for _ in range(count))
+
+
+def conversation(rng: np.random.Generator) -> dict:
+    thing = str(rng.choice(sorted(COLORS)))
+    return {"conversations": [
+        {"role": "user", "content": f"what color is the {thing}?"},
+        {"role": "assistant", "content": f"the {thing} is {COLORS[thing]}."},
+    ]}
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Pretrain + SFT train/validation files and a tokenizer trained on them (once per module)."""
+    from mixprep.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    files = {
+        "pretrain": write_jsonl(root / "pretrain_toy_train.jsonl", [{"text": story(rng)} for _ in range(240)]),
+        "pretrain_val": write_jsonl(root / "pretrain_toy_validation.jsonl", [{"text": story(rng)} for _ in range(24)]),
+        "sft": write_jsonl(root / "sft_toy_train.jsonl", [conversation(rng) for _ in range(64)]),
+        "sft_val": write_jsonl(root / "sft_toy_validation.jsonl", [conversation(rng) for _ in range(8)]),
+    }
+    texts = [story(rng) for _ in range(200)] + [json.dumps(conversation(rng)) for _ in range(50)]
+    files["tokenizer"] = train_tokenizer(texts, vocab_size=400, out_dir=root / "tok")
+    return files
+
+
+def train_args(corpus: dict[str, Path], out_dir: Path, *extra: str, data: str = "pretrain") -> list[str]:
+    return [
+        "--prepared_data", str(corpus[data]), "--tokenizer", str(corpus["tokenizer"]), "--out_dir", str(out_dir),
+        *TINY_MODEL, "--batch_size", "8", "--learning_rate", "3e-3", "--num_workers", "0", "--device", "cpu",
+        "--seed", "0", "--log_interval", "1", "--save_interval", "1000", *extra,
+    ]
+
+
+# ----------------------------------------------------------------------------- sampling units
+
+
+def test_sampler_order_depends_only_on_seed_and_epoch_and_resumes_mid_epoch():
+    full = list(SeededBatchSampler(50, 8, seed=3, epoch=1))
+    assert [len(b) for b in full] == [8, 8, 8, 8, 8, 8, 2]
+    assert sorted(i for b in full for i in b) == list(range(50))
+    assert full == list(SeededBatchSampler(50, 8, seed=3, epoch=1))
+    assert full != list(SeededBatchSampler(50, 8, seed=3, epoch=2))
+    assert full != list(SeededBatchSampler(50, 8, seed=4, epoch=1))
+    resumed = SeededBatchSampler(50, 8, seed=3, epoch=1, start_batch=4)
+    assert len(resumed) == 3 and list(resumed) == full[4:]
+
+
+def test_validation_batches_are_the_first_records_in_order():
+    assert sequential_batches(10, 4, 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert sequential_batches(5, 4, 9) == [[0, 1, 2, 3], [4]]
+
+
+def test_trimming_padding_columns_leaves_the_loss_unchanged():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_heads=4, max_seq_len=16))
+    x = torch.randint(0, 50, (3, 15))
+    y = torch.randint(0, 50, (3, 15))
+    mask = torch.zeros(3, 15, dtype=torch.long)
+    mask[0, :4], mask[1, 2:9], mask[2, :1] = 1, 1, 1
+    tx, ty, tm = trim_padding_columns(x, y, mask)
+    assert tx.shape == (3, 9)
+    with torch.no_grad():
+        assert torch.allclose(model(x, y, mask)[1], model(tx, ty, tm)[1], atol=1e-6)
+
+
+def test_validation_file_name_is_derived_from_the_train_name():
+    assert validation_path_for(Path("d/pretrain_toy_train.jsonl")) == Path("d/pretrain_toy_validation.jsonl")
+    assert validation_path_for(Path("d/mydata.jsonl")) is None
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_pretrain_loss_falls_and_writes_metrics_plot_checkpoint(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(corpus, out, "--max_steps", "30", "--save_interval", "15")) == 0
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 31))
+    first = np.mean([r["train_loss"] for r in records[:3]])
+    last = np.mean([r["train_loss"] for r in records[-3:]])
+    assert last < first - 1.5, (first, last)
+    validated = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in validated] == [15, 30]
+    assert validated[1]["val_loss"] < validated[0]["val_loss"]
+    for record in records:
+        assert record["tokens_per_s"] > 0 and 0 <= record["data_wait_fraction"] <= 1
+        assert {"lr", "epoch", "samples_per_s", "tokens_seen"} <= record.keys()
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["position"]["step"] == 30
+    assert checkpoint["data"]["records"] == 240 and checkpoint["data"]["size"] == corpus["pretrain"].stat().st_size
+    assert {"model", "optimizer", "model_config", "train_config"} <= checkpoint.keys()
+    config = json.loads((out / "config.json").read_text())
+    assert config["phase"] == "pretrain" and config["model"]["hidden_size"] == 64
+    assert (out / "tokenizer" / "tokenizer.json").is_file()
+    assert "step 30: train_loss" in capsys.readouterr().out
+
+
+def test_resume_reproduces_the_uninterrupted_run(corpus, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    # 240 records / batch 8 = 30 batches per epoch; 2 epochs with accumulation 2 -> 30 steps.
+    common = ("--epochs", "2", "--accumulation_steps", "2")
+    main(train_args(corpus, straight, *common, "--max_steps", "20"))
+    main(train_args(corpus, split, *common, "--max_steps", "8"))
+    # The resumed leg crosses the epoch boundary (step 15) and loads batches through 2 workers.
+    main(train_args(corpus, split, *common, "--max_steps", "20", "--resume", "--num_workers", "2"))
+    expected = {r["step"]: r["train_loss"] for r in read_metrics(straight / "metrics.jsonl")}
+    resumed = {r["step"]: r["train_loss"] for r in read_metrics(split / "metrics.jsonl")}
+    assert sorted(resumed) == list(range(1, 21))  # no duplicated or missing step records
+    for step in range(9, 21):
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
+
+
+def test_resume_skips_consumed_batches_without_reading_them(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    main(train_args(corpus, out, "--max_steps", "3"))
+    from mixprep.dataset import UnifiedDataset
+
+    read: list[int] = []
+    original = UnifiedDataset.__getitem__
+    monkeypatch.setattr(UnifiedDataset, "__getitem__", lambda self, i: (read.append(i), original(self, i))[1])
+    main(train_args(corpus, out, "--max_steps", "4", "--resume", "--eval_batches", "1"))
+    consumed = [i for batch in list(SeededBatchSampler(240, 8, seed=0, epoch=0))[:3] for i in batch]
+    fourth = list(SeededBatchSampler(240, 8, seed=0, epoch=0))[3]
+    train_reads = read[:8]
+    assert train_reads == fourth
+    assert not set(train_reads) & set(consumed)
+
+
+def test_sft_trains_only_on_assistant_tokens(corpus, tmp_path, monkeypatch):
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = GPT.forward
+
+    def spy(self, input_ids, targets=None, loss_mask=None):
+        if self.training:
+            seen.append((targets.clone(), loss_mask.clone()))
+        return original(self, input_ids, targets, loss_mask)
+
+    monkeypatch.setattr(GPT, "forward", spy)
+    out = tmp_path / "sft"
+    main(train_args(corpus, out, "--max_steps", "4", data="sft"))
+    assert json.loads((out / "config.json").read_text())["phase"] == "sft"  # detected from the records
+    tokenizer = load_tokenizer(corpus["tokenizer"])
+    answers = {f"the {thing} is {color}.<|im_end|>\n" for thing, color in COLORS.items()}
+    rows = 0
+    for targets, mask in seen:
+        for row_targets, row_mask in zip(targets, mask):
+            supervised = tokenizer.decode(row_targets[row_mask.bool()].tolist(), skip_special_tokens=False)
+            assert supervised in answers, supervised
+            rows += 1
+    assert rows == 32
+    losses = [r["train_loss"] for r in read_metrics(out / "metrics.jsonl")]
+    assert all(np.isfinite(losses))
+
+
+MIXTURE = """\
+metadata:
+  phase: pretrain_phase1
+  name: toy
+  seed: 7
+  validation: {samples: 16}
+  output_dir: dataset
+datasets:
+  - name: stories
+    mix_ratio: 0.6
+    source: stories.jsonl
+  - name: facts
+    mix_ratio: 0.4
+    source: facts.jsonl
+"""
+
+
+def test_data_config_builds_the_mixture_then_reuses_it(corpus, tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    write_jsonl(tmp_path / "stories.jsonl", [{"text": story(rng)} for _ in range(120)])
+    facts = [{"text": f"fact {i}: the {animal} is small."} for i, animal in enumerate(ANIMALS * 10)]
+    write_jsonl(tmp_path / "facts.jsonl", facts)
+    (tmp_path / "toy.yaml").write_text(MIXTURE)
+    args = train_args(corpus, tmp_path / "run1", "--max_steps", "6")
+    args[:2] = ["--data_config", str(tmp_path / "toy.yaml")]
+    caplog.set_level(logging.INFO, logger="mixprep")
+    assert main(args) == 0
+    # Default data folder: the mixture's metadata.output_dir (next to the YAML), as `mixprep build` uses.
+    built = tmp_path / "dataset" / "pretrain_phase1_toy_train.jsonl"
+    assert built.is_file() and (tmp_path / "dataset" / "pretrain_phase1_toy_validation.jsonl").is_file()
+    assert "built mixture" in caplog.text
+    stamp = built.stat().st_mtime_ns
+    config = json.loads((tmp_path / "run1" / "config.json").read_text())
+    assert config["data"]["train"]["records"] == 184 and config["data"]["train"]["manifest_sha256"]
+    last = read_metrics(tmp_path / "run1" / "metrics.jsonl")[-1]
+    assert last["step"] == 6 and last["val_loss"] is not None  # validated on the built validation split
+
+    caplog.clear()
+    args = train_args(corpus, tmp_path / "run2", "--max_steps", "2", "--output_dir", str(tmp_path / "dataset"))
+    args[:2] = ["--mixture_config", str(tmp_path / "toy.yaml")]  # the seed's spelling
+    assert main(args) == 0
+    assert "reused mixture" in caplog.text and built.stat().st_mtime_ns == stamp
+
+
+def test_compare_prints_both_runs(tmp_path, capsys):
+    for name, val in (("exp001", 2.5), ("exp002", 2.0)):
+        (tmp_path / name).mkdir()
+        lines = [{"step": s, "train_loss": 4.0 - s / 10, "tokens_per_s": 1000.0, "data_wait_fraction": 0.1,
+                  "tokens_seen": s * 100} for s in range(1, 11)]
+        lines[-1]["val_loss"] = val
+        write_jsonl(tmp_path / name / "metrics.jsonl", lines)
+    table = compare_runs([tmp_path / "exp001", tmp_path / "exp002"])
+    rows = table.splitlines()
+    assert rows[0].split() == ["run", "steps", "tokens", "train_loss", "val_loss", "best_val", "tok/s", "data_wait"]
+    assert rows[1].split()[1:6] == ["10", "1000", "3.2000", "2.5000", "2.5000"]
+    assert rows[2].split()[0].endswith("exp002*")  # the better validation loss is starred
+    png = tmp_path / "both.png"
+    assert main(["compare", str(tmp_path / "exp001"), str(tmp_path / "exp002"), "--plot", str(png)]) == 0
+    assert "exp002*" in capsys.readouterr().out and png.read_bytes()[:4] == b"\x89PNG"
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_no_tokenizer_names_the_fix(corpus, tmp_path):
+    args = train_args(corpus, tmp_path / "run")
+    del args[2:4]  # drop --tokenizer
+    with pytest.raises(ConfigError, match=r"no tokenizer given and none found .*python -m mixprep tokenizer train"):
+        main(args)
+
+
+def test_missing_prepared_data(corpus, tmp_path):
+    args = train_args(corpus, tmp_path / "run")
+    args[1] = str(tmp_path / "nope_train.jsonl")
+    with pytest.raises(SourceError, match=r"--prepared_data .*nope_train.jsonl: no such file; hint: build it"):
+        main(args)
+
+
+def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(corpus, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"--resume: no checkpoint at .*checkpoint.pt; hint: drop --resume"):
+        main(train_args(corpus, out, "--resume"))
+    main(train_args(corpus, out, "--max_steps", "1"))
+    with pytest.raises(ConfigError, match=r"checkpoint.pt exists: .* hint: pass --resume to continue it"):
+        main(train_args(corpus, out, "--max_steps", "1"))
+    with pytest.raises(ConfigError, match=r"differs from the checkpoint in --batch_size 4 \(checkpoint: 8\)"):
+        main(train_args(corpus, out, "--max_steps", "2", "--resume", "--batch_size", "4"))
+    other = tmp_path / "other_train.jsonl"
+    other.write_text(corpus["pretrain"].read_text() + json.dumps({"text": "one more"}) + "\n")
+    args = train_args(corpus, out, "--max_steps", "2", "--resume")
+    args[1] = str(other)
+    with pytest.raises(ConfigError, match=r"train data .*other_train.jsonl records 241 \(checkpoint: 240 for"):
+        main(args)
+
+
+def test_unknown_record_shape_is_named(corpus, tmp_path):
+    odd = write_jsonl(tmp_path / "odd_train.jsonl", [{"prompt": "x", "answer": "y"}])
+    args = train_args(corpus, tmp_path / "run")
+    args[1] = str(odd)
+    with pytest.raises(RecordError, match=r"odd_train.jsonl:1: record has \['answer', 'prompt'\], neither 'text'"):
+        main(args)
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "message"),
+    [
+        (["--batch_size", "0"], ConfigError, r"--batch_size 0 is invalid: it must be at least 1"),
+        (["--max_steps", "0"], ConfigError, r"--max_steps 0 is invalid"),
+        (["--grad_clip", "-1"], ConfigError, r"--grad_clip -1.0 is invalid"),
+        (["--output_dir", "x"], ConfigError, r"--output_dir/--data_dir only applies with --data_config"),
+        (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "nonsense"], ConfigError,
+         r"--device (cuda:0: CUDA is not available|'nonsense' is not a device)"),
+        (["--hidden_size", "66"], ConfigError, r"--hidden_size 66 is not divisible by --num_heads 4"),
+    ],
+)
+def test_bad_options(corpus, tmp_path, extra, error, message):
+    with pytest.raises(error, match=message):
+        main(train_args(corpus, tmp_path / "run", *extra))
+
+
+def test_data_flags_are_exclusive_and_required(corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--out_dir", str(tmp_path)])
+    assert "one of the arguments --prepared_data --data_config" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(train_args(corpus, tmp_path) + ["--mixture_config", "m.yaml"])
+    assert "not allowed with argument" in capsys.readouterr().err
