@@ -36,7 +36,8 @@ from mixprep.manifest import (
 )
 from mixprep.plan import ScanTask, make_plan
 from mixprep.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, shuffle_keys, validation_shares
-from mixprep.scan import ScanJob, ScanResult, ScanStats, scan_task
+from mixprep.dedup import duplicates
+from mixprep.scan import ScanJob, ScanResult, ScanStats, prints_path, scan_task
 from mixprep.writers import BUCKET_DTYPE, BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, write_bucket
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         results = _scan(config, tasks, executor, str(work), options.progress)
         stats = _stats_by_dataset(config, tasks, results)
         arrays = _load_scan_arrays(config, tasks, results)
+        if config.dedup is not None:
+            arrays = _deduplicate(config, tasks, arrays, stats, str(work))
         quotas = _quotas(config, stats, arrays)
         selections = _select(config, quotas, arrays)
         manifests: dict[str, dict[str, Any]] = {}
@@ -212,25 +215,27 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         commit(pairs)
     finally:
         executor.close()
-        shutil.rmtree(work, ignore_errors=True)
+        _remove_work_dir(work)
     return BuildResult({s: f.jsonl for s, f in finals.items()}, manifests, quotas=quotas, stats=stats)
 
 
 def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
-    """Scan and allocate without writing any output: what `build --dry-run` prints."""
+    """Scan and allocate without touching the output folder: what `build --dry-run` prints."""
+    import tempfile
+
     config.raise_if_invalid()
     tasks = make_plan(config)
-    out_dir = _prepare_output_dir(options.output_dir)
-    work = _make_work_dir(out_dir, config)
     executor = make_executor(options)
     try:
-        results = _scan(config, tasks, executor, str(work), options.progress)
-        stats = _stats_by_dataset(config, tasks, results)
-        arrays = _load_scan_arrays(config, tasks, results)
-        quotas = _quotas(config, stats, arrays, check=False)
+        with tempfile.TemporaryDirectory(prefix="mixprep-dry-run-") as work:
+            results = _scan(config, tasks, executor, work, options.progress)
+            stats = _stats_by_dataset(config, tasks, results)
+            arrays = _load_scan_arrays(config, tasks, results)
+            if config.dedup is not None:
+                arrays = _deduplicate(config, tasks, arrays, stats, work)
+            quotas = _quotas(config, stats, arrays, check=False)
     finally:
         executor.close()
-        shutil.rmtree(work, ignore_errors=True)
     return BuildResult({}, {}, quotas=quotas, stats=stats)
 
 
@@ -276,6 +281,14 @@ def _make_work_dir(out_dir: Path, config: MixtureConfig) -> Path:
     return work
 
 
+def _remove_work_dir(work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        work.parent.rmdir()  # only when no other build is using it
+    except OSError:
+        pass
+
+
 def _remove_abandoned(root: Path, prefix: str) -> None:
     """Delete work folders of killed builds of this mixture (their process is gone)."""
     for entry in root.glob(f"{prefix}*"):
@@ -312,6 +325,7 @@ def _scan(
             filter_on=config.filter_on,
             seed=config.seed,
             work_dir=work,
+            dedup=config.dedup,
         )
         for task in tasks
     ]
@@ -360,6 +374,42 @@ def _load_scan_arrays(
             rows=np.concatenate([np.arange(len(t), dtype=np.int64) for t in tables]),
         )
     return arrays
+
+
+def _deduplicate(
+    config: MixtureConfig,
+    tasks: list[ScanTask],
+    arrays: dict[tuple[int, str], SourceArrays],
+    stats: dict[str, ScanStats],
+    work: str,
+) -> dict[tuple[int, str], SourceArrays]:
+    """Drop duplicates across the main sources; count them as removed by `dedup`."""
+    groups = [(i, "main") for i in range(len(config.datasets)) if (i, "main") in arrays]
+    prints = []
+    for task in tasks:
+        if task.role == "main":
+            prints.append(np.load(prints_path(work, task.task_id)))
+    if not prints:
+        return arrays
+    # Tasks of a dataset are contiguous in the plan and datasets come in order, so
+    # the concatenation lines up with the datasets' arrays concatenated in order.
+    all_prints = np.concatenate([p.reshape(len(p), -1) for p in prints])
+    all_keys = np.concatenate([arrays[g].keys for g in groups])
+    drop = duplicates(all_prints, all_keys)
+    result = dict(arrays)
+    start = 0
+    for group in groups:
+        source = arrays[group]
+        n = len(source.keys)
+        keep = ~drop[start : start + n]
+        start += n
+        name = config.datasets[group[0]].name
+        removed = int(n - keep.sum())
+        if removed:
+            stats[name].removed["dedup"] += removed
+            stats[name].kept -= removed
+        result[group] = SourceArrays(source.keys[keep], source.lengths[keep], source.tasks[keep], source.rows[keep])
+    return result
 
 
 # -- allocation -----------------------------------------------------------------------
@@ -492,6 +542,11 @@ def _write_split(
             written += result.records
             bar.advance(step, result.records)
         return writer.finish()
+    except OSError as exc:
+        # Disk full, quota, I/O error: a user problem, reported without a traceback.
+        writer.abort()
+        msg = f"cannot write the {split} split of {tmp.jsonl.name} in {tmp.jsonl.parent}: {exc.strerror or exc}"
+        raise OutputError(msg) from None
     except BaseException:
         writer.abort()
         raise

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import orjson
 import yaml
 
+from mixprep.dedup import DedupSpec
 from mixprep.errors import ConfigError
 from mixprep.filters import FilterChain, merge_chains, parse_filters
 
@@ -55,7 +56,7 @@ FORMATS = ("jsonl", "parquet", "arrow")
 
 METADATA_KEYS = (
     "phase", "name", "seed", "total_samples", "validation", "data_dir", "output_dir", "filters",
-    "on_bad_record", "repeats", "filter_on", "shuffle_bucket_mb", "text_field",
+    "on_bad_record", "repeats", "filter_on", "shuffle_bucket_mb", "text_field", "dedup",
 )
 DATASET_KEYS = (
     "name", "mix_ratio", "max_samples", "source", "validation_source", "text_field", "filters",
@@ -63,6 +64,8 @@ DATASET_KEYS = (
 SOURCE_MAPPING_KEYS = ("path", "format")
 VALIDATION_KEYS = ("fraction", "samples")
 REPEATS_KEYS = ("warn_above", "max_factor")
+DEDUP_KEYS = ("method", "threshold", "num_perm", "ngram")
+DEDUP_METHODS = ("exact", "near")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class MixtureConfig:
     repeats: RepeatPolicy = field(default_factory=RepeatPolicy)
     filter_on: Literal["all", "assistant"] = "all"
     shuffle_bucket_mb: int = DEFAULT_BUCKET_MB
+    dedup: DedupSpec | None = None
     problems: tuple[str, ...] = ()
     raw_digest: str = ""
     """sha256 of the parsed config (canonical JSON), for the manifest and output reuse."""
@@ -217,6 +221,7 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
     validation = _validation(meta.get("validation"), problems)
     repeats = _repeats(meta.get("repeats"), problems)
     global_filters = _filters(meta.get("filters"), "metadata.filters", problems)
+    dedup = _dedup(meta.get("dedup"), problems)
 
     datasets = _datasets(raw.get("datasets"), base, data_dir, default_text_field, global_filters, problems)
     if datasets:
@@ -238,6 +243,7 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
         repeats=repeats,
         filter_on=filter_on,  # type: ignore[arg-type]
         shuffle_bucket_mb=bucket_mb,
+        dedup=dedup,
         problems=tuple(problems.items),
         raw_digest=digest,
     )
@@ -336,6 +342,29 @@ def _repeats(raw: Any, problems: _Problems) -> RepeatPolicy:
     return RepeatPolicy(**values)  # type: ignore[arg-type]
 
 
+def _dedup(raw: Any, problems: _Problems) -> DedupSpec | None:
+    """`dedup: exact`, `dedup: near`, or `dedup: {method: near, threshold: 0.8, num_perm: 128, ngram: 5}`."""
+    if raw is None or raw is False:
+        return None
+    if isinstance(raw, str):
+        raw = {"method": raw}
+    if not isinstance(raw, Mapping):
+        problems.add("metadata.dedup", f"expected exact, near or {{method: near, threshold: F}}, got {raw!r}")
+        return None
+    problems.unknown_keys(raw, DEDUP_KEYS, "metadata.dedup")
+    method = raw.get("method")
+    if method not in DEDUP_METHODS:
+        problems.add("metadata.dedup.method", f"expected one of {', '.join(DEDUP_METHODS)}, got {method!r}")
+        return None
+    threshold = raw.get("threshold", 0.8)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        problems.add("metadata.dedup.threshold", f"expected a Jaccard similarity between 0 and 1 (exclusive), got {threshold!r}")
+        return None
+    num_perm = _integer(raw, "num_perm", "metadata.dedup", problems, default=128, minimum=16)
+    ngram = _integer(raw, "ngram", "metadata.dedup", problems, default=5, minimum=1)
+    return DedupSpec(method=method, threshold=float(threshold), num_perm=num_perm, ngram=ngram)
+
+
 def _filters(raw: Any, key_path: str, problems: _Problems) -> FilterChain:
     if raw is None:
         return ()
@@ -375,7 +404,10 @@ def _datasets(
             problems.add(f"{where}.name", f"{name!r} is used by another dataset; names must be unique (they label records)")
         seen.add(name)
         ratio = entry.get("mix_ratio")
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio < 0:
+        if ratio is None:
+            problems.add(f"{where}.mix_ratio", "missing; every dataset needs a mix_ratio (a number >= 0; all sum to 1)")
+            ratio = 0.0
+        elif isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio < 0:
             problems.add(f"{where}.mix_ratio", f"expected a number >= 0, got {ratio!r}")
             ratio = 0.0
         max_samples = _integer(entry, "max_samples", where, problems, default=None, minimum=1)

@@ -17,7 +17,6 @@ Guarantees:
 """
 from __future__ import annotations
 
-import mmap
 import operator
 import os
 from pathlib import Path
@@ -30,28 +29,30 @@ from torch.utils.data import Dataset
 
 from mixprep.errors import ConfigError, RecordError, SourceError
 from mixprep.index import ensure_index
+from mixprep.sources import line_number
 from mixprep.phases import BUILDERS, PhaseOptions, TokenizerAdapter, check_options, check_phase
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class _JsonlRecords:
-    """Records of a JSONL file through its offset index and one read-only mmap."""
+    """Records of a JSONL file through its memory-mapped offset index and one `pread` each.
+
+    pread rather than an mmap of the data: random reads over a multi-GB file would
+    otherwise count every touched page in the process's RSS.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offsets = ensure_index(path).offsets
         self._file = open(path, "rb")
-        size = os.fstat(self._file.fileno()).st_size
-        # mmap cannot map an empty file; an empty file has no records to read anyway.
-        self._data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def read(self, i: int) -> dict:
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-        raw = self._data[start:end]
+        raw = os.pread(self._file.fileno(), end - start, start)
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
@@ -64,15 +65,13 @@ class _JsonlRecords:
 
     def where(self, i: int) -> str:
         # Counting newlines costs a scan of the prefix, paid only when reporting an error.
-        line = self._data[: int(self.offsets[i])].count(b"\n") + 1
+        line = line_number(str(self.path), int(self.offsets[i]))
         return f"{self.path}:{line} (record {i})"
 
     def _located(self, i: int, msg: str) -> str:
         return f"{self.where(i)}: {msg}"
 
     def close(self) -> None:
-        if isinstance(self._data, mmap.mmap):
-            self._data.close()
         self._file.close()
 
 
@@ -195,7 +194,7 @@ class UnifiedDataset(Dataset):
         return self._adapter
 
     def __getstate__(self) -> dict:
-        # Workers reopen the mmap and rebuild the tokenizer adapter; nothing large travels.
+        # Workers reopen the file and rebuild the tokenizer adapter; nothing large travels.
         state = self.__dict__.copy()
         state["_records"] = None
         state["_adapter"] = None

@@ -13,9 +13,11 @@ naive-Bayes sums become one sparse matrix product. Labels are identical to
 input (tests/test_filters.py checks it).
 
 What is classified: the first `LANGUAGE_PREFIX_BYTES` bytes of each text, after the
-normalisation py3langid applies (NFC; all-uppercase text is lowercased). Language is
-settled long before a kilobyte (on ../shared/data the prefix changes no label), and the
-bound keeps the cost per record constant for long documents.
+normalisation py3langid applies (NFC; all-uppercase text is lowercased). The cost is
+about 100 ns per prefix byte (automaton step, counting, and 142 multiply-adds per
+distinct n-gram), so the bound keeps long documents cheap. Measured on
+../shared/data (16k English records): share labelled `en` 0.9888 on whole texts,
+0.9888 with 1024 bytes, 0.9886 with 512, 0.9885 with 256.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
-LANGUAGE_PREFIX_BYTES = 1024
+LANGUAGE_PREFIX_BYTES = 512
 """Bytes of each (normalised) text that the identifier reads."""
 
 

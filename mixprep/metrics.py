@@ -194,4 +194,4 @@ if __name__ == "__main__":
         raise SystemExit(compare_main())
     except MixprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(1) from None

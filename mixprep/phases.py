@@ -29,6 +29,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
@@ -57,6 +58,12 @@ SYSTEM_PROMPTS = (
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 # GPT-2's pre-tokenizer regex, which ByteLevel(use_regex=True) applies.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# The same regex for ASCII-only text in stdlib `re` (faster than `regex`): \p{L} is
+# [A-Za-z], \p{N} is [0-9], and \s is spelled out because `re`'s \s also takes \x1c-\x1f.
+_WS, _NOT_WS = r"[\t\n\x0b\x0c\r ]", r"[^\t\n\x0b\x0c\r ]"
+GPT2_ASCII_PATTERN = (
+    rf"'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\t\n\x0b\x0c\r A-Za-z0-9]+|{_WS}+(?!{_NOT_WS})|{_WS}+"
+)
 _PIECE_CACHE_LIMIT = 1 << 18
 
 
@@ -120,7 +127,9 @@ class _PieceEncoder:
         import regex
 
         self._model = backend.model
-        self._pattern = regex.compile(pattern)
+        self._unicode_pattern = regex.compile(pattern)
+        self._ascii_pattern = re.compile(GPT2_ASCII_PATTERN) if pattern == GPT2_PATTERN else self._unicode_pattern
+        self._pattern = self._unicode_pattern
         self._added = added
         longest_first = sorted(added, key=len, reverse=True)
         self._added_re = re.compile("|".join(map(re.escape, longest_first))) if added else None
@@ -150,6 +159,7 @@ class _PieceEncoder:
     def encode(self, text: str, limit: int | None) -> list[int]:
         ids: list[int] = []
         pos = 0
+        self._pattern = self._ascii_pattern if text.isascii() else self._unicode_pattern
         if self._added_re is not None:
             for match in self._added_re.finditer(text):
                 self._encode_segment(text, pos, match.start(), ids, limit)
@@ -187,14 +197,14 @@ class _PieceEncoder:
 
     def _append_pieces(self, pieces: list[str], ids: list[int]) -> None:
         cache = self._cache
-        for piece in pieces:
-            piece_ids = cache.get(piece)
-            if piece_ids is None:
-                piece_ids = self._bpe(piece)
-                if len(cache) >= _PIECE_CACHE_LIMIT:
-                    cache.clear()
-                cache[piece] = piece_ids
-            ids.extend(piece_ids)
+        parts = list(map(cache.get, pieces))
+        if None in parts:
+            if len(cache) >= _PIECE_CACHE_LIMIT:
+                cache.clear()
+            for k, piece in enumerate(pieces):
+                if parts[k] is None:
+                    parts[k] = cache[piece] = self._bpe(piece)
+        ids.extend(chain.from_iterable(parts))
 
     def _bpe(self, piece: str) -> tuple[int, ...]:
         mapped = piece.encode("utf-8").decode("latin-1").translate(self._byte_chars)

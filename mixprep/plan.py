@@ -111,7 +111,9 @@ def shard_file(file: SourceFile, shard_bytes: int) -> list[tuple[int, int]]:
     return [(start, min(start + shard_bytes, file.size)) for start in range(0, file.size, shard_bytes)]
 
 
-def make_plan(config: MixtureConfig, *, shard_bytes: int = SHARD_BYTES) -> list[ScanTask]:
+def make_plan(config: MixtureConfig, *, shard_bytes: int | None = None) -> list[ScanTask]:
+    # None reads SHARD_BYTES at call time (not at import), so tests and benchmarks can shrink it.
+    shard_bytes = SHARD_BYTES if shard_bytes is None else shard_bytes
     tasks: list[ScanTask] = []
     for index, dataset in enumerate(config.datasets):
         for role, spec in _roles(dataset):

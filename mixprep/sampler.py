@@ -34,7 +34,7 @@ def _salt(purpose: str) -> np.uint64:
     return np.uint64(xxhash.xxh64_intdigest(purpose.encode()))
 
 
-SALTS = {name: _salt(name) for name in ("validation", "cap", "select", "shuffle")}
+SALTS = {name: _salt(name) for name in ("validation", "cap", "select", "shuffle", "dedup")}
 
 
 def derive(keys: np.ndarray, purpose: str) -> np.ndarray:
@@ -73,7 +73,8 @@ class Selection:
 
     @property
     def unique(self) -> int:
-        return int(len(np.unique(self.rows)))
+        # Every selected record has exactly one entry with copy number 0.
+        return int(np.count_nonzero(self.copies == 0))
 
     @property
     def extra_copies(self) -> int:

@@ -28,6 +28,7 @@ import pyarrow.json as pajson
 import xxhash
 
 from mixprep.config import Phase
+from mixprep.dedup import DedupSpec, fingerprints
 from mixprep.errors import RecordError
 from mixprep.filters import FilterChain, removal_reasons
 from mixprep.plan import ScanTask
@@ -49,6 +50,7 @@ class ScanJob:
     filter_on: str
     seed: int
     work_dir: str
+    dedup: DedupSpec | None = None
 
 
 @dataclass
@@ -102,6 +104,10 @@ def keys_path(work_dir: str, task_id: int) -> str:
     return os.path.join(work_dir, "scan", f"{task_id:06d}.keys.npy")
 
 
+def prints_path(work_dir: str, task_id: int) -> str:
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.dedup.npy")
+
+
 def file_key(job: ScanJob) -> np.uint64:
     task = job.task
     identity = f"{task.role}\0{task.dataset_name}\0{task.file.relpath}".encode()
@@ -115,6 +121,7 @@ def scan_task(job: ScanJob) -> ScanResult:
     stats = ScanStats()
     base_key = file_key(job)
     keys: list[np.ndarray] = []
+    prints: list[np.ndarray] = []
     schema = TEXT_SCHEMA if job.schema == "pretrain" else LINE_SCHEMA
     tmp_rows = f"{out_rows}.tmp"
     with pa.OSFile(tmp_rows, "wb") as sink, ipc.new_file(sink, schema) as writer:
@@ -134,9 +141,15 @@ def scan_task(job: ScanJob) -> ScanResult:
                 writer.write_batch(pa.record_batch([kept_values], schema=schema))
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
                 keys.append(np.stack([identity, _byte_lengths(kept_values)], axis=1))
+                if job.dedup is not None:
+                    prints.append(fingerprints(parsed.filter_text.filter(pl.Series(keep)), job.dedup, job.seed))
     os.replace(tmp_rows, out_rows)
     table = np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
     np.save(out_keys, table)
+    if job.dedup is not None:
+        width = 1 if job.dedup.method == "exact" else job.dedup.bands()[0]
+        stacked = np.concatenate([p.reshape(len(p), -1) for p in prints]) if prints else np.zeros((0, width), np.uint64)
+        np.save(prints_path(job.work_dir, task.task_id), stacked)
     return ScanResult(task.task_id, stats, out_rows, out_keys)
 
 
@@ -156,7 +169,7 @@ def _handle_bad(block: LineBlock | TableBlock, bad: list[tuple[int, str]], job: 
 
 def _reason_kind(reason: str) -> str:
     """The part of a reason that groups records (drops the received value)."""
-    return reason.split(" (got")[0]
+    return reason.split(" (")[0]
 
 
 def _where(block: LineBlock | TableBlock, index: int, job: ScanJob) -> str:

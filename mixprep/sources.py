@@ -62,13 +62,16 @@ def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     ends = np.concatenate((newlines, [len(buf)]))
     keep = starts < ends
     starts, ends = starts[keep], ends[keep]
-    if len(starts) == 0:
-        return starts, ends
-    # A line is blank when it holds only whitespace: count non-whitespace bytes per line.
-    non_ws = np.concatenate(([0], np.cumsum(~_WHITESPACE[buf], dtype=np.int64)))
-    content = non_ws[ends] - non_ws[starts]
-    keep = content > 0
-    return starts[keep], ends[keep]
+    # A record starts with "{" (or any non-space byte); only lines that open with
+    # whitespace can be blank, and those are rare enough to check one by one.
+    suspects = np.flatnonzero(_WHITESPACE[buf[starts]])
+    if len(suspects):
+        blank = [i for i in suspects.tolist() if not data[starts[i] : ends[i]].strip()]
+        if blank:
+            keep = np.ones(len(starts), dtype=bool)
+            keep[blank] = False
+            starts, ends = starts[keep], ends[keep]
+    return starts, ends
 
 
 def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +12,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from mixprep.checkpoint import load_checkpoint  # noqa: E402
 from mixprep.errors import ConfigError, RecordError, SourceError  # noqa: E402
 from mixprep.metrics import compare_runs, read_metrics  # noqa: E402
 from mixprep.model import GPT, GPTConfig  # noqa: E402
-from mixprep.train import main  # noqa: E402
+from mixprep.train import Trainer, main  # noqa: E402
 from mixprep.train_data import (  # noqa: E402
     SeededBatchSampler,
     load_tokenizer,
@@ -169,6 +172,33 @@ def test_resume_skips_consumed_batches_without_reading_them(corpus, tmp_path, mo
     assert not set(train_reads) & set(consumed)
 
 
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(corpus, tmp_path, monkeypatch):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    main(train_args(corpus, straight, "--max_steps", "6"))
+    original = Trainer._optimizer_step
+
+    def interrupt_fourth_step(self):
+        if self.position.step == 3:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", interrupt_fourth_step)
+    with pytest.raises(KeyboardInterrupt):
+        main(train_args(corpus, interrupted, "--max_steps", "6"))
+    assert torch.load(interrupted / "checkpoint.pt", weights_only=True)["position"]["step"] == 3
+    monkeypatch.setattr(Trainer, "_optimizer_step", original)
+    main(train_args(corpus, interrupted, "--max_steps", "6", "--resume"))
+    expected = [r["train_loss"] for r in read_metrics(straight / "metrics.jsonl")]
+    assert [r["train_loss"] for r in read_metrics(interrupted / "metrics.jsonl")] == pytest.approx(expected, abs=1e-6)
+
+
+def test_progress_bar_on_a_terminal(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    main(train_args(corpus, tmp_path / "run", "--max_steps", "3"))
+    err = capsys.readouterr().err
+    assert "3/3" in err and "loss=" in err and "tok/s=" in err
+
+
 def test_sft_trains_only_on_assistant_tokens(corpus, tmp_path, monkeypatch):
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     original = GPT.forward
@@ -288,6 +318,27 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(corpus, t
     args[1] = str(other)
     with pytest.raises(ConfigError, match=r"train data .*other_train.jsonl records 241 \(checkpoint: 240 for"):
         main(args)
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=r"--resume: .*checkpoint.pt is not a readable mixprep checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"format": 99}, bad)
+    with pytest.raises(ConfigError, match=r"checkpoint.pt has checkpoint format 99; this mixprep reads format 1"):
+        load_checkpoint(bad)
+
+
+def test_module_entry_point_prints_errors_without_traceback(tmp_path):
+    missing = tmp_path / "missing_train.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "mixprep.train", "--prepared_data", str(missing), "--out_dir", str(tmp_path / "o")],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: --prepared_data {missing}: no such file")
+    assert "Traceback" not in result.stderr
 
 
 def test_unknown_record_shape_is_named(corpus, tmp_path):

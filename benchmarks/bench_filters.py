@@ -1,0 +1,162 @@
+"""Throughput of the full Gopher quality + repetition + language filter chain, and what it removes.
+
+    POLARS_MAX_THREADS=1 python benchmarks/bench_filters.py [--mb 32] [--batch 4096]
+
+1. Generated English-like text (seeded Zipfian vocabulary, sentences, paragraphs,
+   ~1.3 KB per document): MB/s of `removal_reasons` for the whole chain, single-threaded
+   (polars, BLAS and tokenizers are pinned to one thread before they are imported), and
+   the time share of each filter group measured alone. Baseline ratio: py3langid's own
+   per-record `classify` on the same documents.
+2. ../shared/data/*.jsonl (skipped when absent): per file, the fraction of records that
+   each filter removes (blamed on the first failing filter) with the same chain. Text
+   records use `text`; SFT records join their message contents; DPO joins prompt and
+   chosen; RL uses the prompt.
+"""
+from __future__ import annotations
+
+import os
+
+for _variable in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import argparse  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import polars as pl  # noqa: E402
+
+from mixprep.filters import GOPHER_REPETITION, FilterChain, parse_filters, removal_reasons  # noqa: E402
+
+CHAIN_CONFIG = {"quality": "gopher", "repetition": "gopher", "languages": ["en"], "min_language_score": 0.5}
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+COMMON_WORDS = (
+    "the of and to a in is was that for it as with his he be on by at had not are but from or have an they which one you "
+    "were her all she there would their we him been has when who will more no if out so said what up its about into than "
+    "them can only other new some could time these two may then do first any my now such like our over man me even most "
+    "made after also did many before must through back years where much your way well down should because each just those "
+    "people how too little state good very make world still own see men work long get here between both life being under "
+    "never day same another know while last might us great old year off come since against go came right used take three"
+).split()
+
+
+def generated_documents(megabytes: float, seed: int = 0) -> list[str]:
+    """English-like documents: Zipfian common words plus rarer invented ones, in sentences and paragraphs."""
+    rng = np.random.default_rng([seed, 4])
+    letters = np.array(list("etaoinshrdlcumwfgypbvkjxqz"))
+    letter_p = np.linspace(2.0, 0.2, len(letters))
+    letter_p /= letter_p.sum()
+    rare = ["".join(rng.choice(letters, size=int(k), p=letter_p)) for k in rng.integers(3, 11, 30_000)]
+    vocabulary = np.array(COMMON_WORDS + rare)
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1) ** 1.05
+    weights /= weights.sum()
+    documents: list[str] = []
+    size = 0
+    while size < megabytes * 1e6:
+        paragraphs = []
+        for _ in range(int(rng.integers(2, 7))):
+            sentences = []
+            for _ in range(int(rng.integers(2, 7))):
+                words = vocabulary[rng.choice(len(vocabulary), size=int(rng.integers(6, 24)), p=weights)]
+                sentence = " ".join(words)
+                sentences.append(sentence[0].upper() + sentence[1:] + rng.choice([".", ".", ".", "?", "!"]))
+            paragraphs.append(" ".join(sentences))
+        document = "\n\n".join(paragraphs)
+        documents.append(document)
+        size += len(document.encode())
+    return documents
+
+
+def chain_from(config: dict) -> FilterChain:
+    chain, problems = parse_filters(config, "bench")
+    if problems:
+        raise SystemExit("\n".join(problems))
+    return chain
+
+
+def throughput(texts: pl.Series, chain: FilterChain, batch: int) -> tuple[float, np.ndarray]:
+    """CPU seconds of this process for the whole series in batches of `batch` rows, and the reasons.
+
+    CPU time, not wall time: everything is pinned to one thread, and on a shared machine
+    the wall clock also counts the time other processes held the core.
+    """
+    start = time.process_time()
+    parts = [removal_reasons(texts.slice(offset, batch), chain) for offset in range(0, len(texts), batch)]
+    return time.process_time() - start, np.concatenate(parts)
+
+
+def record_text(record: dict) -> str:
+    if "text" in record:
+        return record["text"]
+    if "conversations" in record:
+        return "\n".join(message["content"] for message in record["conversations"])
+    if "chosen" in record:
+        chosen = record["chosen"]
+        chosen = chosen if isinstance(chosen, str) else "\n".join(message["content"] for message in chosen)
+        return f"{record['prompt']}\n{chosen}"
+    return record["prompt"]
+
+
+def bench_generated(megabytes: float, batch: int) -> None:
+    documents = generated_documents(megabytes)
+    texts = pl.Series("text", documents, dtype=pl.String)
+    total_mb = texts.str.len_bytes().sum() / 1e6
+    chain = chain_from(CHAIN_CONFIG)
+    removal_reasons(texts.slice(0, 64), chain)  # load the language model and imports outside the timing
+    seconds, reasons = throughput(texts, chain, batch)
+    print(f"generated: {len(documents):,} documents, {total_mb:.1f} MB, {total_mb * 1e6 / len(documents):,.0f} B/doc, batch {batch}")
+    print(f"full chain ({len(chain)} filters): {total_mb / seconds:.1f} MB/s single-threaded (CPU time); "
+          f"removed {np.count_nonzero(reasons) / len(reasons):.1%}")
+    groups = {
+        "gopher quality (native)": {"quality": "gopher"},
+        "line/paragraph repetition": {"max_duplicate_line_fraction": 0.3, "max_duplicate_paragraph_fraction": 0.3},
+        "n-gram repetition": {key: value for key, value in GOPHER_REPETITION.items() if key.endswith("ngram_fraction")},
+        "language (py3langid model)": {"languages": ["en"]},
+    }
+    for label, config in groups.items():
+        group_seconds, _ = throughput(texts, chain_from(config), batch)
+        print(f"  {label:28s} alone: {total_mb / group_seconds:7.1f} MB/s ({group_seconds / seconds:.0%} of the chain's time)")
+    baseline_texts = documents[:300]
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    start = time.process_time()
+    for document in baseline_texts:
+        identifier.classify(document)
+    baseline = sum(len(d.encode()) for d in baseline_texts) / 1e6 / (time.process_time() - start)
+    print(f"baseline py3langid.classify per record: {baseline:.1f} MB/s; full chain / baseline = {total_mb / seconds / baseline:.1f}x")
+
+
+def bench_shared_data(batch: int) -> None:
+    files = sorted(SHARED_DATA.glob("*.jsonl"))
+    if not files:
+        print(f"shared data: {SHARED_DATA} absent, skipped")
+        return
+    chain = chain_from(CHAIN_CONFIG)
+    names = [name for name, _ in chain]
+    print(f"\nfraction removed per filter (first failing filter), chain: {CHAIN_CONFIG}")
+    print(f"{'file':18s} {'records':>8s} {'MB/s':>6s} {'kept':>6s}  removed by")
+    for path in files:
+        texts = pl.Series("text", [record_text(orjson.loads(line)) for line in path.open("rb")], dtype=pl.String)
+        seconds, reasons = throughput(texts, chain, batch)
+        counts = np.bincount(reasons, minlength=len(chain) + 1)
+        removed = ", ".join(f"{names[i - 1]} {counts[i] / len(texts):.1%}" for i in np.argsort(-counts) if i > 0 and counts[i])
+        mb = texts.str.len_bytes().sum() / 1e6
+        print(f"{path.stem:18s} {len(texts):8,d} {mb / seconds:6.1f} {counts[0] / len(texts):6.1%}  {removed}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=32.0, help="megabytes of generated text")
+    parser.add_argument("--batch", type=int, default=4096, help="rows per removal_reasons call")
+    args = parser.parse_args()
+    bench_generated(args.mb, args.batch)
+    bench_shared_data(args.batch)
+    print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

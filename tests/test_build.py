@@ -1,0 +1,567 @@
+"""The build end to end (DESIGN §2-§4, issue 2 "Done means"): exact counts with
+wraparound, byte-identical outputs across worker counts and reruns, validation
+hold-out, caps, phases, bad records, and failures that leave nothing complete-looking."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import (
+    REPO,
+    build,
+    complete_looking_outputs,
+    manifest_of,
+    mixture,
+    read_jsonl,
+    source_counts,
+    texts,
+    write_jsonl,
+    write_lines,
+)
+from mixprep import plan, sources, writers
+from mixprep.build import TMP_FOLDER
+from mixprep.errors import ConfigError, OutputError, RecordError, SamplingError
+from mixprep.examples import note, story
+from mixprep.index import HEADER_SIZE, open_index
+from mixprep.mixer import DatasetMixer
+from mixprep.verify import verify
+
+
+# -- the toy mixture at its real sizes ---------------------------------------------------
+
+def test_toy_mixture_exact_counts_with_wraparound_in_manifest(toy_build, example_data: Path) -> None:
+    train = toy_build.files["train"]
+    manifest = toy_build.manifests["train"]
+    records = read_jsonl(train)
+    assert len(records) == 80_000
+    assert source_counts(records) == {"tinystories": 48_000, "custom_data": 32_000}
+    assert manifest["output"]["records_by_source"] == {"tinystories": 48_000, "custom_data": 32_000}
+    assert all(set(r) == {"text", "source"} for r in records[:100])
+
+    custom = manifest["sources"]["custom_data"]
+    assert (custom["read"], custom["available"], custom["quota"]) == (30_000, 30_000, 32_000)
+    assert (custom["unique"], custom["repeated_records"], custom["extra_copies"]) == (30_000, 2_000, 2_000)
+    assert custom["repeat_factor"] == pytest.approx(32 / 30, abs=1e-6)
+    stories = manifest["sources"]["tinystories"]
+    assert (stories["available"], stories["quota"], stories["unique"], stories["extra_copies"]) == (50_000, 48_000, 48_000, 0)
+
+    # The 2,000 extra copies really are repeats of custom_data inputs, spread through the shuffle.
+    inputs = Counter(r["text"] for r in read_jsonl(example_data / "custom_data.jsonl"))
+    written = Counter(r["text"] for r in records if r["source"] == "custom_data")
+    assert set(written) == set(inputs)
+    assert sum((written - inputs).values()) == 2_000
+    repeated = {t for t in written if written[t] > inputs[t]}
+    positions = [i for i, r in enumerate(records) if r["source"] == "custom_data" and r["text"] in repeated]
+    assert positions[0] < 8_000 and positions[-1] > 72_000
+    assert verify(train).ok
+
+
+def test_toy_validation_split_comes_from_its_own_sources(toy_build, example_data: Path) -> None:
+    validation = read_jsonl(toy_build.files["validation"])
+    assert source_counts(validation) == {"tinystories": 1_200, "custom_data": 800}
+    own = {r["text"] for r in read_jsonl(example_data / "tinystories_validation.jsonl")}
+    assert {r["text"] for r in validation if r["source"] == "tinystories"} == own
+    assert toy_build.files["validation"].name == "pretrain_phase1_toy_validation.jsonl"
+
+
+def test_toy_parquet_sidecar_and_index_match_the_jsonl(toy_build) -> None:
+    train = toy_build.files["train"]
+    data = train.read_bytes()
+    table = pq.read_table(train.with_suffix(".parquet"))
+    lines = data.splitlines()
+    assert table.num_rows == len(lines) == 80_000
+    for i in (0, 1, 12_345, 79_999):
+        assert orjson.loads(lines[i]) == {"text": table["text"][i].as_py(), "source": table["source"][i].as_py()}
+    index = open_index(train.with_suffix(".idx"), train)
+    assert len(index) == 80_000
+    starts = np.concatenate(([0], np.flatnonzero(np.frombuffer(data, np.uint8) == 10)[:-1] + 1))
+    assert np.array_equal(np.asarray(index.offsets), np.append(starts, len(data)).astype(np.uint64))
+
+
+# -- determinism: workers, reruns, seeds ----------------------------------------------------
+
+@pytest.fixture
+def scaled_toy(tmp_path: Path) -> Path:
+    """The toy mixture at 1/10 size (5,000 + 3,000 -> 4,800 + 3,200 with wraparound), ~2.7 MB,
+    so 1 MB shuffle buckets give several buckets."""
+    rng = random.Random(5)
+    write_jsonl(tmp_path / "data" / "tinystories.jsonl", [{"text": story(rng)} for _ in range(5_000)])
+    write_jsonl(tmp_path / "data" / "custom_data.jsonl", [{"text": note(rng), "id": i} for i in range(3_000)])
+    return mixture(
+        tmp_path,
+        [
+            {"name": "tinystories", "mix_ratio": 0.6, "max_samples": 5_000, "filters": {"max_chars": 20_000}},
+            {"name": "custom_data", "mix_ratio": 0.4, "max_samples": 3_000},
+        ],
+        phase="pretrain_phase1",
+        name="toy",
+        data_dir="data",
+        filters={"min_chars": 20},
+        total_samples=8_000,
+        validation={"fraction": 0.01},
+        shuffle_bucket_mb=1,
+    )
+
+
+def leftover_work(out: Path) -> list[Path]:
+    """What a build left in its temporary folder (nothing, once it finished or failed cleanly)."""
+    folder = out / TMP_FOLDER
+    return list(folder.iterdir()) if folder.exists() else []
+
+
+def built_files(jsonl: Path) -> dict[str, Path]:
+    stem = jsonl.name[: -len(".jsonl")]
+    return {suffix: jsonl.with_name(stem + suffix) for suffix in (".jsonl", ".parquet", ".idx", ".manifest.json")}
+
+
+def test_workers_1_2_3_give_byte_identical_outputs(scaled_toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan, "SHARD_BYTES", 300_000)  # several byte-range tasks per file
+    results = {w: build(scaled_toy, tmp_path / f"w{w}", workers=w) for w in (1, 2, 3)}
+    reference = results[1]
+    manifest = reference.manifests["train"]
+    assert manifest["output"]["records_by_source"] == {"tinystories": 4_800, "custom_data": 3_200}
+    custom = manifest["sources"]["custom_data"]
+    assert custom["held_out_for_validation"] == 32  # 1% of 8,000 kept, shared 0.6 / 0.4
+    assert (custom["available"], custom["extra_copies"]) == (2_968, 232)
+    for split in ("train", "validation"):
+        ref = built_files(reference.files[split])
+        ref_index = ref[".idx"].read_bytes()
+        for w in (2, 3):
+            other = built_files(results[w].files[split])
+            assert other[".jsonl"].read_bytes() == ref[".jsonl"].read_bytes(), (split, w)
+            index = other[".idx"].read_bytes()
+            # The header holds the file's mtime (bytes 32..40); offsets and everything else match.
+            assert index[HEADER_SIZE:] == ref_index[HEADER_SIZE:]
+            assert index[:32] == ref_index[:32] and index[40:HEADER_SIZE] == ref_index[40:HEADER_SIZE]
+            assert json.loads(other[".manifest.json"].read_text()) == json.loads(ref[".manifest.json"].read_text())
+            assert pq.read_table(other[".parquet"]).equals(pq.read_table(ref[".parquet"]))
+    assert verify(results[3].files["train"]).ok
+
+
+def test_bucket_and_shard_sizes_do_not_change_the_bytes(scaled_toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one = build(scaled_toy, tmp_path / "one")
+    text = scaled_toy.read_text().replace("shuffle_bucket_mb: 1", "shuffle_bucket_mb: 64")
+    big_buckets = scaled_toy.with_name("big.yaml")
+    big_buckets.write_text(text)
+    monkeypatch.setattr(plan, "SHARD_BYTES", 100_000)
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 20_000)
+    two = build(big_buckets, tmp_path / "two")
+    for split in ("train", "validation"):
+        assert one.files[split].read_bytes() == two.files[split].read_bytes()
+
+
+def test_rerun_reuses_outputs_and_force_rebuilds_identically(two_sources: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = build(two_sources, out)
+    files = built_files(first.files["train"])
+    before = {s: (p.read_bytes(), p.stat().st_mtime_ns) for s, p in files.items()}
+
+    again = build(two_sources, out)
+    assert again.reused is True
+    assert {s: (p.read_bytes(), p.stat().st_mtime_ns) for s, p in files.items()} == before
+
+    forced = build(two_sources, out, force=True)
+    assert forced.reused is False
+    assert files[".jsonl"].read_bytes() == before[".jsonl"][0]
+    assert files[".manifest.json"].read_bytes() == before[".manifest.json"][0]
+    assert pq.read_table(files[".parquet"]).equals(pq.read_table(REPO / files[".parquet"]))
+    assert files[".jsonl"].stat().st_mtime_ns != before[".jsonl"][1]
+
+
+def test_changed_input_or_damaged_output_is_not_reused(two_sources: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = build(two_sources, out)
+    data = two_sources.parent / "data" / "b.jsonl"
+    stat = data.stat()
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert build(two_sources, out).reused is False
+    with open(first.files["train"], "ab") as handle:
+        handle.write(b'{"text": "appended"}\n')
+    rebuilt = build(two_sources, out)
+    assert rebuilt.reused is False
+    assert verify(rebuilt.files["train"]).ok
+
+
+def test_another_seed_gives_another_order_of_the_same_records(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 300))
+    write_jsonl(tmp_path / "b.jsonl", texts("b", 200))
+    datasets = [{"name": "a", "mix_ratio": 0.6, "source": "a.jsonl"}, {"name": "b", "mix_ratio": 0.4, "source": "b.jsonl"}]
+    lines = {}
+    for seed in (1, 2):
+        config = mixture(tmp_path, datasets, seed=seed, file_name=f"s{seed}.yaml")
+        lines[seed] = build(config, tmp_path / f"out{seed}").files["train"].read_bytes().splitlines()
+    assert len(lines[1]) == 500  # T = available: every record exactly once
+    assert sorted(lines[1]) == sorted(lines[2])
+    assert lines[1] != lines[2]
+    assert sum(a == b for a, b in zip(lines[1], lines[2])) < 25
+
+
+def test_output_is_shuffled_not_grouped_by_source(two_sources: Path, tmp_path: Path) -> None:
+    records = read_jsonl(build(two_sources, tmp_path / "out").files["train"])
+    assert source_counts(records) == {"a": 600, "b": 400}
+    first_half = source_counts(records[:500])
+    assert 240 < first_half["a"] < 360
+    a_texts = [r["text"] for r in records if r["source"] == "a"]
+    assert a_texts != sorted(a_texts)
+
+
+# -- validation, caps, splits ---------------------------------------------------------------------
+
+def test_validation_hold_out_never_shares_a_record_with_train(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 400))
+    write_jsonl(tmp_path / "b.jsonl", texts("b", 100))
+    config = mixture(
+        tmp_path,
+        [{"name": "a", "mix_ratio": 0.5, "source": "a.jsonl"}, {"name": "b", "mix_ratio": 0.5, "source": "b.jsonl"}],
+        total_samples=600,
+        validation={"fraction": 0.1},
+    )
+    result = build(config, tmp_path / "out")
+    train, validation = read_jsonl(result.files["train"]), read_jsonl(result.files["validation"])
+    assert source_counts(validation) == {"a": 25, "b": 25}  # round(0.1 * 500) shared by mix_ratio
+    assert source_counts(train) == {"a": 300, "b": 300}  # b: 75 left -> wraparound
+    assert {r["text"] for r in train}.isdisjoint({r["text"] for r in validation})
+    manifest = result.manifests["train"]
+    assert manifest["sources"]["b"]["held_out_for_validation"] == 25
+    assert manifest["sources"]["b"]["available"] == 75
+    assert result.manifests["validation"]["output"]["records_by_source"] == {"a": 25, "b": 25}
+
+
+def test_validation_samples_and_split_selection(two_sources: Path, tmp_path: Path) -> None:
+    config = two_sources.with_name("v.yaml")
+    config.write_text(two_sources.read_text().replace("seed: 7", "seed: 7\n  validation: {samples: 10}"))
+    only_validation = build(config, tmp_path / "v", splits=("validation",))
+    assert set(only_validation.files) == {"validation"}
+    assert [p.name for p in complete_looking_outputs(tmp_path / "v")] == [
+        "pretrain_t_validation.idx", "pretrain_t_validation.jsonl", "pretrain_t_validation.manifest.json", "pretrain_t_validation.parquet",
+    ]
+    assert source_counts(read_jsonl(only_validation.files["validation"])) == {"a": 6, "b": 4}
+    with pytest.raises(ConfigError, match=r"split 'validation' is not defined by this mixture; add metadata.validation"):
+        build(two_sources, tmp_path / "x", splits=("validation",))
+    with pytest.raises(ConfigError, match=r"unknown split 'test'; valid: train, validation, all"):
+        build(config, tmp_path / "x", splits=("test",))
+
+
+def test_max_samples_cap_is_a_seeded_subset_not_the_first_n(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 1000))
+    picked = {}
+    for seed in (1, 2):
+        config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl", "max_samples": 100}], seed=seed, file_name=f"{seed}.yaml")
+        result = build(config, tmp_path / f"o{seed}")
+        picked[seed] = {int(r["text"].split()[0].split("-")[1]) for r in read_jsonl(result.files["train"])}
+        assert result.manifests["train"]["sources"]["a"]["available"] == 100
+    assert len(picked[1]) == 100  # T defaults to the sum of available: no repeats
+    assert picked[1] != set(range(100))
+    assert max(picked[1]) > 500 and picked[1] != picked[2]
+
+
+def test_total_samples_defaults_to_sum_of_available(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 70))
+    write_jsonl(tmp_path / "b.jsonl", texts("b", 30))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 0.5, "source": "a.jsonl"}, {"name": "b", "mix_ratio": 0.5, "source": "b.jsonl"}])
+    manifest = build(config, tmp_path / "o").manifests["train"]
+    assert manifest["output"]["records_by_source"] == {"a": 50, "b": 50}
+    assert manifest["sources"]["b"]["extra_copies"] == 20
+
+
+def test_filters_count_removals_per_source_and_reason(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 50) + [{"text": "tiny"}] * 3 + [{"text": "x " * 300}] * 2)
+    config = mixture(
+        tmp_path,
+        [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl", "filters": {"max_words": 100}}],
+        filters={"min_chars": 10},
+    )
+    manifest = build(config, tmp_path / "o").manifests["train"]
+    assert manifest["sources"]["a"]["removed"] == {"min_chars": 3, "max_words": 2}
+    assert (manifest["sources"]["a"]["read"], manifest["sources"]["a"]["kept"]) == (55, 50)
+
+
+def test_custom_text_field_is_written_as_text(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", [{"body": f"body {i}", "text": 5} for i in range(10)])
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl", "text_field": "body"}])
+    records = read_jsonl(build(config, tmp_path / "o").files["train"])
+    assert sorted(r["text"] for r in records) == sorted(f"body {i}" for i in range(10))
+    assert all(set(r) == {"text", "source"} for r in records)
+
+
+def test_repeats_warn_above_and_max_factor(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 10))
+    ds = [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}]
+    with caplog.at_level("WARNING"):
+        build(mixture(tmp_path, ds, total_samples=25, file_name="w.yaml"), tmp_path / "w")
+    assert "dataset 'a': quota 25 from 10 available records: wraparound, repeat factor 2.50 (15 extra copies)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        build(mixture(tmp_path, ds, total_samples=25, repeats={"warn_above": 3}, file_name="q.yaml"), tmp_path / "q")
+    assert "wraparound" not in caplog.text
+    config = mixture(tmp_path, ds, total_samples=25, repeats={"max_factor": 2}, file_name="m.yaml")
+    with pytest.raises(SamplingError, match=r"dataset 'a': quota 25 from 10 available records needs a repeat factor of 2\.50, above metadata\.repeats\.max_factor 2"):
+        build(config, tmp_path / "m")
+    assert complete_looking_outputs(tmp_path / "m") == []
+
+
+def test_dry_run_plans_without_writing(two_sources: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = DatasetMixer.from_yaml(two_sources).dry_run(output_dir=out, progress=False)
+    assert [(q.name, q.available, q.quota) for q in result.quotas] == [("a", 600, 600), ("b", 300, 400)]
+    assert complete_looking_outputs(out) == []
+    assert leftover_work(out) == []
+
+
+def test_prepare_dataset_places_outputs_at_the_requested_name(two_sources: Path, tmp_path: Path) -> None:
+    target = tmp_path / "ds" / "toy_train.jsonl"
+    assert DatasetMixer.from_yaml(two_sources).prepare_dataset(output_file=target, split="train") == str(target)
+    assert len(target.read_bytes().splitlines()) == 1000
+    assert all(target.with_suffix(s).is_file() for s in (".parquet", ".idx"))
+    assert target.with_name("toy_train.manifest.json").is_file()
+
+
+# -- phases -------------------------------------------------------------------------------------
+
+CHAT = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello, how can I help?"}]
+PHASE_RECORDS = {
+    "sft": [{"conversations": CHAT, "id": i, "meta": {"lang": "en"}} for i in range(20)],
+    "dpo": [{"prompt": f"q{i}", "chosen": "good answer", "rejected": "bad"} for i in range(10)]
+    + [{"chosen": CHAT, "rejected": [CHAT[0], {"role": "assistant", "content": f"no {i}"}]} for i in range(10)],
+    "rlaif": [{"prompt": f"write about {i}"} for i in range(10)] + [{"conversations": CHAT[:1], "n": i} for i in range(10)],
+}
+
+
+@pytest.mark.parametrize("phase", ["sft", "dpo", "rlaif"])
+def test_phases_keep_records_whole_and_add_source(tmp_path: Path, phase: str) -> None:
+    records = PHASE_RECORDS[phase]
+    write_jsonl(tmp_path / "in.jsonl", [{**r, "source": "upstream"} if i == 0 else r for i, r in enumerate(records)])
+    config = mixture(tmp_path, [{"name": "mine", "mix_ratio": 1.0, "source": "in.jsonl"}], phase=phase)
+    result = build(config, tmp_path / "out")
+    out = read_jsonl(result.files["train"])
+    assert result.files["train"].name == f"{phase}_t_train.jsonl"
+    expected = sorted(orjson.dumps({**r, "source": "mine"}, option=orjson.OPT_SORT_KEYS) for r in records)
+    assert sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in out) == expected
+    assert pq.read_metadata(result.files["train"].with_suffix(".parquet")).num_rows == len(records)
+    assert verify(result.files["train"]).ok
+
+
+@pytest.mark.parametrize(
+    ("phase", "record", "reason"),
+    [
+        ("sft", {"text": "plain"}, "missing field 'conversations'"),
+        ("sft", {"conversations": [{"role": "user"}]}, r"conversations\[0\]\.content must be a string \(got null\)"),
+        ("sft", {"conversations": []}, "field 'conversations' must be a non-empty list of messages"),
+        ("dpo", {"chosen": "a", "rejected": "b"}, "missing field 'prompt' \\(needed when chosen/rejected are strings\\)"),
+        ("dpo", {"prompt": "p", "chosen": "a"}, "missing field 'rejected'"),
+        ("ppo", {"text": "x"}, "missing field 'prompt' or 'conversations'"),
+        ("rlaif", {"prompt": 3}, r"field 'prompt' must be a non-empty list of messages \(got number\)"),
+    ],
+)
+def test_wrong_shape_record_is_a_bad_record(tmp_path: Path, phase: str, record: dict, reason: str) -> None:
+    good = PHASE_RECORDS["sft" if phase == "sft" else "dpo" if phase == "dpo" else "rlaif"][:3]
+    write_jsonl(tmp_path / "in.jsonl", [*good, record])
+    config = mixture(tmp_path, [{"name": "mine", "mix_ratio": 1.0, "source": "in.jsonl"}], phase=phase)
+    with pytest.raises(RecordError, match=rf"in\.jsonl:4: {reason}.*dataset 'mine'.*on_bad_record: skip"):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []
+    skipping = mixture(tmp_path, [{"name": "mine", "mix_ratio": 1.0, "source": "in.jsonl"}], phase=phase, on_bad_record="skip", file_name="s.yaml")
+    manifest = build(skipping, tmp_path / "skip").manifests["train"]
+    assert sum(manifest["sources"]["mine"]["bad"].values()) == 1
+    assert manifest["output"]["records"] == 3
+
+
+# -- bad records -----------------------------------------------------------------------------------
+
+BAD_LINES = ['{"text": "fine record one"}', '{"text": broken', '{"txt": "no text field"}', '{"text": 42}', '["not", "an", "object"]', '{"text": null}', "{oops"]
+
+
+def test_on_bad_record_skip_counts_per_reason_in_manifest(tmp_path: Path) -> None:
+    write_lines(tmp_path / "a.jsonl", BAD_LINES + [json.dumps(r) for r in texts("a", 5)])
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], on_bad_record="skip")
+    result = build(config, tmp_path / "o")
+    source = result.manifests["train"]["sources"]["a"]
+    assert source["bad"] == {
+        "invalid JSON": 2,
+        "missing field 'text'": 1,
+        "field 'text' is not a string": 2,
+        "expected a JSON object": 1,
+    }
+    assert (source["read"], source["kept"]) == (12, 6)
+    assert result.manifests["train"]["output"]["records"] == 6
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"text": broken', r"a\.jsonl:3: invalid JSON \("),
+        ('{"body": "x"}', r"a\.jsonl:3: missing field 'text'"),
+        ('{"text": 42}', r"a\.jsonl:3: field 'text' is not a string \(got number\)"),
+        ('{"text": ["a"]}', r"a\.jsonl:3: field 'text' is not a string \(got array\)"),
+    ],
+)
+def test_bad_line_stops_the_build_with_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    write_lines(tmp_path / "a.jsonl", ['{"text": "one"}', "", line, '{"text": "four"}'])
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}])
+    with pytest.raises(RecordError, match=message + r".*dataset 'a'.*set metadata\.on_bad_record: skip"):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_bad_line_deep_in_a_sharded_file_reports_the_right_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [json.dumps(r) for r in texts("a", 400)]
+    lines[317] = '{"text": 3.5}'
+    write_lines(tmp_path / "a.jsonl", lines)
+    monkeypatch.setattr(plan, "SHARD_BYTES", 2_000)
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 700)
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}])
+    with pytest.raises(RecordError, match=r"a\.jsonl:318: field 'text' is not a string \(got number\)"):
+        build(config, tmp_path / "out")
+
+
+def test_bad_parquet_rows_are_reported_by_row(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"text": ["ok", None, "fine"]}), tmp_path / "a.parquet")
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.parquet"}])
+    with pytest.raises(RecordError, match=r"a\.parquet: row 1: field 'text' is missing or null"):
+        build(config, tmp_path / "out")
+
+
+# -- every bad-input path: the message, and nothing complete-looking left ------------------------
+
+def _good_datasets() -> list[dict]:
+    return [{"name": "a", "mix_ratio": 0.5, "source": "a.jsonl"}, {"name": "b", "mix_ratio": 0.5, "source": "b.jsonl"}]
+
+
+CONFIG_BREAKAGES = {
+    "missing file": (lambda d: d[1].update(source="nope.jsonl"), r"datasets\[1\]\.source: file not found: .*nope\.jsonl"),
+    "empty glob": (lambda d: d[1].update(source="*.parquet"), r"datasets\[1\]\.source: glob matches no file: .*\*\.parquet"),
+    "unknown key": (lambda d: d[0].update(max_sampels=3), r"datasets\[0\]\.max_sampels: unknown key; did you mean 'max_samples'\?"),
+    "ratios not summing to 1": (lambda d: d[1].update(mix_ratio=0.3), r"datasets: mix_ratio values sum to 0\.8, expected 1"),
+    "negative ratio": (lambda d: d[1].update(mix_ratio=-0.5), r"datasets\[1\]\.mix_ratio: expected a number >= 0, got -0\.5"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_BREAKAGES))
+def test_bad_config_refused_with_message_and_no_output(tmp_path: Path, case: str) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 5))
+    write_jsonl(tmp_path / "b.jsonl", texts("b", 5))
+    datasets = _good_datasets()
+    breakage, message = CONFIG_BREAKAGES[case]
+    breakage(datasets)
+    config = mixture(tmp_path, datasets)
+    with pytest.raises(ConfigError, match=r"(?s)mix\.yaml: the mixture has \d problem\(s\):\n.*  - mix\.yaml: " + message):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_invalid_yaml_refused_with_message_and_no_output(tmp_path: Path) -> None:
+    path = tmp_path / "mix.yaml"
+    path.write_text("metadata: {phase: x\ndatasets: []\n")
+    with pytest.raises(ConfigError, match=r"mix\.yaml: invalid YAML at line 2, column \d+"):
+        DatasetMixer.from_yaml(path).build(output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_source_says_what_each_filter_removed(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 10))
+    write_jsonl(tmp_path / "b.jsonl", [{"text": "hi"}] * 4 + [{"text": "word " * 50}] * 3)
+    write_lines(tmp_path / "b.jsonl", tmp_path.joinpath("b.jsonl").read_text().splitlines() + ["{bad"])
+    datasets = _good_datasets()
+    datasets[1]["filters"] = {"min_chars": 5, "max_words": 20}
+    config = mixture(tmp_path, datasets, on_bad_record="skip")
+    with pytest.raises(
+        SamplingError,
+        match=r"dataset 'b': needs 5 records but none are available \(8 read from .*b\.jsonl, 1 bad \(invalid JSON\), "
+        r"3 removed by max_words, 4 removed by min_chars\)",
+    ):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_empty_file_is_an_empty_source(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_bytes(b"\n\n")
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], total_samples=3)
+    with pytest.raises(SamplingError, match=r"dataset 'a': needs 3 records but none are available \(0 read from .*a\.jsonl\)"):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_output_folder_not_writable(two_sources: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("I am a file, not a folder")
+    with pytest.raises(OutputError, match=r"output folder .*a-file/out cannot be created: Not a directory"):
+        build(two_sources, blocker / "out")
+    assert blocker.read_text() == "I am a file, not a folder"
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from mixprep import writers
+from mixprep.mixer import DatasetMixer
+
+original = writers.SplitWriter.add
+
+def add_then_die(self, part):
+    original(self, part)  # the temporary JSONL now holds part of the output
+    self.jsonl.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+writers.SplitWriter.add = add_then_die
+DatasetMixer.from_yaml(sys.argv[1]).build(output_dir=sys.argv[2], progress=False)
+"""
+
+
+def test_build_killed_mid_write_leaves_nothing_complete_looking(two_sources: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(two_sources), str(out)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == -9, proc.stderr
+    partial = list((out / TMP_FOLDER).rglob("*.jsonl"))
+    assert any(p.stat().st_size > 0 for p in partial), "the build was not killed while writing"
+    assert complete_looking_outputs(out) == []
+    # The next build finishes, and clears the dead build's temporary folder.
+    result = build(two_sources, out)
+    assert verify(result.files["train"]).ok
+    assert leftover_work(out) == []
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), RuntimeError("injected failure")])
+def test_exception_while_writing_leaves_nothing_complete_looking(
+    two_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    original = writers.SplitWriter.add
+
+    def add_then_fail(self: writers.SplitWriter, part: writers.BucketResult) -> None:
+        original(self, part)
+        raise error
+
+    monkeypatch.setattr(writers.SplitWriter, "add", add_then_fail)
+    out = tmp_path / "out"
+    expected = (OutputError, r"cannot write the train split of pretrain_t_train\.jsonl in .*: No space left on device") if isinstance(error, OSError) else (RuntimeError, "injected failure")
+    with pytest.raises(expected[0], match=expected[1]):
+        build(two_sources, out)
+    assert complete_looking_outputs(out) == []
+    assert leftover_work(out) == []
+
+
+def test_failed_rebuild_keeps_the_previous_complete_outputs(two_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    first = build(two_sources, out)
+    before = first.files["train"].read_bytes()
+
+    def fail(self: writers.SplitWriter, part: writers.BucketResult) -> None:
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(writers.SplitWriter, "add", fail)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        build(two_sources, out, force=True)
+    assert first.files["train"].read_bytes() == before
+    assert verify(first.files["train"]).ok

@@ -1,0 +1,229 @@
+"""Filters: every threshold at its edge (kept on one side, removed on the other), blame, config errors."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mixprep.errors import ConfigError
+from mixprep.filters import (
+    GOPHER_QUALITY,
+    GOPHER_REPETITION,
+    LanguageSpec,
+    TokenLimit,
+    merge_chains,
+    parse_filters,
+    removal_reasons,
+)
+
+
+def chain_of(filters: dict) -> tuple:
+    chain, problems = parse_filters(filters, "filters")
+    assert problems == []
+    return chain
+
+
+def kept(texts: list[str], filters: dict) -> list[bool]:
+    return (removal_reasons(pl.Series(texts, dtype=pl.String), chain_of(filters)) == 0).tolist()
+
+
+EDGES = [
+    # (filters, kept at the edge, removed just past it)
+    ({"min_chars": 3}, "abc", "ab"),
+    ({"max_chars": 3}, "abc", "abcd"),
+    ({"min_words": 3}, "a b\nc", "a b"),
+    ({"max_words": 3}, "a b c", "a b c d"),
+    ({"min_mean_word_length": 3}, "abc def", "abc de fgh"),
+    ({"max_mean_word_length": 3}, "abc def", "abcd def"),
+    ({"max_symbol_word_ratio": 0.1}, "#1 b c d e f g h i j", "#1 b c d e f g h i #j"),
+    ({"max_symbol_word_ratio": 0.1}, "a... b c d e f g h i j", "a... b c d e f g h i j…"),
+    ({"max_bullet_line_fraction": 0.5}, "- a\n\n\nb", "- a\n  * b\nc"),
+    ({"max_ellipsis_line_fraction": 0.5}, "a...\nb", "a...\nb… \nc"),
+    ({"min_alpha_word_fraction": 0.5}, "abc 123", "abc 123 4.5"),
+    ({"min_stop_words": 2}, "The cat, and dog", "the cat there"),
+    ({"max_duplicate_line_fraction": 0.5}, "a\na\n\nb\n b", "a\na\na"),
+    ({"max_duplicate_paragraph_fraction": 0.5}, "p one\n\np one\n\np two\nx\n\np two\nx", "p one\n\n \np one\n\np one"),
+    # "ab cd" twice in 20 word characters: 8/20 = 0.4.
+    ({"max_top_ngram_fraction": {2: 0.4}}, "ab cd ab cd ef gh ij kl mn op", "ab cd ab cd ef gh ij kl mn"),
+    ({"max_top_ngram_fraction": 0.4}, "ab cd ab cd ef gh ij kl mn op", "ab cd ab cd ab cd ij kl mn op"),
+    # "a b c d e" twice covers 10 of 15 words.
+    ({"max_duplicate_ngram_fraction": {5: 2 / 3}}, "a b c d e a b c d e f g h i j", "a b c d e a b c d e f g h i"),
+    ({"max_duplicate_ngram_fraction": {10: 0.0}}, "a b c d e f g h i j a b c d e f g h i", "a b c d e f g h i j a b c d e f g h i j"),
+    ({"drop_lorem_ipsum": True}, "lorem and ipsum", "Some LOREM Ipsum text"),
+    ({"drop_curly_brace": True}, "f(x) [1]", "f(x) {1}"),
+    ({"drop_javascript_notice": True}, "JavaScript is a language.", "Please enable JavaScript in your browser."),
+    ({"min_terminal_punctuation_line_fraction": 0.5}, "Done.\nno\n\n", "Done!\nno\nnope"),
+]
+
+
+@pytest.mark.parametrize(("filters", "at_edge", "past_edge"), EDGES, ids=[f"{i}-{next(iter(e[0]))}" for i, e in enumerate(EDGES)])
+def test_threshold_edge(filters: dict, at_edge: str, past_edge: str) -> None:
+    assert kept([at_edge, past_edge], filters) == [True, False]
+
+
+def test_disabled_flags_keep_everything() -> None:
+    assert kept(["{ lorem ipsum }"], {"drop_curly_brace": False, "drop_lorem_ipsum": False}) == [True]
+
+
+def test_empty_and_null_texts_have_zero_fractions() -> None:
+    chain = chain_of({"max_duplicate_line_fraction": 0.0, "max_top_ngram_fraction": 0.0, "min_words": 1})
+    reasons = removal_reasons(pl.Series(["", None, "x"], dtype=pl.String), chain)
+    # "" and null pass the repetition filters (fraction 0) and fail min_words (3rd filter).
+    assert reasons.tolist() == [3, 3, 0]
+
+
+ENGLISH = "The weather was cold, and the children stayed inside to read their books by the fire."
+FRENCH = "Le temps était froid et les enfants sont restés à la maison pour lire leurs livres."
+
+
+def test_languages_keep_listed_languages_only() -> None:
+    assert kept([ENGLISH, FRENCH], {"languages": ["en"]}) == [True, False]
+    assert kept([ENGLISH, FRENCH], {"languages": ["en", "fr"]}) == [True, True]
+
+
+def test_min_language_score_edge() -> None:
+    from mixprep.langid import language_fields
+
+    score = float(language_fields(pl.Series([ENGLISH]))["language_score"][0])
+    assert 0.5 < score <= 1.0
+    assert kept([ENGLISH], {"languages": ["en"], "min_language_score": score}) == [True]
+    if score < 1.0:
+        assert kept([ENGLISH], {"languages": ["en"], "min_language_score": min(1.0, score + 1e-4)}) == [False]
+
+
+def test_language_fields_match_py3langid() -> None:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from mixprep.langid import LANGUAGE_PREFIX_BYTES, language_fields
+
+    texts = [ENGLISH, FRENCH, "Der Hund schläft im Garten unter dem alten Baum.", "SHOUTING IN ENGLISH IS STILL ENGLISH", "", "12345"]
+    reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    fields = language_fields(pl.Series(texts))
+    for text, language, score in zip(texts, fields["language"], fields["language_score"]):
+        expected_language, expected_score = reference.classify(text.encode()[:LANGUAGE_PREFIX_BYTES])
+        assert language == expected_language
+        assert score == pytest.approx(expected_score, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tokenizer = tokenizers.Tokenizer(WordLevel({"[UNK]": 0, "a": 1, "b": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    folder = tmp_path_factory.mktemp("tok")
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return str(folder)
+
+
+def test_token_limits_at_edge(word_tokenizer: str) -> None:
+    assert kept(["a b c", "a b"], {"min_tokens": 3, "tokenizer": word_tokenizer}) == [True, False]
+    assert kept(["a b c", "a b c d"], {"max_tokens": 3, "tokenizer": word_tokenizer + "/tokenizer.json"}) == [True, False]
+    both = {"min_tokens": 2, "max_tokens": 3, "tokenizer": word_tokenizer}
+    assert removal_reasons(pl.Series(["a", "a b", "a b c d"]), chain_of(both)).tolist() == [1, 0, 2]
+
+
+def test_missing_tokenizer_is_a_config_error(tmp_path) -> None:
+    chain = chain_of({"max_tokens": 3, "tokenizer": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match=r"tokenizer '.*nope': no such file or folder .*expected a tokenizer.json file"):
+        removal_reasons(pl.Series(["a"]), chain)
+
+
+def test_blame_goes_to_first_failing_filter_in_config_order() -> None:
+    chain = chain_of({"min_words": 3, "drop_curly_brace": True, "max_chars": 10})
+    reasons = removal_reasons(pl.Series(["a {", "a b c {", "a b c d e f", "a b c"]), chain)
+    assert reasons.dtype == np.int16
+    assert reasons.tolist() == [1, 2, 3, 0]
+
+
+def test_blame_with_costly_filter_before_and_after_cheap_ones() -> None:
+    texts = [FRENCH, "court", ENGLISH]
+    first = removal_reasons(pl.Series(texts), chain_of({"languages": ["en"], "min_words": 5}))
+    assert first.tolist() == [1, 1, 0]
+    last = removal_reasons(pl.Series(texts), chain_of({"min_words": 5, "languages": ["en"]}))
+    assert last.tolist() == [2, 1, 0]
+
+
+def test_gopher_preset_expands_into_named_rules() -> None:
+    chain = chain_of({"quality": "gopher"})
+    assert [name for name, _ in chain] == list(GOPHER_QUALITY)
+    assert dict(chain)["min_words"] == 50
+    # Each removal is blamed on the rule that fired, not on "quality".
+    short = "the cat and the dog"
+    no_stop_words = " ".join(["zebra"] * 60)
+    reasons = removal_reasons(pl.Series([short, no_stop_words]), chain)
+    assert [chain[r - 1][0] for r in reasons] == ["min_words", "min_stop_words"]
+
+
+def test_explicit_component_overrides_preset_in_place() -> None:
+    chain = chain_of({"min_words": 10, "quality": "gopher"})
+    assert [name for name, _ in chain] == list(GOPHER_QUALITY)
+    assert dict(chain)["min_words"] == 10
+
+
+def test_repetition_preset_thresholds() -> None:
+    chain = dict(chain_of({"repetition": "gopher"}))
+    assert set(chain) == set(GOPHER_REPETITION)
+    assert chain["max_duplicate_ngram_fraction"] == ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+
+
+def test_gopher_keeps_ordinary_prose() -> None:
+    prose = (
+        "The committee met on Tuesday to discuss the new budget for the library. After a long debate, "
+        "the members agreed to extend the opening hours and to buy more books for the children's section. "
+        "Several residents had written letters asking for a quiet reading room, and the chair promised "
+        "that the proposal would be studied with care before the next meeting in the spring."
+    )
+    assert kept([prose], {"quality": "gopher", "repetition": "gopher", "languages": ["en"]}) == [True]
+
+
+def test_options_fold_into_their_filter() -> None:
+    chain = dict(chain_of({"languages": "en", "min_language_score": 0.65, "max_tokens": 5, "tokenizer": "tok"}))
+    assert chain["languages"] == LanguageSpec(languages=("en",), min_score=0.65)
+    assert chain["max_tokens"] == TokenLimit(limit=5, tokenizer="tok")
+
+
+def test_merge_chains_local_threshold_wins() -> None:
+    merged = merge_chains(chain_of({"quality": "gopher"}), chain_of({"min_words": 5, "drop_curly_brace": True}))
+    assert dict(merged)["min_words"] == 5
+    assert [name for name, _ in merged] == [*GOPHER_QUALITY, "drop_curly_brace"]
+
+
+CONFIG_ERRORS = [
+    ({"min_word": 3}, r"^filters\.min_word: unknown filter \(did you mean 'min_words'\?\); valid filters: drop_curly_brace, .*min_words"),
+    ({"quality": "gophr"}, r"^filters\.quality: unknown preset 'gophr'; valid presets: gopher$"),
+    ({"min_stop_words": -1}, r"^filters\.min_stop_words: expected a non-negative integer, got -1$"),
+    ({"max_bullet_line_fraction": 1.5}, r"^filters\.max_bullet_line_fraction: expected a fraction between 0 and 1, got 1\.5$"),
+    ({"drop_curly_brace": "yes"}, r"^filters\.drop_curly_brace: expected true or false, got 'yes'$"),
+    ({"max_top_ngram_fraction": {5: 0.1}},
+     r"^filters\.max_top_ngram_fraction: n-gram size 5 is not accepted; expected a fraction between 0 and 1, "
+     r"or a mapping \{n: fraction\} with n in 2\.\.4$"),
+    ({"max_duplicate_ngram_fraction": {5: 2}},
+     r"^filters\.max_duplicate_ngram_fraction: n-gram size 5: expected a fraction between 0 and 1, got 2$"),
+    ({"max_duplicate_ngram_fraction": "high"},
+     r"^filters\.max_duplicate_ngram_fraction: expected a fraction between 0 and 1, or a mapping \{n: fraction\} with n in 5\.\.10, got 'high'$"),
+    ({"min_language_score": 0.5}, r"^filters\.min_language_score: only valid together with 'languages' in the same filters mapping$"),
+    ({"tokenizer": "gpt2"}, r"^filters\.tokenizer: only valid together with 'min_tokens' or 'max_tokens' in the same filters mapping$"),
+    ({"max_tokens": 512}, r"^filters\.max_tokens: needs 'tokenizer: <path to a tokenizer\.json or its folder>' in the same filters mapping$"),
+    ({"max_tokens": 512, "tokenizer": ""}, r"^filters\.tokenizer: expected a path to a tokenizer\.json or a folder holding one, got ''$"),
+    ({"languages": ["en", "klingon"]}, r"^filters\.languages: unknown language code\(s\) 'klingon'; known: ace, af, .*, en, .*, zh, zu, zxx$"),
+    ({"languages": []}, r"^filters\.languages: expected a list of ISO 639 language codes such as \[en, de\], got \[\]$"),
+    ({"languages": ["en"], "min_language_score": 2}, r"^filters\.min_language_score: expected a fraction between 0 and 1, got 2$"),
+]
+
+
+@pytest.mark.parametrize(("filters", "message"), CONFIG_ERRORS, ids=[str(i) for i in range(len(CONFIG_ERRORS))])
+def test_config_errors_name_key_and_accepted_values(filters: dict, message: str) -> None:
+    _, problems = parse_filters(filters, "filters")
+    assert len(problems) == 1
+    assert re.search(message, problems[0]), problems[0]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    _, problems = parse_filters({"min_word": 3, "max_words": -2, "tokenizer": "x"}, "datasets[1].filters")
+    assert len(problems) == 3
+    assert all(problem.startswith("datasets[1].filters.") for problem in problems)
