@@ -9,6 +9,7 @@ without raising and `build` can refuse it with the whole list.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import glob
 import hashlib
@@ -374,7 +375,16 @@ def _filters(raw: Any, key_path: str, problems: _Problems) -> FilterChain:
     chain, filter_problems = parse_filters(raw, key_path)
     for problem in filter_problems:
         problems.items.append(f"{problems.path.name}: {problem}")
-    return chain
+    base = problems.path.resolve().parent
+    return tuple((name, _resolve_tokenizer(value, base)) for name, value in chain)
+
+
+def _resolve_tokenizer(value: Any, base: Path) -> Any:
+    """A filter's relative `tokenizer:` path resolves against the YAML's folder, like sources."""
+    tokenizer = getattr(value, "tokenizer", None)
+    if isinstance(tokenizer, str) and tokenizer and not Path(tokenizer).is_absolute() and (base / tokenizer).exists():
+        return dataclasses.replace(value, tokenizer=str(base / tokenizer))
+    return value
 
 
 def _datasets(

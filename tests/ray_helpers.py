@@ -99,7 +99,7 @@ def write_pretrain_mixture(folder: Path) -> Path:
     config = folder / "pretrain.yaml"
     config.write_text(
         "metadata:\n  phase: pretrain\n  name: ray\n  seed: 11\n  total_samples: 2600\n"
-        "  validation: {fraction: 0.05}\n  filters: {min_chars: 40}\n"
+        "  validation: {fraction: 0.05}\n  filters: {min_chars: 40}\n  shuffle_bucket_mb: 1\n"
         "datasets:\n"
         "  - {name: a, mix_ratio: 0.6, source: a.jsonl}\n"
         "  - {name: b, mix_ratio: 0.4, source: b.jsonl, filters: {max_words: 200}}\n"
@@ -118,7 +118,7 @@ def write_sft_mixture(folder: Path) -> Path:
     config = folder / "sft.yaml"
     config.write_text(
         "metadata:\n  phase: sft\n  name: ray\n  seed: 5\n  total_samples: 1000\n  filter_on: assistant\n"
-        "  validation: {samples: 40}\n"
+        "  validation: {samples: 40}\n  shuffle_bucket_mb: 1\n"
         "datasets:\n"
         "  - {name: chat, mix_ratio: 0.7, source: chat.jsonl, filters: {min_words: 8}}\n"
         "  - {name: notes, mix_ratio: 0.3, source: notes.jsonl}\n"
