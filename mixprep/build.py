@@ -37,8 +37,8 @@ from mixprep.manifest import (
 from mixprep.plan import ScanTask, make_plan
 from mixprep.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, shuffle_keys, validation_shares
 from mixprep.dedup import duplicates
-from mixprep.scan import ScanJob, ScanResult, ScanStats, prints_path, scan_task
-from mixprep.writers import BUCKET_DTYPE, BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, write_bucket
+from mixprep.scan import ScanJob, ScanResult, ScanStats, prints_path, rejected_line, rejected_path, scan_task
+from mixprep.writers import BUCKET_DTYPE, BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, gather, write_bucket
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class BuildOptions:
     ray_address: str | None = None
     parquet_compression: str = "lz4"
     progress: bool | None = None  # None: a bar when stderr is a terminal
+    write_rejected: bool = False
 
 
 @dataclass
@@ -197,11 +198,18 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     work = _make_work_dir(out_dir, config)
     executor = make_executor(options)
     try:
-        results = _scan(config, tasks, executor, str(work), options.progress)
+        results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
         stats = _stats_by_dataset(config, tasks, results)
         arrays = _load_scan_arrays(config, tasks, results)
+        deduplicated = arrays
         if config.dedup is not None:
-            arrays = _deduplicate(config, tasks, arrays, stats, str(work))
+            deduplicated = _deduplicate(config, tasks, arrays, stats, str(work))
+        extras = []
+        if options.write_rejected:
+            rejected = work / f"{config.phase}_{config.name}.rejected.jsonl"
+            _collect_rejected(config, tasks, arrays, deduplicated, rejected, str(work))
+            extras.append((rejected, out_dir / rejected.name))
+        arrays = deduplicated
         quotas = _quotas(config, stats, arrays)
         selections = _select(config, quotas, arrays)
         manifests: dict[str, dict[str, Any]] = {}
@@ -212,7 +220,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             manifests[split] = _manifest(config, split, key, inputs, stats, quotas, selections, info, finals[split], options)
             write_manifest(tmp.manifest, manifests[split])
             pairs.append((tmp, finals[split]))
-        commit(pairs)
+        commit(pairs, extras)
     finally:
         executor.close()
         _remove_work_dir(work)
@@ -240,7 +248,7 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
 
 
 def _key_options(config: MixtureConfig, options: BuildOptions) -> dict[str, Any]:
-    return {"parquet_compression": options.parquet_compression, "mixprep": __version__}
+    return {"parquet_compression": options.parquet_compression, "write_rejected": options.write_rejected, "mixprep": __version__}
 
 
 def _reuse(finals: dict[str, SplitFiles], key: str) -> dict[str, dict[str, Any]] | None:
@@ -313,7 +321,13 @@ def _process_alive(pid: int) -> bool:
 # -- scan ---------------------------------------------------------------------------
 
 def _scan(
-    config: MixtureConfig, tasks: list[ScanTask], executor: Executor, work: str, progress: bool | None
+    config: MixtureConfig,
+    tasks: list[ScanTask],
+    executor: Executor,
+    work: str,
+    progress: bool | None,
+    *,
+    write_rejected: bool = False,
 ) -> list[ScanResult]:
     jobs = [
         ScanJob(
@@ -326,6 +340,7 @@ def _scan(
             seed=config.seed,
             work_dir=work,
             dedup=config.dedup,
+            write_rejected=write_rejected,
         )
         for task in tasks
     ]
@@ -410,6 +425,31 @@ def _deduplicate(
             stats[name].kept -= removed
         result[group] = SourceArrays(source.keys[keep], source.lengths[keep], source.tasks[keep], source.rows[keep])
     return result
+
+
+def _collect_rejected(
+    config: MixtureConfig,
+    tasks: list[ScanTask],
+    before: dict[tuple[int, str], SourceArrays],
+    after: dict[tuple[int, str], SourceArrays],
+    path: Path,
+    work: str,
+) -> None:
+    """`--write-rejected`: every removed record with its source and reason, in plan order."""
+    with open(path, "wb") as out:
+        for task in tasks:
+            with open(rejected_path(work, task.task_id), "rb") as part:
+                shutil.copyfileobj(part, out)
+        for group, source in before.items():
+            kept = after[group]
+            if len(kept.keys) == len(source.keys):
+                continue
+            dropped = ~np.isin(source.keys, kept.keys)
+            plan = np.empty(int(dropped.sum()), dtype=BUCKET_DTYPE)
+            plan["task"], plan["row"], plan["dataset"] = source.tasks[dropped], source.rows[dropped], group[0]
+            name = config.datasets[group[0]].name
+            for value in gather(plan, work).to_pylist():
+                out.write(rejected_line(value, name, "dedup", config.record_schema))
 
 
 # -- allocation -----------------------------------------------------------------------

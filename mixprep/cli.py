@@ -55,6 +55,7 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--executor", choices=("local", "ray"), default="local", help="run tasks in local processes or on Ray")
     build.add_argument("--ray-address", default=None, help="Ray cluster address (auto, HOST:PORT); default: start a local Ray")
     build.add_argument("--parquet-compression", default="lz4", choices=("none", "lz4", "snappy", "zstd"), help="sidecar compression")
+    build.add_argument("--write-rejected", action="store_true", help="also write every removed record, with its reason, to <phase>_<name>.rejected.jsonl")
     build.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     build.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     build.set_defaults(handler=cmd_build)
@@ -93,6 +94,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         "parquet_compression": args.parquet_compression,
         "progress": False if args.no_progress else None,
     }
+    if not args.dry_run:
+        options["write_rejected"] = args.write_rejected
     if args.dry_run:
         result = mixer.dry_run(output_dir=args.output_dir, workers=args.workers, **options)
         print(plan_table(result))

@@ -51,6 +51,7 @@ class ScanJob:
     seed: int
     work_dir: str
     dedup: DedupSpec | None = None
+    write_rejected: bool = False
 
 
 @dataclass
@@ -104,6 +105,10 @@ def keys_path(work_dir: str, task_id: int) -> str:
     return os.path.join(work_dir, "scan", f"{task_id:06d}.keys.npy")
 
 
+def rejected_path(work_dir: str, task_id: int) -> str:
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.rejected.jsonl")
+
+
 def prints_path(work_dir: str, task_id: int) -> str:
     return os.path.join(work_dir, "scan", f"{task_id:06d}.dedup.npy")
 
@@ -124,6 +129,7 @@ def scan_task(job: ScanJob) -> ScanResult:
     prints: list[np.ndarray] = []
     schema = TEXT_SCHEMA if job.schema == "pretrain" else LINE_SCHEMA
     tmp_rows = f"{out_rows}.tmp"
+    rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
     with pa.OSFile(tmp_rows, "wb") as sink, ipc.new_file(sink, schema) as writer:
         for block in read_blocks(task):
             parsed = parse_block(block, job)
@@ -132,6 +138,8 @@ def scan_task(job: ScanJob) -> ScanResult:
                 _handle_bad(block, parsed.bad, job, stats)
             reasons = removal_reasons(parsed.filter_text, job.filters)
             keep = reasons == 0
+            if rejected is not None:
+                _write_rejected(rejected, block, parsed, reasons, job)
             for i, count in zip(*np.unique(reasons[~keep], return_counts=True)):
                 stats.removed[job.filters[int(i) - 1][0]] += int(count)
             kept_values = parsed.values.filter(pa.array(keep)) if not keep.all() else parsed.values
@@ -144,6 +152,8 @@ def scan_task(job: ScanJob) -> ScanResult:
                 if job.dedup is not None:
                     prints.append(fingerprints(parsed.filter_text.filter(pl.Series(keep)), job.dedup, job.seed))
     os.replace(tmp_rows, out_rows)
+    if rejected is not None:
+        rejected.close()
     table = np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
     np.save(out_keys, table)
     if job.dedup is not None:
@@ -156,6 +166,31 @@ def scan_task(job: ScanJob) -> ScanResult:
 def _byte_lengths(values: pa.Array) -> np.ndarray:
     offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
     return np.diff(offsets).astype(np.uint64)
+
+
+def rejected_line(value: str | bytes, source: str, reason: str, schema: Phase) -> bytes:
+    """One `--write-rejected` line: the record as it would have been written, plus why it was not."""
+    if schema == "pretrain":
+        return orjson.dumps({"text": value, "source": source, "reason": reason}) + b"\n"
+    record = orjson.loads(value)
+    record["reason"] = reason
+    return orjson.dumps(record) + b"\n"
+
+
+def _write_rejected(handle: Any, block: LineBlock | TableBlock, parsed: Parsed, reasons: np.ndarray, job: ScanJob) -> None:
+    source = job.task.dataset_name
+    for index, reason in parsed.bad:
+        if isinstance(block, LineBlock):
+            raw = block.data[int(block.starts[index]) : int(block.ends[index])].decode("utf-8", errors="replace")
+        else:
+            raw = orjson.dumps(block.table.slice(index, 1).to_pylist()[0], default=str).decode()
+        entry = {"source": source, "reason": _reason_kind(reason), "detail": reason, "where": _where(block, index, job), "raw": raw}
+        handle.write(orjson.dumps(entry) + b"\n")
+    removed = np.flatnonzero(reasons)
+    if len(removed):
+        values = parsed.values.take(pa.array(removed)).to_pylist()
+        for value, reason in zip(values, reasons[removed].tolist()):
+            handle.write(rejected_line(value, source, job.filters[reason - 1][0], job.schema))
 
 
 def _handle_bad(block: LineBlock | TableBlock, bad: list[tuple[int, str]], job: ScanJob, stats: ScanStats) -> None:

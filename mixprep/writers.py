@@ -251,12 +251,14 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
-def commit(pairs: list[tuple[SplitFiles, SplitFiles]]) -> None:
+def commit(pairs: list[tuple[SplitFiles, SplitFiles]], extras: list[tuple[Path, Path]] = ()) -> None:  # type: ignore[assignment]
     """Move finished temporary files into place. Old manifests go first and new ones
     come last, so a crash in between never pairs a manifest with other data."""
     try:
         for _, final in pairs:
             final.manifest.unlink(missing_ok=True)
+        for src, dst in extras:
+            os.replace(src, dst)
         for tmp, final in pairs:
             for src, dst in zip(tmp.all()[:3], final.all()[:3]):
                 os.replace(src, dst)

@@ -49,8 +49,10 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         pytest.skip('Ray is not installed: pip install "mixprep[ray]"')
     import ray
 
-    saved = {name: os.environ.get(name) for name in ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_TOKEN")}
+    saved = {name: os.environ.get(name) for name in ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_TOKEN", "PYTHONPATH")}
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray's workers inherit this: they unpickle the task wrappers from ray_helpers by name.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(Path(__file__).parent)])
     # Without a token in the environment Ray saves a new one in ~/.ray/auth_token.
     os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     ray.init(
