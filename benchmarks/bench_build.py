@@ -274,6 +274,8 @@ class Result:
     peak_rss_mib: float | None = None
     peak_pss_mib: float | None = None
     cores_busy: float | None = None
+    mb_per_cpu_s: float | None = None
+    load_before: float | None = None     # 1-minute load average when the first run started
     output_mb: float | None = None
     output_records: int | None = None
     speed_vs_baseline: float | None = None
@@ -338,6 +340,7 @@ def measure_contender(contender: Contender, paths: Paths, workload: Workload, in
     cpu: list[float] = []
     peaks: list[int] = []
     pss_peaks: list[int] = []
+    load_before = os.getloadavg()[0]
     for _ in range(repeat):
         reset_dir(paths.output_dir(contender.name))
         shutil.rmtree(paths.hf_cache(), ignore_errors=True)
@@ -363,6 +366,7 @@ def measure_contender(contender: Contender, paths: Paths, workload: Workload, in
         mb_per_s=input_bytes / common.MB / wall,
         peak_rss_mib=max(peaks) / common.MIB, peak_pss_mib=max(pss_peaks) / common.MIB,
         cores_busy=statistics.median(c / s for c, s in zip(cpu, seconds)),
+        mb_per_cpu_s=input_bytes / common.MB / statistics.median(cpu), load_before=load_before,
         output_mb=out_bytes / common.MB, output_records=records, runs=repeat,
     )
 
@@ -398,7 +402,7 @@ def evaluate_targets(results: list[Result], input_bytes: int) -> list[dict[str, 
 TABLE_COLUMNS = (
     ("name", "contender"), ("seconds", "seconds"), ("mb_per_s", "MB/s"), ("peak_rss_mib", "peak RSS MiB"),
     ("peak_pss_mib", "peak PSS MiB"),
-    ("cores_busy", "cores busy"), ("output_records", "out records"), ("output_mb", "out MB"),
+    ("cores_busy", "cores busy"), ("mb_per_cpu_s", "MB/CPU-s"), ("output_records", "out records"), ("output_mb", "out MB"),
     ("speed_vs_baseline", f"speed / {BASELINE}"), ("rss_vs_baseline", f"RSS / {BASELINE}"), ("status", "status"),
 )
 
@@ -493,6 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = (f"bench_build: {common.format_bytes(input_bytes)} in {len(workload.sources)} sources, "
               f"{workload.total_samples:,} samples, min_chars {workload.min_chars}, seed {workload.seed}; "
               f"{machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB RAM")
+    busy = [r.name for r in results if r.load_before is not None and r.load_before > 0.5 * machine["cpus"]]
+    if busy:
+        header += (f"\nWARNING: the machine was busy (1-min load > {0.5 * machine['cpus']:.1f}) when "
+                   f"{', '.join(busy)} started: their MB/s understate an idle machine; compare MB/CPU-s.")
     print_report(results, targets, header)
     if args.json:
         common.write_json(args.json, {

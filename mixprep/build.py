@@ -626,6 +626,10 @@ def _bucket_jobs(
 
 # -- manifest ----------------------------------------------------------------------------
 
+def _describe_source(source: Any) -> list[str]:
+    return [source.describe()] if getattr(source, "hub", None) else list(source.patterns)
+
+
 def _manifest(
     config: MixtureConfig,
     split: str,
@@ -645,7 +649,7 @@ def _manifest(
         entry = {
             "mix_ratio": dataset.mix_ratio,
             "max_samples": dataset.max_samples,
-            "source": list(dataset.source.patterns),
+            "source": _describe_source(dataset.source),
             **stats[dataset.name].as_dict(),
             "held_out_for_validation": quota.held_out,
             "available": quota.available,
@@ -661,7 +665,7 @@ def _manifest(
         else:
             entry.update(quota=quota.validation, unique=chosen.unique, repeated_records=0, extra_copies=0, repeat_factor=None)
             if dataset.validation_source is not None:
-                entry["validation_source"] = list(dataset.validation_source.patterns)
+                entry["validation_source"] = _describe_source(dataset.validation_source)
         sources[dataset.name] = entry
         by_source[dataset.name] = len(chosen.rows)
     return {

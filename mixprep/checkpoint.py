@@ -37,6 +37,7 @@ DATA_IDENTITY = ("size", "records", "xxh3")
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` to `path` through a temporary file in the same folder."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save(payload, tmp)
@@ -47,6 +48,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at `path`, on CPU; ConfigError when missing, unreadable or another format."""
     if not path.is_file():
         msg = f"--resume: no checkpoint at {path}; hint: drop --resume to start a fresh run in that --out_dir"
         raise ConfigError(msg)
@@ -66,10 +68,9 @@ def resume_conflicts(
     saved: dict[str, Any], *, options: dict[str, Any], model_config: dict[str, Any], data: dict[str, Any]
 ) -> list[str]:
     """Human-readable differences that would make a resumed run not continue the saved one."""
-    now = options
     problems = [
-        f"--{key} {now[key]} (checkpoint: {saved['train_config'].get(key)})"
-        for key in RESUME_LOCKED if saved["train_config"].get(key) != now[key]
+        f"--{key} {options[key]} (checkpoint: {saved['train_config'].get(key)})"
+        for key in RESUME_LOCKED if saved["train_config"].get(key) != options[key]
     ]
     problems += [
         f"model {key} {value} (checkpoint: {saved['model_config'].get(key)})"

@@ -14,6 +14,7 @@ import difflib
 import glob
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,21 +40,19 @@ PHASE_PREFIXES: tuple[tuple[str, Phase], ...] = (
     ("grpo", "rl"),
 )
 
-# Suffixes we can read, longest first so ".jsonl.gz" wins over ".gz".
+# Compressed text formats are read as a stream; each suffix below may follow the base suffix.
+COMPRESSION_SUFFIXES = (".gz", ".zst", ".bz2", ".xz")
+_TEXT_SUFFIXES = ((".jsonl", "jsonl"), (".json", "jsonl"), (".ndjson", "jsonl"), (".csv", "csv"), (".tsv", "tsv"))
+# Compressed variants first so ".jsonl.gz" wins over any shorter match.
 FORMAT_BY_SUFFIX: tuple[tuple[str, str], ...] = (
-    (".jsonl.gz", "jsonl"),
-    (".jsonl.zst", "jsonl"),
-    (".json.gz", "jsonl"),
-    (".json.zst", "jsonl"),
-    (".jsonl", "jsonl"),
-    (".json", "jsonl"),
-    (".ndjson", "jsonl"),
+    *((base + comp, fmt) for comp in COMPRESSION_SUFFIXES for base, fmt in _TEXT_SUFFIXES),
+    *_TEXT_SUFFIXES,
     (".parquet", "parquet"),
     (".arrow", "arrow"),
     (".feather", "arrow"),
     (".ipc", "arrow"),
 )
-FORMATS = ("jsonl", "parquet", "arrow")
+FORMATS = ("jsonl", "parquet", "arrow", "csv", "tsv")
 
 METADATA_KEYS = (
     "phase", "name", "seed", "total_samples", "validation", "data_dir", "output_dir", "filters",
@@ -62,7 +61,11 @@ METADATA_KEYS = (
 DATASET_KEYS = (
     "name", "mix_ratio", "max_samples", "source", "validation_source", "text_field", "filters",
 )
-SOURCE_MAPPING_KEYS = ("path", "format")
+SOURCE_MAPPING_KEYS = ("path", "format", "storage_options", "hf", "split", "config", "revision")
+HUB_ONLY_KEYS = ("split", "config", "revision")
+# "owner/name" (or a bare legacy name such as "wikitext"); anything else must be an existing folder.
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 VALIDATION_KEYS = ("fraction", "samples")
 REPEATS_KEYS = ("warn_above", "max_factor")
 DEDUP_KEYS = ("method", "threshold", "num_perm", "ngram")
@@ -70,14 +73,34 @@ DEDUP_METHODS = ("exact", "near")
 
 
 @dataclass(frozen=True)
+class HubSource:
+    """A Hugging Face dataset: a hub id, or a local folder (save_to_disk or hub repo layout)."""
+
+    repo: str
+    """The hub id `owner/name`, or the folder's absolute path when `local`."""
+    local: bool
+    split: str | None = None  # None: "train"
+    config: str | None = None
+    revision: str | None = None  # None: "main" (hub ids)
+
+    def describe(self) -> str:
+        options = (("split", self.split), ("config", self.config), ("revision", self.revision))
+        return ", ".join([f"hf: {self.repo}", *(f"{k}: {v}" for k, v in options if v is not None)])
+
+
+@dataclass(frozen=True)
 class SourceSpec:
-    """Where a dataset's records come from: patterns as written, resolved to absolute."""
+    """Where a dataset's records come from: patterns as written, resolved to absolute
+    (local paths) or kept as URLs (remote), or a Hugging Face dataset (`hub`)."""
 
     patterns: tuple[str, ...]
     format: str | None = None  # None: from each file's suffix
+    hub: HubSource | None = None
+    storage_options: dict[str, Any] | None = field(default=None, compare=False)
+    """fsspec options for remote patterns (endpoint, credentials); never hashed into identities."""
 
     def describe(self) -> str:
-        return ", ".join(self.patterns)
+        return self.hub.describe() if self.hub is not None else ", ".join(self.patterns)
 
 
 @dataclass(frozen=True)
@@ -445,6 +468,7 @@ def _source(
     raw: Any, where: str, name: str, base: Path, data_dir: Path | None, problems: _Problems
 ) -> SourceSpec:
     fmt: str | None = None
+    storage_options: dict[str, Any] | None = None
     if raw is None:
         assert data_dir is not None  # only `source` may be omitted, never validation_source
         return _default_source(name, data_dir, where, problems)
@@ -454,9 +478,15 @@ def _source(
         if fmt is not None and fmt not in FORMATS:
             problems.add(f"{where}.format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
             fmt = None
+        if raw.get("hf") is not None:
+            return _hub_source(raw, where, base, problems)
+        for key in HUB_ONLY_KEYS:
+            if raw.get(key) is not None:
+                problems.add(f"{where}.{key}", f"applies to Hugging Face sources only; use `source: {{hf: owner/name, {key}: ...}}`")
+        storage_options = _storage_options(raw.get("storage_options"), f"{where}.storage_options", problems)
         raw = raw.get("path")
         if raw is None:
-            problems.add(f"{where}.path", "missing; give a file, a glob or a list of them")
+            problems.add(f"{where}.path", "missing; give a file, a glob or a list of them (or `hf:` for a Hugging Face dataset)")
             return SourceSpec(patterns=())
     entries = raw if isinstance(raw, list) else [raw]
     patterns: list[str] = []
@@ -465,22 +495,64 @@ def _source(
         if not isinstance(item, str) or not item:
             problems.add(item_where, f"expected a path or glob, got {item!r}")
             continue
-        pattern = str(base / Path(item).expanduser())
+        if URL_RE.match(item) and not item.startswith("file://"):
+            # Remote: listed at plan time (no network while parsing a config).
+            patterns.append(item)
+            continue
+        pattern = str(base / Path(item.removeprefix("file://")).expanduser())
         patterns.append(pattern)
-        matches = glob.glob(pattern, recursive=True)
-        if not matches:
-            kind = "glob matches no file" if glob.has_magic(pattern) else "file not found"
-            problems.add(item_where, f"{kind}: {pattern}")
-        elif fmt is None:
-            for match in matches:
-                if Path(match).is_file() and format_for(match) is None:
-                    problems.add(
-                        item_where,
-                        f"cannot tell the format of {match}; use a .jsonl/.jsonl.gz/.jsonl.zst/.parquet/.arrow name "
-                        f"or `source: {{path: ..., format: jsonl|parquet|arrow}}`",
-                    )
-                    break
-    return SourceSpec(patterns=tuple(patterns), format=fmt)
+        _check_local_pattern(pattern, fmt, item_where, problems)
+    return SourceSpec(patterns=tuple(patterns), format=fmt, storage_options=storage_options)
+
+
+def _check_local_pattern(pattern: str, fmt: str | None, where: str, problems: _Problems) -> None:
+    matches = glob.glob(pattern, recursive=True)
+    if not matches:
+        kind = "glob matches no file" if glob.has_magic(pattern) else "file not found"
+        problems.add(where, f"{kind}: {pattern}")
+    elif fmt is None:
+        for match in matches:
+            if Path(match).is_file() and format_for(match) is None:
+                problems.add(
+                    where,
+                    f"cannot tell the format of {match}; use a .jsonl/.json/.csv/.tsv name (optionally + .gz/.zst/.bz2/.xz), "
+                    f".parquet or .arrow, or `source: {{path: ..., format: {'|'.join(FORMATS)}}}`",
+                )
+                break
+
+
+def _storage_options(raw: Any, where: str, problems: _Problems) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        problems.add(where, f"expected a mapping of fsspec options (e.g. {{client_kwargs: {{endpoint_url: ...}}}}), got {raw!r}")
+        return None
+    return dict(_canonical(raw))
+
+
+def _hub_source(raw: Mapping[str, Any], where: str, base: Path, problems: _Problems) -> SourceSpec:
+    """`{hf: owner/name | folder, split, config, revision}`: a folder when one exists there, else a hub id."""
+    for key in ("path", "storage_options", "format"):
+        if raw.get(key) is not None:
+            problems.add(f"{where}.{key}", "cannot be combined with `hf:`; a Hugging Face source is found by its id or folder")
+    options: dict[str, str | None] = {}
+    for key in ("hf", *HUB_ONLY_KEYS):
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value)):
+            problems.add(f"{where}.{key}", f"expected a non-empty string, got {value!r}")
+            value = None
+        options[key] = None if value is None else str(value)
+    repo = options["hf"] or ""
+    folder = base / Path(repo).expanduser()
+    if repo and folder.is_dir():
+        hub = HubSource(str(folder), True, options["split"], options["config"], options["revision"])
+    elif HUB_ID_RE.match(repo):
+        hub = HubSource(repo, False, options["split"], options["config"], options["revision"])
+    else:
+        if repo:
+            problems.add(f"{where}.hf", f"{repo!r} is neither an existing folder ({folder}) nor a hub id like owner/name")
+        hub = HubSource(repo, False)
+    return SourceSpec(patterns=(), hub=hub)
 
 
 def _default_source(name: str, data_dir: Path, where: str, problems: _Problems) -> SourceSpec:

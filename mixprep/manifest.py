@@ -45,6 +45,11 @@ def input_fingerprints(tasks: Iterable[ScanTask]) -> list[dict[str, Any]]:
                 "size": file.size,
                 "mtime_ns": file.mtime_ns,
             }
+            # Only where known, so local files keep exactly the keys (and build keys) they had.
+            if file.etag is not None:
+                seen[file.path]["etag"] = file.etag
+            if file.revision is not None:
+                seen[file.path]["revision"] = file.revision
     return list(seen.values())
 
 

@@ -31,14 +31,12 @@ class DatasetMixer:
         """`{"is_valid", "total_ratio", "errors", "datasets"}`; reports, never raises."""
         datasets = {}
         for d in self.config.datasets:
-            files = sorted({m for p in d.source.patterns for m in glob.glob(p, recursive=True) if os.path.isfile(m)})
             datasets[d.name] = {
                 "mix_ratio": d.mix_ratio,
                 "max_samples": d.max_samples,
                 "text_field": d.text_field,
-                "filters": dict(d.filters),
-                "files": len(files),
-                "bytes": sum(os.path.getsize(f) for f in files),
+                "filters": {name: str(value) if not isinstance(value, (int, float, str, bool)) else value for name, value in d.filters},
+                **_local_files(d.source),
             }
         return {
             "is_valid": self.config.is_valid,
@@ -85,6 +83,14 @@ class DatasetMixer:
         if built.resolve() != target.resolve():
             _link_outputs(SplitFiles.for_stem(built.parent, built.name[: -len(".jsonl")]), target)
         return str(target)
+
+
+def _local_files(source: Any) -> dict[str, int | None]:
+    """File count and size of a local source; None for hub and remote ones (not listed offline)."""
+    if getattr(source, "hub", None) or any("://" in p for p in source.patterns):
+        return {"files": None, "bytes": None}
+    files = sorted({m for p in source.patterns for m in glob.glob(p, recursive=True) if os.path.isfile(m)})
+    return {"files": len(files), "bytes": sum(os.path.getsize(f) for f in files)}
 
 
 def _link_outputs(built: SplitFiles, target: Path) -> None:

@@ -144,13 +144,20 @@ class RayExecutor:
         self._temp_dir = tempfile.mkdtemp(prefix="mixprep-ray-", dir=_short_temp_root())
         # The local Ray's processes inherit this environment (cheaper than a per-task runtime_env).
         self._set_env(_local_ray_env())
-        self.ray.init(
-            num_cpus=workers,
-            include_dashboard=False,
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            logging_level=logging.WARNING,
-            _temp_dir=self._temp_dir,
-        )
+        try:
+            self.ray.init(
+                num_cpus=workers,
+                include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                logging_level=logging.WARNING,
+                _temp_dir=self._temp_dir,
+            )
+        except (OSError, RuntimeError, ValueError) as exc:
+            msg = (
+                f"cannot start a local Ray under {self._temp_dir} ({_first_line(exc)}); set RAY_TMPDIR to a short, "
+                f"writable folder, or start Ray yourself (`ray start --head`) and pass --ray-address auto"
+            )
+            raise ConfigError(msg) from None
         log.info("started a local Ray with %d CPUs (sessions and logs under %s)", workers, self._temp_dir)
 
     def _set_env(self, values: dict[str, str]) -> None:
@@ -180,9 +187,9 @@ class RayExecutor:
                     pending.append((submitted, self._remote.remote(fn_ref, items[submitted])))
                     submitted += 1
                 index, ref = pending.popleft()
-                result = self._result(ref, items[index])
-                yield result
+                yield self._result(ref, items[index])
         finally:
+            # A failed task or a driver error ends the build: stop the work still queued.
             for _, ref in pending:
                 ray.cancel(ref)
 
@@ -195,7 +202,7 @@ class RayExecutor:
             msg = (
                 f"{describe_task(item)} failed after {self.max_retries + 1} attempts on Ray: "
                 f"{type(cause).__name__}: {_first_line(cause)}; the build stopped and wrote no output "
-                f"(run with --executor local to see the full traceback)"
+                f"(Ray's log lines above hold the task's traceback)"
             )
             raise MixprepError(msg) from None
         if isinstance(result, _TaskFailed):

@@ -71,6 +71,9 @@ def list_objects(pattern: str, storage_options: Mapping[str, Any] | None, datase
     fs = _filesystem(pattern, storage_options, dataset_name)
     scheme, path = split_url(pattern)
     magic = glob.has_magic(path)
+    # fsspec caches instances and their listings per process: a second build in the same
+    # process must see objects written since (a stale size/ETag would reuse old outputs).
+    fs.invalidate_cache()
     try:
         if magic:
             infos = fs.glob(path, detail=True)

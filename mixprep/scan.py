@@ -215,7 +215,7 @@ def _where(block: LineBlock | TableBlock, index: int, job: ScanJob) -> str:
     if block.first_line is not None:
         newlines_before = block.data.count(b"\n", 0, start)
         return f"{path}:{block.first_line + newlines_before}"
-    return f"{path}:{line_number(path, block.base_offset + start)}"
+    return f"{path}:{line_number(path, block.base_offset + start, job.task.file.storage_options)}"
 
 
 # -- parsing -------------------------------------------------------------------

@@ -1,23 +1,35 @@
 """Scan task -> blocks of records, with bounded memory.
 
-JSONL (plain, gzip, zstd) is read in blocks of whole lines (`BLOCK_BYTES`); a
+JSONL (plain, gzip, zstd, bz2, xz) is read in blocks of whole lines (`BLOCK_BYTES`); a
 plain file's task owns the lines that start inside its byte range. Parquet is
-read by row group, Arrow IPC by record batch. Every block carries each record's
-position (byte offset or row number) so records keep a stable identity and bad
-records can be reported as `file:line`.
+read by row group, Arrow IPC by record batch, CSV/TSV as a stream of Arrow
+batches (every column read as a string; quoted fields may span lines). Every
+block carries each record's position (byte offset or row number) so records keep
+a stable identity and bad records can be reported as `file:line` / `file: row N`.
+
+Local files are opened with plain `open`/memory maps; remote URLs (`s3://`,
+`hf://`, ...) through fsspec (`mixprep.remote`), with the same byte-range and
+block semantics, so a remote copy of a tree yields the same records.
 """
 from __future__ import annotations
 
+import bz2
+import contextlib
+import csv
 import gzip
-from collections.abc import Iterator
+import io
+import lzma
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from mixprep import remote
 from mixprep.errors import SourceError
 from mixprep.plan import ScanTask, SourceFile
 
@@ -86,6 +98,8 @@ def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:
             yield from _parquet_blocks(file)
         elif file.format == "arrow":
             yield from _arrow_blocks(file)
+        elif file.format in CSV_DELIMITERS:
+            yield from _csv_blocks(file)
         else:  # config validation admits only the formats above
             msg = f"{file.path}: unsupported format {file.format!r}"
             raise SourceError(msg)
@@ -100,7 +114,7 @@ def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:
 
 
 def _plain_jsonl_blocks(file: SourceFile, start: int, end: int) -> Iterator[LineBlock]:
-    with open(file.path, "rb") as handle:
+    with _open_binary(file) as handle:
         position = _first_line_start(handle, start)  # offset of data[0] below
         carry = b""
         while position < end:
@@ -145,20 +159,41 @@ def _bytes_owned(block: bytes, limit: int) -> int:
     return len(block) if newline < 0 else newline + 1
 
 
-def _open_decompressed(file: SourceFile) -> BinaryIO:
-    if file.compression == "gzip":
-        return gzip.open(file.path, "rb")  # type: ignore[return-value]
-    import zstandard
+def _open_binary(file: SourceFile) -> BinaryIO:
+    """The raw bytes of a file: plain `open` locally (the fast path), fsspec for URLs."""
+    if remote.is_remote(file.path):
+        return remote.open_object(file.path, file.storage_options)
+    return open(file.path, "rb")  # noqa: SIM115 - the callers close it
 
-    raw = open(file.path, "rb")  # noqa: SIM115 - closed through the reader below
-    return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
+
+@contextlib.contextmanager
+def _open_stream(file: SourceFile) -> Iterator[BinaryIO]:
+    """The file's (decompressed) bytes as a forward stream; closes the raw handle too."""
+    with _open_binary(file) as raw:
+        if file.compression is None:
+            yield raw
+        elif file.compression == "gzip":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as handle:
+                yield handle  # type: ignore[misc]
+        elif file.compression == "bz2":
+            with bz2.BZ2File(raw, "rb") as handle:
+                yield handle  # type: ignore[misc]
+        elif file.compression == "xz":
+            with lzma.LZMAFile(raw, "rb") as handle:
+                yield handle  # type: ignore[misc]
+        else:
+            import zstandard
+
+            # BufferedReader adds readline() (the CSV header) on top of zstd's reader.
+            with io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)) as handle:  # type: ignore[arg-type]
+                yield handle  # type: ignore[misc]
 
 
 def _compressed_jsonl_blocks(file: SourceFile) -> Iterator[LineBlock]:
     offset = 0
     line = 1
     carry = b""
-    with _open_decompressed(file) as handle:
+    with _open_stream(file) as handle:
         while True:
             chunk = handle.read(BLOCK_BYTES)
             data = carry + chunk
@@ -179,32 +214,69 @@ def _compressed_jsonl_blocks(file: SourceFile) -> Iterator[LineBlock]:
 
 
 def _parquet_blocks(file: SourceFile) -> Iterator[TableBlock]:
-    parquet = pq.ParquetFile(file.path)
-    row = 0
-    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
-        row += batch.num_rows
+    with contextlib.ExitStack() as stack:
+        source: Any = file.path
+        if remote.is_remote(file.path):
+            source = stack.enter_context(_open_binary(file))
+        parquet = pq.ParquetFile(source)
+        row = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
+            row += batch.num_rows
 
 
 def _arrow_blocks(file: SourceFile) -> Iterator[TableBlock]:
-    source = pa.memory_map(file.path, "r")
-    try:
-        reader = ipc.open_file(source)
-        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-    except pa.ArrowInvalid:
-        source.seek(0)
-        batches = iter(ipc.open_stream(source))
-    row = 0
-    for batch in batches:
-        yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
-        row += batch.num_rows
+    with contextlib.ExitStack() as stack:
+        if remote.is_remote(file.path):
+            source: Any = stack.enter_context(_open_binary(file))
+        else:
+            source = stack.enter_context(pa.memory_map(file.path, "r"))
+        try:
+            reader = ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:  # the stream format (what `datasets` save_to_disk writes)
+            source.seek(0)
+            batches = iter(ipc.open_stream(source))
+        row = 0
+        for batch in batches:
+            yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
+            row += batch.num_rows
 
 
-def line_number(path: str, offset: int) -> int:
+CSV_DELIMITERS = {"csv": ",", "tsv": "\t"}
+
+
+def _csv_blocks(file: SourceFile) -> Iterator[TableBlock]:
+    """Rows of a CSV/TSV file with a header line, every column as a string.
+
+    The header is read first so every column can be declared a string: Arrow's
+    streaming reader infers types from the first block only, and a text column of
+    digits (or an id column) would otherwise change type between blocks.
+    """
+    delimiter = CSV_DELIMITERS[file.format]
+    with _open_stream(file) as handle:
+        header = handle.readline()
+        if not header.strip():
+            return
+        names = next(csv.reader([header.decode("utf-8-sig").rstrip("\r\n")], delimiter=delimiter))
+        reader = pacsv.open_csv(
+            handle,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=min(BLOCK_BYTES, 1 << 24)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.large_string() for n in names}, strings_can_be_null=False),
+        )
+        row = 0
+        for batch in reader:
+            yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
+            row += batch.num_rows
+
+
+def line_number(path: str, offset: int, storage_options: Mapping[str, Any] | None = None) -> int:
     """1-based line number of the line starting at byte `offset` of a plain file (error path only)."""
     count = 0
     remaining = offset
-    with open(path, "rb") as handle:
+    opened = remote.open_object(path, storage_options) if remote.is_remote(path) else open(path, "rb")
+    with opened as handle:
         while remaining > 0:
             chunk = handle.read(min(remaining, BLOCK_BYTES))
             if not chunk:

@@ -180,6 +180,16 @@ def learning_rate_at(step: int, *, peak: float, total_steps: int) -> float:
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 
+def micro_batch_weight(micro_index: int, *, accumulation_steps: int, total_micro_batches: int) -> float:
+    """1 / size of the accumulation group `micro_index` belongs to.
+
+    The last group of a run may be short (total not a multiple of the accumulation); weighting
+    by its real size keeps every optimizer step an average, not a shrunken sum.
+    """
+    group_start = (micro_index // accumulation_steps) * accumulation_steps
+    return 1.0 / min(accumulation_steps, total_micro_batches - group_start)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -312,12 +322,6 @@ class Trainer:
 
     # -- one micro-batch / one optimizer step
 
-    def _micro_batch_weight(self, micro_index: int) -> float:
-        """1 / size of the accumulation group `micro_index` belongs to (the last may be short)."""
-        accum = self.opts.accumulation_steps
-        group_start = (micro_index // accum) * accum
-        return 1.0 / min(accum, self.total_micro_batches - group_start)
-
     def _forward_backward(self, batch: Sequence[torch.Tensor], weight: float) -> torch.Tensor:
         x, y, mask = (t.to(self.device, non_blocking=True) for t in batch)
         with autocast_context(self.device, self.autocast_dtype):
@@ -363,8 +367,9 @@ class Trainer:
         return self.checkpoint_path
 
     def _record(self, window: Window, *, with_validation: bool) -> dict[str, Any]:
-        elapsed = max(time.perf_counter() - window.started, 1e-9)
+        # float() syncs the GPU first, so the interval covers the work queued in it, not just enqueued.
         train_loss = float(window.loss_sum) / window.steps if window.steps else None
+        elapsed = max(time.perf_counter() - window.started, 1e-9)
         record: dict[str, Any] = {
             "step": self.position.step,
             "epoch": round(self.position.micro_batches_done / self.batches_per_epoch, 4),
@@ -432,7 +437,9 @@ class Trainer:
                 for micro_index, waited, batch in self._micro_batches():
                     window.data_wait += waited
                     x, y, mask = trim_padding_columns(*batch)
-                    loss = self._forward_backward((x, y, mask), self._micro_batch_weight(micro_index))
+                    weight = micro_batch_weight(micro_index, accumulation_steps=opts.accumulation_steps,
+                                                total_micro_batches=self.total_micro_batches)
+                    loss = self._forward_backward((x, y, mask), weight)
                     step_loss = loss if step_loss is None else step_loss + loss
                     step_tokens += x.numel()
                     window.samples += x.shape[0]

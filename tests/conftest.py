@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
-from mixprep.build import BuildResult
-from mixprep.mixer import DatasetMixer
-from mixprep.writers import OUTPUT_SUFFIXES
+# Every test module shares this conftest; mixprep is imported inside the helpers so
+# collecting other modules' tests never depends on the build engine importing.
+if TYPE_CHECKING:
+    from mixprep.build import BuildResult
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -61,6 +62,8 @@ def mixture(
 
 
 def build(config: Path, out: Path, **options: Any) -> BuildResult:
+    from mixprep.mixer import DatasetMixer
+
     options.setdefault("progress", False)
     return DatasetMixer.from_yaml(config).build(output_dir=out, **options)
 
@@ -78,10 +81,11 @@ def source_counts(records: list[dict[str, Any]]) -> Counter:
 
 
 def complete_looking_outputs(folder: Path) -> list[Path]:
-    """Files a user could take for a finished build (anything but the temp folder)."""
+    """Files a user could take for a finished build: any file in the output folder itself
+    (temporary files live in a hidden subfolder)."""
     if not folder.exists():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(OUTPUT_SUFFIXES))
+    return sorted(p for p in folder.iterdir() if p.is_file())
 
 
 @pytest.fixture

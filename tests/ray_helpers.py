@@ -148,8 +148,8 @@ def two_node_build(config: str, out_dir: str, marker_dir: str, temp_dir: str) ->
     """Start a head and a worker node (one CPU each), build with `--ray-address` and
     record which node ran each scan task."""
     import functools
-    import logging
 
+    import ray
     from ray.cluster_utils import Cluster
 
     import mixprep.build as build_module
@@ -167,12 +167,9 @@ def two_node_build(config: str, out_dir: str, marker_dir: str, temp_dir: str) ->
             output_dir=Path(out_dir), executor="ray", ray_address=cluster.address, progress=False
         )
         build_module.build(load_mixture(config), options)
-        import ray
-
         # The executor joined this cluster, so it disconnects but leaves the cluster running.
         assert not ray.is_initialized()
         assert len(cluster.list_all_nodes()) == 2
-        logging.getLogger(__name__).info("two-node build done")
     finally:
         cluster.shutdown()
 

@@ -15,6 +15,8 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import (
     REPO,
@@ -324,7 +326,7 @@ def test_prepare_dataset_places_outputs_at_the_requested_name(two_sources: Path,
     assert DatasetMixer.from_yaml(two_sources).prepare_dataset(output_file=target, split="train") == str(target)
     assert len(target.read_bytes().splitlines()) == 1000
     assert all(target.with_suffix(s).is_file() for s in (".parquet", ".idx"))
-    assert target.with_name("toy_train.manifest.json").is_file()
+    assert manifest_of(target)["output"]["records"] == 1000
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -566,3 +568,83 @@ def test_failed_rebuild_keeps_the_previous_complete_outputs(two_sources: Path, t
         build(two_sources, out, force=True)
     assert first.files["train"].read_bytes() == before
     assert verify(first.files["train"]).ok
+
+
+# -- the shipped example mixtures, on the generated example data --------------------------------
+
+@pytest.mark.parametrize(
+    ("config_name", "train", "validation", "extra_copies"),
+    [
+        ("sft_mixture.yaml", {"stories": 3_500, "notes": 1_500}, 120, 0),
+        ("dpo_mixture.yaml", {"math": 2_900}, 100, 0),
+        ("rlaif_mixture.yaml", {"prompts": 3_000}, None, 1_000),
+    ],
+)
+def test_shipped_phase_mixtures_build(
+    example_data: Path, tmp_path: Path, config_name: str, train: dict, validation: int | None, extra_copies: int
+) -> None:
+    text = (REPO / "configs" / config_name).read_text().replace("../data", str(example_data))
+    config = tmp_path / config_name
+    config.write_text(text)
+    result = build(config, tmp_path / "out")
+    manifest = result.manifests["train"]
+    assert manifest["output"]["records_by_source"] == train
+    assert sum(s["extra_copies"] for s in manifest["sources"].values()) == extra_copies
+    if validation is None:
+        assert set(result.files) == {"train"}
+    else:
+        assert result.manifests["validation"]["output"]["records"] == validation
+    record = read_jsonl(result.files["train"])[0]
+    assert record["source"] in train and ("conversations" in record or "chosen" in record or "prompt" in record)
+    assert verify(result.files["train"]).ok
+
+
+def test_manifest_records_seed_config_inputs_and_packages(toy_build, toy_config: Path) -> None:
+    manifest = toy_build.manifests["train"]
+    assert (manifest["seed"], manifest["split"], manifest["phase"], manifest["name"]) == (42, "train", "pretrain_phase1", "toy")
+    assert len(manifest["config"]["sha256"]) == 64 and manifest["config"]["path"] == str(toy_config.resolve())
+    assert [(i["dataset"], i["role"]) for i in manifest["inputs"]] == [
+        ("tinystories", "main"), ("tinystories", "validation"), ("custom_data", "main"), ("custom_data", "validation"),
+    ]
+    assert all(i["size"] > 0 and i["mtime_ns"] > 0 for i in manifest["inputs"])
+    assert {"python", "pyarrow", "polars", "numpy"} <= set(manifest["packages"])
+    assert manifest["output"]["index"] == {"file": "pretrain_phase1_toy_train.idx", "entries": 80_001}
+    assert manifest["output"]["parquet"]["rows"] == 80_000
+    assert json.loads(toy_build.files["train"].with_name("pretrain_phase1_toy_train.manifest.json").read_text()) == manifest
+
+
+def test_progress_is_plain_log_lines_off_a_terminal(two_sources: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="mixprep"):
+        build(two_sources, tmp_path / "out")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("scan: 100%") and "MB/s" in line and "records/s" in line for line in lines), lines
+    assert any(line.startswith("write train: 100%") and "1,000 records" in line for line in lines), lines
+
+
+def test_moving_the_data_folder_does_not_change_the_output(tmp_path: Path) -> None:
+    outputs = []
+    for where in ("here", "elsewhere/deeper"):
+        folder = tmp_path / where
+        write_jsonl(folder / "data" / "a.jsonl", texts("a", 120))
+        write_jsonl(folder / "data" / "b.jsonl", texts("b", 40))
+        config = mixture(
+            folder,
+            [{"name": "a", "mix_ratio": 0.5, "source": "data/*.jsonl"}, {"name": "b", "mix_ratio": 0.5, "source": "data/b.jsonl"}],
+            total_samples=150,
+            validation={"samples": 10},
+        )
+        result = build(config, folder / "out")
+        outputs.append((result.files["train"].read_bytes(), result.files["validation"].read_bytes()))
+    assert outputs[0] == outputs[1]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(min_size=0, max_size=60), min_size=1, max_size=12))
+def test_any_text_round_trips_exactly(tmp_path_factory: pytest.TempPathFactory, values: list[str]) -> None:
+    folder = tmp_path_factory.mktemp("roundtrip")
+    write_jsonl(folder / "a.jsonl", [{"text": v} for v in values])
+    config = mixture(folder, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}])
+    result = build(config, folder / "out")
+    assert sorted(r["text"] for r in read_jsonl(result.files["train"])) == sorted(values)
+    table = pq.read_table(result.files["train"].with_suffix(".parquet"))
+    assert sorted(table["text"].to_pylist()) == sorted(values)

@@ -236,3 +236,10 @@ def test_config_digest_changes_with_content(tmp_path: Path, data: Path) -> None:
     second = load_mixture(mixture(tmp_path, two(), seed=2)).raw_digest
     again = load_mixture(mixture(tmp_path, two(), seed=1)).raw_digest
     assert first == again != second
+
+
+def test_per_dataset_filter_threshold_overrides_the_global_one(tmp_path: Path, data: Path) -> None:
+    datasets = two(filters={"min_chars": 5, "min_words": 2})
+    config = load_mixture(mixture(tmp_path, datasets, filters={"min_chars": 20, "max_words": 100}))
+    assert config.datasets[0].filters == (("min_chars", 20), ("max_words", 100))
+    assert config.datasets[1].filters == (("min_chars", 5), ("max_words", 100), ("min_words", 2))

@@ -11,9 +11,12 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,7 +180,7 @@ def test_a_mixprep_error_is_not_retried_and_reaches_the_driver_unchanged(
     markers.mkdir()
     monkeypatch.setattr(build_module, "scan_task", Flaky(build_module.scan_task, str(markers), "scan-1", "record_error"))
 
-    with pytest.raises(RecordError, match=f"^{PLANTED_ERROR}$") as caught:
+    with pytest.raises(RecordError, match=f"^{re.escape(PLANTED_ERROR)}$") as caught:
         run_build(mixtures["pretrain"], tmp_path / "out", executor="ray")
 
     assert type(caught.value) is RecordError
@@ -228,7 +231,7 @@ def test_a_task_that_keeps_failing_stops_the_build_naming_the_task(
 
     assert attempts(markers, target) == 4
     assert read_outputs(out) == {}  # nothing that looks like a finished output
-    assert list((out / build_module.TMP_FOLDER).iterdir()) == []
+    assert not any((out / build_module.TMP_FOLDER).glob("*"))  # the work folder is gone too
 
 
 # -- the executor itself ---------------------------------------------------------------------
@@ -271,6 +274,28 @@ def test_close_leaves_a_ray_connection_it_did_not_open(ray_session: None) -> Non
     assert ray.is_initialized()
 
 
+@needs_ray
+def test_an_unreachable_ray_address_is_a_clear_error(ray_session: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from mixprep.ray_executor import RayExecutor
+
+    def no_cluster(**kwargs: object) -> None:
+        msg = "Could not find any running Ray instance. Please specify the one to connect to."
+        raise ConnectionError(msg)
+
+    # As in a fresh process: not connected yet, and nothing listening at the address.
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_cluster)
+    expected = (
+        "--ray-address auto: cannot connect to a Ray cluster (Could not find any running Ray instance. Please specify "
+        "the one to connect to.); start one with `ray start --head` (then use --ray-address auto) or leave out "
+        "--ray-address to start a local Ray"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
+        RayExecutor(address="auto")
+
+
 def test_without_ray_the_error_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail as if it were not installed
     from mixprep.ray_executor import RayExecutor
@@ -290,44 +315,32 @@ def test_workers_below_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- in child processes: a driver can join only one Ray instance ----------------------------
 
-def _child_env(tmp_path: Path) -> dict[str, str]:
+def _child_env(tmp_path: Path, ray_temp: Path) -> dict[str, str]:
+    (ray_temp / "ray").mkdir()  # Ray records the cluster's address in $RAY_TMPDIR/ray
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(
         PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).parent)]),
         RAY_USAGE_STATS_ENABLED="0",
         RAY_AUTH_TOKEN=secrets.token_hex(32),
-        RAY_TMPDIR=str(tmp_path),
+        RAY_TMPDIR=str(ray_temp),
         TMPDIR=str(tmp_path),
     )
     return env
 
 
 @needs_ray
-def test_an_unreachable_ray_address_is_a_clear_error(tmp_path: Path) -> None:
-    code = (
-        "from mixprep.ray_executor import RayExecutor\n"
-        "from mixprep.errors import ConfigError\n"
-        "try:\n    RayExecutor(address='auto')\n"
-        "except ConfigError as exc:\n    print(exc)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=_child_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("--ray-address auto: cannot connect to a Ray cluster (")
-    assert "start one with `ray start --head`" in done.stdout
-
-
-@needs_ray
 def test_a_two_node_cluster_gives_the_same_bytes(
-    mixtures: dict[str, Path], local_outputs: dict, tmp_path: Path
+    mixtures: dict[str, Path], local_outputs: dict, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    out, markers, temp = tmp_path / "out", tmp_path / "nodes", tmp_path / "r"
+    out, markers = tmp_path / "out", tmp_path / "nodes"
     markers.mkdir()
-    temp.mkdir()
+    # Ray's socket paths (temp/session_<date>_<pid>/sockets/plasma_store) must fit in 107 bytes,
+    # which pytest's folder names do not leave room for.
+    temp = Path(tempfile.mkdtemp(prefix="mxr", dir="/tmp" if os.access("/tmp", os.W_OK) else None))
+    request.addfinalizer(lambda: shutil.rmtree(temp, ignore_errors=True))
     done = subprocess.run(
         [sys.executable, str(Path(__file__).parent / "ray_helpers.py"), str(mixtures["pretrain"]), str(out), str(markers), str(temp)],
-        env=_child_env(tmp_path),
+        env=_child_env(tmp_path, temp),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -337,3 +350,42 @@ def test_a_two_node_cluster_gives_the_same_bytes(
     assert read_outputs(out) == local_outputs["pretrain"]
     nodes = {p.name.split(".")[0] for p in markers.iterdir()}
     assert len(nodes) == 2, f"scan tasks ran on {nodes}"
+
+
+@needs_ray
+def test_the_cli_starts_and_stops_its_own_local_ray_writing_only_under_temp(
+    mixtures: dict[str, Path], local_outputs: dict, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    out, home = tmp_path / "out", tmp_path / "home"
+    home.mkdir()
+    temp = Path(tempfile.mkdtemp(prefix="mxr", dir="/tmp" if os.access("/tmp", os.W_OK) else None))
+    request.addfinalizer(lambda: shutil.rmtree(temp, ignore_errors=True))
+    env = {**_child_env(tmp_path, temp), "HOME": str(home)}
+    command = [sys.executable, "-m", "mixprep", "build", str(mixtures["pretrain"]), "--output-dir", str(out)]
+    done = subprocess.run(
+        [*command, "--executor", "ray", "--workers", "2", "--no-progress"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Default sharding here, small shards in the reference: record identity does not depend on it.
+    assert read_outputs(out) == local_outputs["pretrain"]
+    assert list(home.iterdir()) == []  # no ~/.ray/auth_token, no usage-stats files
+    assert list(temp.glob("mixprep-ray-*")) == []  # its session folder is removed on close
+
+
+@needs_ray
+def test_a_local_ray_that_cannot_start_is_a_clear_error(ray_session: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from mixprep.ray_executor import RayExecutor
+
+    def too_long(**kwargs: object) -> None:
+        msg = "validate_socket_filename failed: AF_UNIX path length cannot exceed 107 bytes"
+        raise OSError(msg)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", too_long)
+    before = dict(os.environ)
+    with pytest.raises(ConfigError, match=r"^cannot start a local Ray under \S+/mixprep-ray-\w+ \(validate_socket_filename .*set RAY_TMPDIR"):
+        RayExecutor(workers=2)
+    assert dict(os.environ) == before  # the environment it set for Ray is put back

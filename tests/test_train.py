@@ -16,7 +16,7 @@ from mixprep.checkpoint import load_checkpoint  # noqa: E402
 from mixprep.errors import ConfigError, RecordError, SourceError  # noqa: E402
 from mixprep.metrics import compare_runs, read_metrics  # noqa: E402
 from mixprep.model import GPT, GPTConfig  # noqa: E402
-from mixprep.train import Trainer, main  # noqa: E402
+from mixprep.train import Trainer, main, micro_batch_weight  # noqa: E402
 from mixprep.train_data import (  # noqa: E402
     SeededBatchSampler,
     load_tokenizer,
@@ -108,6 +108,12 @@ def test_trimming_padding_columns_leaves_the_loss_unchanged():
         assert torch.allclose(model(x, y, mask)[1], model(tx, ty, tm)[1], atol=1e-6)
 
 
+def test_accumulation_weights_make_every_step_an_average_including_a_short_last_one():
+    weights = [micro_batch_weight(i, accumulation_steps=4, total_micro_batches=10) for i in range(10)]
+    assert weights == [0.25] * 8 + [0.5, 0.5]
+    assert micro_batch_weight(0, accumulation_steps=1, total_micro_batches=3) == 1.0
+
+
 def test_validation_file_name_is_derived_from_the_train_name():
     assert validation_path_for(Path("d/pretrain_toy_train.jsonl")) == Path("d/pretrain_toy_validation.jsonl")
     assert validation_path_for(Path("d/mydata.jsonl")) is None
@@ -197,6 +203,15 @@ def test_progress_bar_on_a_terminal(corpus, tmp_path, capsys, monkeypatch):
     main(train_args(corpus, tmp_path / "run", "--max_steps", "3"))
     err = capsys.readouterr().err
     assert "3/3" in err and "loss=" in err and "tok/s=" in err
+
+
+def test_bf16_autocast_is_accepted_on_cpu(corpus, tmp_path):
+    out = tmp_path / "bf16"
+    main(train_args(corpus, out, "--max_steps", "2", "--dtype", "bf16"))
+    assert json.loads((out / "config.json").read_text())["autocast"] == "torch.bfloat16"
+    assert all(np.isfinite(r["train_loss"]) for r in read_metrics(out / "metrics.jsonl"))
+    # Weights stay fp32 (autocast computes in bf16, the optimizer updates fp32 masters).
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["model"]["embed.weight"].dtype == torch.float32
 
 
 def test_sft_trains_only_on_assistant_tokens(corpus, tmp_path, monkeypatch):

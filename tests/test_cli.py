@@ -1,0 +1,147 @@
+"""The CLI: exit codes and output of build / validate / verify / dry-run / index;
+errors as one line without a traceback; `--help` without heavy imports."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, complete_looking_outputs, mixture, texts, write_jsonl, write_lines
+from mixprep.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_build_prints_summary_and_reuses_on_rerun(two_sources: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = run(capsys, "build", str(two_sources), "--output-dir", str(out), "--no-progress")
+    assert code == 0
+    assert "train: 1,000 records" in stdout
+    assert stdout.splitlines()[1].split() == ["source", "read", "bad", "filtered", "available", "written", "repeats", "share"]
+    lines = {line.split()[0]: line.split() for line in stdout.splitlines() if line.startswith(("a ", "b "))}
+    assert lines["a"][:6] == ["a", "600", "0", "0", "600", "600"]
+    assert lines["b"][:7] == ["b", "300", "0", "0", "300", "400", "100"]
+    assert f"-> {out / 'pretrain_t_train.jsonl'}" in stdout
+    code, stdout, _ = run(capsys, "build", str(two_sources), "--output-dir", str(out), "--no-progress")
+    assert code == 0 and "(reused: up to date)" in stdout
+    code, stdout, _ = run(capsys, "build", str(two_sources), "--output-dir", str(out), "--force", "--no-progress")
+    assert code == 0 and "reused" not in stdout
+
+
+def test_build_errors_are_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, stderr = run(capsys, "build", str(tmp_path / "nope.yaml"))
+    assert code == 1 and stdout == ""
+    assert stderr == f"error: {tmp_path / 'nope.yaml'}: mixture file not found\n"
+
+    write_lines(tmp_path / "a.jsonl", ['{"text": "ok"}', '{"text": '])
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}])
+    code, _, stderr = run(capsys, "build", str(config), "--output-dir", str(tmp_path / "out"), "--no-progress")
+    assert code == 1
+    assert stderr.startswith(f"error: {tmp_path / 'a.jsonl'}:2: invalid JSON")
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_build_split_option(two_sources: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, stderr = run(capsys, "build", str(two_sources), "--output-dir", str(tmp_path / "o"), "--split", "validation")
+    assert code == 1 and "split 'validation' is not defined by this mixture" in stderr
+    with pytest.raises(SystemExit) as exited:
+        main(["build", str(two_sources), "--split", "test"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'test'" in capsys.readouterr().err
+
+
+def test_dry_run_prints_plan_and_writes_nothing(two_sources: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = run(capsys, "build", str(two_sources), "--output-dir", str(out), "--dry-run", "--no-progress")
+    assert code == 0
+    header, rule, *rows = stdout.strip().splitlines()
+    assert header.split() == ["source", "read", "bad", "filtered", "held", "out", "available", "quota", "repeat", "validation"]
+    assert set(rule) <= {"-", " "}
+    assert [row.split() for row in rows] == [
+        ["a", "600", "0", "0", "0", "600", "600", "1.00x", "0"],
+        ["b", "300", "0", "0", "0", "300", "400", "1.33x", "0"],
+    ]
+    assert complete_looking_outputs(out) == []
+
+
+def test_validate_exit_codes(two_sources: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = run(capsys, "validate", str(two_sources))
+    report = json.loads(stdout)
+    assert code == 0 and report["is_valid"] is True and report["total_ratio"] == 1.0
+    assert set(report["datasets"]) == {"a", "b"}
+    bad = mixture(tmp_path, [{"name": "a", "mix_ratio": 0.5, "source": "data/a.jsonl"}], file_name="bad.yaml")
+    code, stdout, _ = run(capsys, "validate", str(bad))
+    report = json.loads(stdout)
+    assert code == 1 and report["is_valid"] is False
+    assert report["errors"] == ["bad.yaml: datasets: mix_ratio values sum to 0.5, expected 1 (within 1e-06)"]
+
+
+def test_verify_exit_codes(two_sources: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert run(capsys, "build", str(two_sources), "--output-dir", str(out), "-q", "--no-progress")[0] == 0
+    jsonl = out / "pretrain_t_train.jsonl"
+    code, stdout, _ = run(capsys, "verify", str(jsonl))
+    assert code == 0
+    assert stdout.splitlines()[0] == f"{jsonl}: OK (1,000 records)"
+    assert "FAIL" not in stdout
+    with open(jsonl, "r+b") as handle:
+        handle.truncate(jsonl.stat().st_size - 1)
+    code, stdout, _ = run(capsys, "verify", str(jsonl))
+    assert code == 1
+    assert stdout.splitlines()[0] == f"{jsonl}: FAILED (1,000 records)"
+    assert "  FAIL " in stdout
+
+
+def test_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "any.jsonl", texts("r", 25))
+    code, stdout, _ = run(capsys, "index", str(data))
+    assert code == 0
+    assert stdout == f"{data}: 25 records -> {tmp_path / 'any.idx'}\n"
+    assert (tmp_path / "any.idx").is_file()
+    code, stdout, _ = run(capsys, "index", str(data), "--force")
+    assert code == 0 and "25 records" in stdout
+
+
+HEAVY = ("torch", "transformers", "datasets", "ray")
+
+IMPORT_PROBE = """
+import sys
+from mixprep.cli import main
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+after_help = sorted(m for m in {heavy!r} if m in sys.modules)
+code = main(["build", sys.argv[1], "--output-dir", sys.argv[2], "-q", "--no-progress"])
+after_build = sorted(m for m in {heavy!r} if m in sys.modules)
+print("PROBE", after_help, after_build, code, file=sys.stderr)
+"""
+
+
+def test_help_and_build_do_not_import_heavy_packages(two_sources: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE.format(heavy=HEAVY), str(two_sources), str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert "PROBE [] [] 0" in proc.stderr, proc.stderr
+    assert "usage: mixprep" in proc.stdout
+
+
+def test_python_m_mixprep_help_and_error_without_traceback(tmp_path: Path) -> None:
+    helped = subprocess.run([sys.executable, "-m", "mixprep", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0
+    for command in ("build", "validate", "verify", "index"):
+        assert command in helped.stdout
+    failed = subprocess.run(
+        [sys.executable, "-m", "mixprep", "build", str(tmp_path / "missing.yaml")], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert failed.returncode == 1
+    assert failed.stderr == f"error: {tmp_path / 'missing.yaml'}: mixture file not found\n"
