@@ -33,3 +33,7 @@ class OutputError(MixprepError):
 
 class IndexFormatError(MixprepError):
     """An offset index that is corrupt, from another format version, or stale."""
+
+
+class TaskError(MixprepError):
+    """A build task that kept failing on an executor (after its retries)."""

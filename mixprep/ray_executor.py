@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mixprep.errors import ConfigError, MixprepError
+from mixprep.errors import ConfigError, MixprepError, TaskError
 from mixprep.scan import ScanJob
 from mixprep.writers import BucketJob
 
@@ -204,7 +204,7 @@ class RayExecutor:
                 f"{type(cause).__name__}: {_first_line(cause)}; the build stopped and wrote no output "
                 f"(Ray's log lines above hold the task's traceback)"
             )
-            raise MixprepError(msg) from None
+            raise TaskError(msg) from None
         if isinstance(result, _TaskFailed):
             raise result.error
         return result

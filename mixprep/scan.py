@@ -128,7 +128,7 @@ def scan_task(job: ScanJob) -> ScanResult:
     keys: list[np.ndarray] = []
     prints: list[np.ndarray] = []
     schema = TEXT_SCHEMA if job.schema == "pretrain" else LINE_SCHEMA
-    tmp_rows = f"{out_rows}.tmp"
+    tmp_rows = unique_tmp(out_rows)
     rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
     with pa.OSFile(tmp_rows, "wb") as sink, ipc.new_file(sink, schema) as writer:
         for block in read_blocks(task):
@@ -155,12 +155,24 @@ def scan_task(job: ScanJob) -> ScanResult:
     if rejected is not None:
         rejected.close()
     table = np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
-    np.save(out_keys, table)
+    save_array(out_keys, table)
     if job.dedup is not None:
         width = 1 if job.dedup.method == "exact" else job.dedup.bands()[0]
         stacked = np.concatenate([p.reshape(len(p), -1) for p in prints]) if prints else np.zeros((0, width), np.uint64)
-        np.save(prints_path(job.work_dir, task.task_id), stacked)
+        save_array(prints_path(job.work_dir, task.task_id), stacked)
     return ScanResult(task.task_id, stats, out_rows, out_keys)
+
+
+def unique_tmp(path: str) -> str:
+    """A temporary name no other attempt of the same task uses (Ray may run two at once)."""
+    return f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+
+
+def save_array(path: str, array: np.ndarray) -> None:
+    tmp = unique_tmp(path)
+    with open(tmp, "wb") as handle:  # a handle: np.save adds no ".npy" suffix
+        np.save(handle, array)
+    os.replace(tmp, path)
 
 
 def _byte_lengths(values: pa.Array) -> np.ndarray:

@@ -510,6 +510,9 @@ def options_to_json(opts: TrainOptions) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mixprep train",
+        # --out_dir (the run) and --output_dir (the seed's data folder) are one typo apart:
+        # no prefix matching, so `--out` or `--output` is an error rather than a silent guess.
+        allow_abbrev=False,
         description="Train a compact GPT on a prepared mixture (or build it first from a mixture YAML). "
         "`mixprep train compare RUN_DIR RUN_DIR ...` compares finished runs.",
     )

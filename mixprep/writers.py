@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from mixprep.config import Phase
 from mixprep.errors import OutputError
 from mixprep.index import write_index
+from mixprep.scan import rows_path, save_array, unique_tmp
 
 BUCKET_DTYPE = np.dtype([("task", "<i4"), ("row", "<i8"), ("dataset", "<i4")])
 PRETRAIN_SIDECAR = pa.schema([("text", pa.large_string()), ("source", pa.string())])
@@ -85,18 +86,21 @@ def write_bucket(job: BucketJob) -> BucketResult:
     folder = bucket_dir(job.work_dir, job.split)
     os.makedirs(folder, exist_ok=True)
     stem = os.path.join(folder, f"{job.bucket:05d}")
-    with open(f"{stem}.jsonl", "wb") as handle:
+    # Each file under a temporary name, then renamed: a retried task never leaves a torn file.
+    tmp = unique_tmp(f"{stem}.jsonl")
+    with open(tmp, "wb") as handle:
         handle.write(body)
-    np.save(f"{stem}.offsets.npy", (offsets - start).astype(np.uint64))
-    with pa.OSFile(f"{stem}.arrow", "wb") as sink, ipc.new_file(sink, sidecar.schema) as writer:
+    os.replace(tmp, f"{stem}.jsonl")
+    save_array(f"{stem}.offsets.npy", (offsets - start).astype(np.uint64))
+    tmp = unique_tmp(f"{stem}.arrow")
+    with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, sidecar.schema) as writer:
         writer.write_table(sidecar)
+    os.replace(tmp, f"{stem}.arrow")
     return BucketResult(job.bucket, len(plan), end - start, f"{stem}.jsonl", f"{stem}.offsets.npy", f"{stem}.arrow")
 
 
 def gather(plan: np.ndarray, work_dir: str) -> pa.Array:
     """The scan values of a bucket's records, in the bucket's (final) order."""
-    from mixprep.scan import rows_path
-
     if len(plan) == 0:
         return pa.array([], pa.large_string())
     tasks = plan["task"]

@@ -388,3 +388,6 @@ def test_data_flags_are_exclusive_and_required(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(train_args(corpus, tmp_path) + ["--mixture_config", "m.yaml"])
     assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(train_args(corpus, tmp_path) + ["--output", "x"])
+    assert "unrecognized arguments: --output x" in capsys.readouterr().err
