@@ -42,7 +42,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)  # a crash mid-save leaves the previous checkpoint intact
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch reports a missing folder as RuntimeError
         msg = f"cannot write checkpoint {path}: {exc}"
         raise OutputError(msg) from exc
 

@@ -12,13 +12,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mixprep.checkpoint import load_checkpoint  # noqa: E402
-from mixprep.errors import ConfigError, RecordError, SourceError  # noqa: E402
+from mixprep.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from mixprep.errors import ConfigError, OutputError, RecordError, SourceError  # noqa: E402
 from mixprep.metrics import compare_runs, read_metrics  # noqa: E402
 from mixprep.model import GPT, GPTConfig  # noqa: E402
 from mixprep.train import Trainer, main, micro_batch_weight  # noqa: E402
 from mixprep.train_data import (  # noqa: E402
     SeededBatchSampler,
+    detect_phase,
+    find_tokenizer,
     load_tokenizer,
     sequential_batches,
     trim_padding_columns,
@@ -370,6 +372,7 @@ def test_unknown_record_shape_is_named(corpus, tmp_path):
         (["--batch_size", "0"], ConfigError, r"--batch_size 0 is invalid: it must be at least 1"),
         (["--max_steps", "0"], ConfigError, r"--max_steps 0 is invalid"),
         (["--grad_clip", "-1"], ConfigError, r"--grad_clip -1.0 is invalid"),
+        (["--num_workers", "-1"], ConfigError, r"--num_workers -1 is invalid: 0 loads in the main process"),
         (["--output_dir", "x"], ConfigError, r"--output_dir/--data_dir only applies with --data_config"),
         (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "nonsense"], ConfigError,
          r"--device (cuda:0: CUDA is not available|'nonsense' is not a device)"),
@@ -379,6 +382,52 @@ def test_unknown_record_shape_is_named(corpus, tmp_path):
 def test_bad_options(corpus, tmp_path, extra, error, message):
     with pytest.raises(error, match=message):
         main(train_args(corpus, tmp_path / "run", *extra))
+
+
+def test_data_and_tokenizer_messages(corpus, tmp_path):
+    args = train_args(corpus, tmp_path / "run", "--validation_data", str(tmp_path / "none.jsonl"))
+    with pytest.raises(SourceError, match=r"--validation_data .*none.jsonl: no such file"):
+        main(args)
+    args = train_args(corpus, tmp_path / "run")
+    args[3] = str(tmp_path / "no_tokenizer")
+    with pytest.raises(ConfigError, match=r"--tokenizer .*no_tokenizer: no such file or folder; pass --tokenizer DIR"):
+        main(args)
+    (tmp_path / "empty_tok").mkdir()
+    with pytest.raises(ConfigError, match=r"--tokenizer .*empty_tok: AutoTokenizer.from_pretrained cannot load it"):
+        load_tokenizer(tmp_path / "empty_tok")
+    broken = tmp_path / "broken_train.jsonl"
+    broken.write_text("\n{not json\n")
+    with pytest.raises(RecordError, match=r"broken_train.jsonl:2: invalid JSON .*cannot detect the phase; pass"):
+        detect_phase(broken)
+    blank = tmp_path / "blank_train.jsonl"
+    blank.write_text("\n  \n")
+    with pytest.raises(SourceError, match=r"blank_train.jsonl: no records \(the file is empty or blank\)"):
+        detect_phase(blank)
+
+
+def test_tokenizer_is_found_in_the_run_then_next_to_the_data(tmp_path):
+    for folder in (tmp_path / "data" / "tokenizer", tmp_path / "run" / "tokenizer"):
+        folder.mkdir(parents=True)
+    (tmp_path / "data" / "tokenizer" / "tokenizer.json").write_text("{}")
+    train_path = tmp_path / "data" / "x_train.jsonl"
+    assert find_tokenizer(None, out_dir=tmp_path / "run", train_path=train_path) == tmp_path / "data" / "tokenizer"
+    (tmp_path / "run" / "tokenizer" / "tokenizer_config.json").write_text("{}")
+    assert find_tokenizer(None, out_dir=tmp_path / "run", train_path=train_path) == tmp_path / "run" / "tokenizer"
+
+
+def test_metrics_file_messages(tmp_path):
+    with pytest.raises(SourceError, match=r"no metrics file at .*metrics.jsonl; hint: pass a training --out_dir"):
+        read_metrics(tmp_path / "metrics.jsonl")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n{"step": 3, "tr')
+    with pytest.raises(SourceError, match=r"metrics.jsonl:2: not a JSON object"):
+        read_metrics(tmp_path / "metrics.jsonl")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "tr')  # torn last line: a killed run
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 1}]
+
+
+def test_unwritable_checkpoint_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError, match=r"cannot write checkpoint .*missing/checkpoint.pt"):
+        save_checkpoint(tmp_path / "missing" / "checkpoint.pt", {"format": 1})
 
 
 def test_data_flags_are_exclusive_and_required(corpus, tmp_path, capsys):
