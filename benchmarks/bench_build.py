@@ -190,10 +190,12 @@ def run_polars_floor(workload: Workload, output: Path) -> None:
 class Paths:
     """Where one benchmark run keeps its input, configs, outputs and logs."""
     work: Path
+    corpus_key: str = ""
+    """Names the input's folder, so inputs of different sizes or seeds coexist and are reused."""
 
     @property
     def data(self) -> Path:
-        return self.work / "data"
+        return self.work / "data" / self.corpus_key
 
     @property
     def workload(self) -> Path:
@@ -464,12 +466,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    paths = Paths(args.work_dir.resolve())
+    size = common.parse_size(QUICK_SIZE if args.quick and args.size == "1.5GB" else args.size)
+    paths = Paths(args.work_dir.resolve(), corpus_key=f"{size}B-{args.sources}src-seed{args.seed}")
     if args.run_contender:
         run_contender_in_this_process(args.run_contender, paths, args.output)
         return 0
 
-    size = common.parse_size(QUICK_SIZE if args.quick and args.size == "1.5GB" else args.size)
     names = args.only.split(",") if args.only else list(CONTENDERS)
     unknown = [n for n in names if n not in CONTENDERS]
     if unknown:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import math
@@ -271,6 +272,10 @@ class Trainer:
         self._write_run_files()
         self.last_train_loss: float | None = None
         self.last_val_loss: float | None = None
+        # A missing plotting library should cost the picture, not the run (found out at step 500).
+        self.can_plot = importlib.util.find_spec("matplotlib") is not None
+        if not self.can_plot:
+            logger.warning("matplotlib is not installed: no %s (pip install 'mixprep[train]')", PLOT_FILE)
 
     def _load_or_refuse_checkpoint(self) -> dict[str, Any] | None:
         if self.opts.resume:
@@ -398,7 +403,8 @@ class Trainer:
         self.metrics.append(record)
         if saving:
             self.save()
-            plot_losses(self.opts.out_dir / METRICS_FILE, self.opts.out_dir / PLOT_FILE)
+            if self.can_plot:
+                plot_losses(self.opts.out_dir / METRICS_FILE, self.opts.out_dir / PLOT_FILE)
         describe(record, progress)
         return True
 
@@ -518,15 +524,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prepared_data", type=Path, help="a JSONL written by `mixprep build` (or any such JSONL)")
-    source.add_argument("--data_config", "--mixture_config", type=Path,
+    source.add_argument("--prepared_data", type=Path, metavar="FILE.jsonl",
+                        help="a JSONL written by `mixprep build` (or any such JSONL)")
+    source.add_argument("--data_config", "--mixture_config", type=Path, metavar="MIXTURE.yaml",
                         help="a mixture YAML: build its train/validation files first (reused when up to date)")
-    data.add_argument("--output_dir", "--data_dir", dest="data_dir", type=Path, default=None,
+    data.add_argument("--output_dir", "--data_dir", dest="data_dir", type=Path, default=None, metavar="DIR",
                       help="with --data_config: where the built files go (default: the mixture's "
                       "metadata.output_dir, as `mixprep build` uses, so both share them)")
-    data.add_argument("--validation_data", type=Path, default=None,
+    data.add_argument("--validation_data", type=Path, default=None, metavar="FILE.jsonl",
                       help="validation JSONL (default: the train file's name with _train -> _validation)")
-    data.add_argument("--tokenizer", type=Path, default=None,
+    data.add_argument("--tokenizer", type=Path, default=None, metavar="DIR",
                       help="tokenizer folder (default: <out_dir>/tokenizer, then tokenizer/ next to the data)")
     data.add_argument("--phase", choices=("auto", *PHASES), default="auto",
                       help="record schema; auto: sft for {'conversations'} records, pretrain for {'text'}")
@@ -535,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--build_workers", type=int, default=1, help="with --data_config: build processes")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--out_dir", type=Path, default=Path("out"), help="checkpoints, metrics.jsonl, loss.png")
+    run.add_argument("--out_dir", type=Path, default=Path("out"), metavar="DIR",
+                     help="checkpoints, metrics.jsonl, loss.png (default ./out)")
     run.add_argument("--epochs", type=int, default=1)
     run.add_argument("--batch_size", type=int, default=32)
     run.add_argument("--learning_rate", type=float, default=5e-4, help="peak; cosine decay to a tenth over --epochs")

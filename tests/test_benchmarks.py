@@ -223,7 +223,9 @@ def test_bench_build_end_to_end_on_a_tiny_input(tmp_path: Path, capsys: pytest.C
     assert rc == 0, printed
     assert set(results) == {"mixprep-w1", "hf-datasets", "json-script", "polars-floor"}
     total = payload["workload"]["total_samples"]
-    assert total == sum(s["records"] for s in json.loads((work / "data" / "corpus.json").read_text())["sources"])
+    data = Path(payload["input"]["dir"])
+    assert data == work / "data" / "300000B-3src-seed0"
+    assert total == sum(s["records"] for s in json.loads((data / "corpus.json").read_text())["sources"])
     for name, r in results.items():
         assert r["status"] == "ok", (name, r)
         assert r["seconds"] > 0 and r["mb_per_s"] > 0 and r["peak_rss_mib"] > 10 and r["output_records"] > 0
