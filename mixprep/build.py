@@ -56,7 +56,7 @@ class BuildOptions:
     force: bool = False
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
-    parquet_compression: str = "lz4"
+    parquet_compression: str = "none"
     progress: bool | None = None  # None: a bar when stderr is a terminal
     write_rejected: bool = False
 

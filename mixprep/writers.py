@@ -177,7 +177,7 @@ class SplitWriter:
         self.jsonl = open(tmp.jsonl, "wb")  # noqa: SIM115 - closed in finish()/abort()
         self.parquet: pq.ParquetWriter | None = None
         if schema == "pretrain":
-            self.parquet = pq.ParquetWriter(tmp.parquet, PRETRAIN_SIDECAR, compression=compression)
+            self.parquet = _parquet_writer(tmp.parquet, PRETRAIN_SIDECAR, compression)
 
     def add(self, part: BucketResult) -> None:
         with open(part.jsonl_path, "rb") as handle:
@@ -238,10 +238,15 @@ class SplitWriter:
                 f"them ({exc}); make the field's type consistent across sources"
             )
             raise OutputError(msg) from None
-        self.parquet = pq.ParquetWriter(self.tmp.parquet, unified, compression=self.compression)
+        self.parquet = _parquet_writer(self.tmp.parquet, unified, self.compression)
         for path in self.sidecar_parts:
             self._write_sidecar(path, unified)
         self.parquet.close()
+
+
+def _parquet_writer(path: Path, schema: pa.Schema, compression: str) -> pq.ParquetWriter:
+    # Dictionary-encoding long texts only costs time before falling back; `source` repeats a few names.
+    return pq.ParquetWriter(path, schema, compression=compression, use_dictionary=["source"])
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
