@@ -38,7 +38,19 @@ from mixprep.plan import ScanTask, make_plan
 from mixprep.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, shuffle_keys, validation_shares
 from mixprep.dedup import duplicates
 from mixprep.scan import ScanJob, ScanResult, ScanStats, prints_path, rejected_line, rejected_path, scan_task
-from mixprep.writers import BUCKET_DTYPE, BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, gather, write_bucket
+from mixprep.writers import (
+    BUCKET_DTYPE,
+    PART_DTYPE,
+    BucketJob,
+    OutputInfo,
+    PartitionJob,
+    SplitFiles,
+    SplitWriter,
+    commit,
+    gather,
+    partition,
+    write_bucket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +582,9 @@ def _write_split(
     else:
         plan = np.empty(0, dtype=BUCKET_DTYPE)
         sizes = np.zeros(0, dtype=np.uint64)
-    jobs = _bucket_jobs(config, split, plan, sizes, work, stats)
+    partitions, jobs = _partition_and_bucket_jobs(config, split, plan, sizes, work, stats)
+    for _ in executor.map(partition, partitions):
+        pass
     writer = SplitWriter(tmp, config.record_schema, options.parquet_compression)
     bar = Progress(f"write {split}", int(sizes.sum()), options.progress)
     written = 0
@@ -602,9 +616,11 @@ def _mixed_type_fields(stats: dict[str, ScanStats]) -> tuple[str, ...]:
     return tuple(sorted(name for name, found in kinds.items() if len(found) > 1))
 
 
-def _bucket_jobs(
+def _partition_and_bucket_jobs(
     config: MixtureConfig, split: str, plan: np.ndarray, sizes: np.ndarray, work: str, stats: dict[str, ScanStats]
-) -> list[BucketJob]:
+) -> tuple[list[PartitionJob], list[BucketJob]]:
+    """Cut the final order into buckets of about `shuffle_bucket_mb`, and give each scan task
+    the list of its records with their final positions."""
     bucket_bytes = config.shuffle_bucket_mb * 1024 * 1024
     cumulative = np.cumsum(sizes, dtype=np.uint64)
     if len(plan):
@@ -614,14 +630,25 @@ def _bucket_jobs(
         bounds = [0, 0]
     folder = Path(work) / f"plan-{split}"
     folder.mkdir(exist_ok=True)
+    bounds_path = folder / "bounds.npy"
+    np.save(bounds_path, np.array(bounds, dtype=np.int64))
+    partitions = []
+    by_task = np.argsort(plan["task"], kind="stable")  # positions ascend within each task
+    task_ids, firsts = np.unique(plan["task"][by_task], return_index=True)
+    ends = list(firsts[1:]) + [len(plan)]
+    for task_id, lo, hi in zip(task_ids.tolist(), firsts.tolist(), ends):
+        positions = by_task[lo:hi]
+        part = np.empty(len(positions), dtype=PART_DTYPE)
+        part["row"], part["position"], part["dataset"] = plan["row"][positions], positions, plan["dataset"][positions]
+        path = folder / f"task-{task_id:06d}.npy"
+        np.save(path, part)
+        partitions.append(PartitionJob(split, task_id, str(path), str(bounds_path), work))
     names = tuple(d.name for d in config.datasets)
     json_fields = _mixed_type_fields(stats)
-    jobs = []
-    for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        path = folder / f"{b:05d}.npy"
-        np.save(path, plan[lo:hi])
-        jobs.append(BucketJob(split, b, str(path), config.record_schema, names, work, json_fields))
-    return jobs
+    buckets = [
+        BucketJob(split, b, config.record_schema, names, work, json_fields) for b in range(len(bounds) - 1)
+    ]
+    return partitions, buckets
 
 
 # -- manifest ----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from mixprep.filters import FilterChain, merge_chains, parse_filters
 
 RATIO_TOLERANCE = 1e-6
 DEFAULT_SEED = 42
-DEFAULT_BUCKET_MB = 64
+DEFAULT_BUCKET_MB = 16
 
 Phase = Literal["pretrain", "sft", "dpo", "rl"]
 PHASE_PREFIXES: tuple[tuple[str, Phase], ...] = (

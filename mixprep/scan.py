@@ -160,7 +160,14 @@ def scan_task(job: ScanJob) -> ScanResult:
         width = 1 if job.dedup.method == "exact" else job.dedup.bands()[0]
         stacked = np.concatenate([p.reshape(len(p), -1) for p in prints]) if prints else np.zeros((0, width), np.uint64)
         save_array(prints_path(job.work_dir, task.task_id), stacked)
+    release_memory()
     return ScanResult(task.task_id, stats, out_rows, out_keys)
+
+
+def release_memory() -> None:
+    """Hand the allocator's cached free pages back to the OS between tasks, so a
+    worker's footprint stays at one task's working set instead of its high-water mark."""
+    pa.default_memory_pool().release_unused()
 
 
 def unique_tmp(path: str) -> str:

@@ -33,7 +33,7 @@ from mixprep import remote
 from mixprep.errors import SourceError
 from mixprep.plan import ScanTask, SourceFile
 
-BLOCK_BYTES = 16 * 1024 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024
 PARQUET_BATCH_ROWS = 65_536
 
 # Bytes that make a line blank when it holds nothing else (space, tab, CR, LF).

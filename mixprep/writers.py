@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from mixprep.config import Phase
 from mixprep.errors import OutputError
 from mixprep.index import write_index
-from mixprep.scan import rows_path, save_array, unique_tmp
+from mixprep.scan import release_memory, rows_path, save_array, unique_tmp
 
 BUCKET_DTYPE = np.dtype([("task", "<i4"), ("row", "<i8"), ("dataset", "<i4")])
 PRETRAIN_SIDECAR = pa.schema([("text", pa.large_string()), ("source", pa.string())])
@@ -39,11 +39,24 @@ COPY_CHUNK = 8 * 1024 * 1024
 OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".idx", ".manifest.json")
 
 
+PART_DTYPE = np.dtype([("row", "<i8"), ("position", "<i8"), ("dataset", "<i4")])
+
+
+@dataclass(frozen=True)
+class PartitionJob:
+    """Route one scan task's selected records to the buckets that hold their final positions."""
+
+    split: str
+    task_id: int
+    plan_path: str  # PART_DTYPE rows, ascending by position
+    bounds_path: str  # first final position of each bucket, then the total
+    work_dir: str
+
+
 @dataclass(frozen=True)
 class BucketJob:
     split: str
     bucket: int
-    plan_path: str
     schema: Phase
     source_names: tuple[str, ...]
     work_dir: str
@@ -65,23 +78,73 @@ def bucket_dir(work_dir: str, split: str) -> str:
     return os.path.join(work_dir, f"out-{split}")
 
 
-def write_bucket(job: BucketJob) -> BucketResult:
+def parts_dir(work_dir: str, split: str, bucket: int) -> str:
+    return os.path.join(work_dir, f"parts-{split}", f"{bucket:05d}")
+
+
+def partition(job: PartitionJob) -> int:
+    """Read a scan file once, in order, and write its selected records per bucket.
+
+    Gathering a bucket straight from every scan file would touch pages all over
+    them at random; this pass keeps every read sequential.
+    """
     plan = np.load(job.plan_path)
-    values = gather(plan, job.work_dir)
+    bounds = np.load(job.bounds_path)
+    with pa.OSFile(rows_path(job.work_dir, job.task_id), "rb") as source:
+        column = ipc.open_file(source).read_all().column(0)
+    values = column.take(pa.array(plan["row"])).combine_chunks()
+    del column
+    buckets = np.searchsorted(bounds, plan["position"], side="right") - 1
+    present, firsts = np.unique(buckets, return_index=True)
+    ends = list(firsts[1:]) + [len(plan)]
+    for bucket, lo, hi in zip(present.tolist(), firsts.tolist(), ends):
+        folder = parts_dir(job.work_dir, job.split, bucket)
+        os.makedirs(folder, exist_ok=True)
+        part = pa.table(
+            {"value": values.slice(lo, hi - lo), "position": plan["position"][lo:hi], "dataset": plan["dataset"][lo:hi]}
+        )
+        path = os.path.join(folder, f"{job.task_id:06d}.arrow")
+        tmp = unique_tmp(path)
+        with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, part.schema) as writer:
+            writer.write_table(part)
+        os.replace(tmp, path)
+    release_memory()
+    return job.task_id
+
+
+def _bucket_records(job: BucketJob) -> tuple[pa.Array, np.ndarray]:
+    """A bucket's values and dataset numbers, in final order."""
+    folder = parts_dir(job.work_dir, job.split, job.bucket)
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    tables = []
+    for name in names:
+        if name.endswith(".arrow"):
+            with pa.OSFile(os.path.join(folder, name), "rb") as source:
+                tables.append(ipc.open_file(source).read_all())
+    if not tables:
+        empty = pa.array([], pa.large_string() if job.schema == "pretrain" else pa.large_binary())
+        return empty, np.zeros(0, dtype=np.int32)
+    merged = pa.concat_tables(tables).combine_chunks()
+    order = pa.array(np.argsort(merged.column("position").to_numpy(), kind="stable"))
+    values = merged.column("value").take(order).combine_chunks()
+    datasets = merged.column("dataset").take(order).to_numpy()
+    return values, datasets
+
+
+def write_bucket(job: BucketJob) -> BucketResult:
+    values, datasets = _bucket_records(job)
     names = pa.array(job.source_names, pa.string())
-    source = pa.DictionaryArray.from_arrays(pa.array(plan["dataset"], pa.int32()), names).cast(pa.string())
+    source = pa.DictionaryArray.from_arrays(pa.array(datasets, pa.int32()), names).cast(pa.string())
     if job.schema == "pretrain":
         sidecar = pa.table([values, source], schema=PRETRAIN_SIDECAR)
         lines = _json_lines(sidecar)
     else:
         lines = pc.binary_join_element_wise(values, pa.scalar(b"", pa.large_binary()), pa.scalar(b"\n", pa.large_binary()))
-        sidecar = None
+        sidecar = structured_sidecar(values, job.json_fields)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
     data = lines.buffers()[2]
     start, end = int(offsets[0]), int(offsets[-1])
     body = memoryview(data)[start:end] if data is not None else memoryview(b"")
-    if sidecar is None:
-        sidecar = structured_sidecar(values, job.json_fields)
 
     folder = bucket_dir(job.work_dir, job.split)
     os.makedirs(folder, exist_ok=True)
@@ -96,11 +159,12 @@ def write_bucket(job: BucketJob) -> BucketResult:
     with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, sidecar.schema) as writer:
         writer.write_table(sidecar)
     os.replace(tmp, f"{stem}.arrow")
-    return BucketResult(job.bucket, len(plan), end - start, f"{stem}.jsonl", f"{stem}.offsets.npy", f"{stem}.arrow")
+    release_memory()
+    return BucketResult(job.bucket, len(values), end - start, f"{stem}.jsonl", f"{stem}.offsets.npy", f"{stem}.arrow")
 
 
 def gather(plan: np.ndarray, work_dir: str) -> pa.Array:
-    """The scan values of a bucket's records, in the bucket's (final) order."""
+    """The scan values of the given (task, row) records, in the plan's order (random access: for small sets)."""
     if len(plan) == 0:
         return pa.array([], pa.large_string())
     tasks = plan["task"]
@@ -260,6 +324,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
+def _move(src: Path, dst: Path) -> None:
+    # Unlink first: renaming over an existing file makes ext4 flush the new one to disk
+    # (auto_da_alloc), which costs seconds on a GB-sized output.
+    dst.unlink(missing_ok=True)
+    os.replace(src, dst)
+
+
 def commit(pairs: list[tuple[SplitFiles, SplitFiles]], extras: list[tuple[Path, Path]] = ()) -> None:  # type: ignore[assignment]
     """Move finished temporary files into place. Old manifests go first and new ones
     come last, so a crash in between never pairs a manifest with other data."""
@@ -267,10 +338,10 @@ def commit(pairs: list[tuple[SplitFiles, SplitFiles]], extras: list[tuple[Path, 
         for _, final in pairs:
             final.manifest.unlink(missing_ok=True)
         for src, dst in extras:
-            os.replace(src, dst)
+            _move(src, dst)
         for tmp, final in pairs:
             for src, dst in zip(tmp.all()[:3], final.all()[:3]):
-                os.replace(src, dst)
+                _move(src, dst)
         for tmp, final in pairs:
             os.replace(tmp.manifest, final.manifest)
     except OSError as exc:
