@@ -238,7 +238,7 @@ class SplitWriter:
         self.records = 0
         self.offsets: list[np.ndarray] = []
         self.sidecar_parts: list[str] = []
-        self.jsonl = open(tmp.jsonl, "wb")  # noqa: SIM115 - closed in finish()/abort()
+        self.jsonl = open(tmp.jsonl, "wb", buffering=0)  # noqa: SIM115 - closed in finish()/abort()
         self.parquet: pq.ParquetWriter | None = None
         if schema == "pretrain":
             self.parquet = _parquet_writer(tmp.parquet, PRETRAIN_SIDECAR, compression)
@@ -247,7 +247,14 @@ class SplitWriter:
         with open(part.jsonl_path, "rb") as handle:
             while chunk := handle.read(COPY_CHUNK):
                 self.sha.update(chunk)
-                self.jsonl.write(chunk)
+            # The copy itself stays in the kernel (no user-space buffer).
+            copied = 0
+            while copied < part.nbytes:
+                n = os.copy_file_range(handle.fileno(), self.jsonl.fileno(), part.nbytes - copied, copied)
+                if n == 0:
+                    msg = f"{part.jsonl_path}: shorter than the {part.nbytes} bytes its task reported"
+                    raise OutputError(msg)
+                copied += n
         offsets = np.load(part.offsets_path)
         self.offsets.append(offsets[:-1] + np.uint64(self.size))
         self.size += part.nbytes
