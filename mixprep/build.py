@@ -372,9 +372,9 @@ class SourceArrays:
     """One dataset's kept records across its tasks, in plan order."""
 
     keys: np.ndarray  # identity hash
-    lengths: np.ndarray  # output bytes (approximate for pretrain: the text)
+    lengths: np.ndarray  # uint32 output bytes (approximate for pretrain: the text)
     tasks: np.ndarray  # int32 task id
-    rows: np.ndarray  # int64 row in the task's scan file
+    rows: np.ndarray  # uint32 row in the task's scan file
 
 
 def _stats_by_dataset(config: MixtureConfig, tasks: list[ScanTask], results: list[ScanResult]) -> dict[str, ScanStats]:
@@ -394,11 +394,12 @@ def _load_scan_arrays(
     arrays = {}
     for group, items in parts.items():
         tables = [table for _, table in items]
+        # Narrow types: the driver holds these for every kept record (20 bytes each).
         arrays[group] = SourceArrays(
             keys=np.concatenate([t[:, 0] for t in tables]),
-            lengths=np.concatenate([t[:, 1] for t in tables]),
+            lengths=np.concatenate([np.minimum(t[:, 1], np.iinfo(np.uint32).max).astype(np.uint32) for t in tables]),
             tasks=np.concatenate([np.full(len(t), task_id, dtype=np.int32) for task_id, t in items]),
-            rows=np.concatenate([np.arange(len(t), dtype=np.int64) for t in tables]),
+            rows=np.concatenate([np.arange(len(t), dtype=np.uint32) for t in tables]),
         )
     return arrays
 
@@ -560,41 +561,18 @@ def _write_split(
     work: str,
     options: BuildOptions,
 ) -> OutputInfo:
-    order_keys, tasks, rows, datasets, lengths = [], [], [], [], []
-    for i, (dataset, selection) in enumerate(zip(config.datasets, selections)):
-        chosen = selection.train if split == "train" else selection.validation
-        role = "validation" if split == "validation" and dataset.validation_source is not None else "main"
-        source = arrays.get((i, role))
-        if source is None or len(chosen.rows) == 0:
-            continue
-        order_keys.append(shuffle_keys(source.keys[chosen.rows], chosen.copies))
-        tasks.append(source.tasks[chosen.rows])
-        rows.append(source.rows[chosen.rows])
-        datasets.append(np.full(len(chosen.rows), i, dtype=np.int32))
-        lengths.append(source.lengths[chosen.rows])
-    if order_keys:
-        order = np.argsort(np.concatenate(order_keys), kind="stable")
-        plan = np.empty(len(order), dtype=BUCKET_DTYPE)
-        plan["task"] = np.concatenate(tasks)[order]
-        plan["row"] = np.concatenate(rows)[order]
-        plan["dataset"] = np.concatenate(datasets)[order]
-        sizes = np.concatenate(lengths)[order]
-    else:
-        plan = np.empty(0, dtype=BUCKET_DTYPE)
-        sizes = np.zeros(0, dtype=np.uint64)
-    partitions, jobs = _partition_and_bucket_jobs(config, split, plan, sizes, work, stats)
+    plan, sizes = _final_order(config, split, selections, arrays)
+    partitions, jobs, bucket_sizes = _partition_and_bucket_jobs(config, split, plan, sizes, work, stats)
+    del plan, sizes  # on disk now, one file per task; the driver keeps only bucket totals
     for _ in executor.map(partition, partitions):
         pass
     writer = SplitWriter(tmp, config.record_schema, options.parquet_compression)
-    bar = Progress(f"write {split}", int(sizes.sum()), options.progress)
-    written = 0
+    bar = Progress(f"write {split}", sum(bucket_sizes), options.progress)
     try:
         for result in executor.map(write_bucket, jobs):
             writer.add(result)
             # Sizes are estimates (text bytes); advance by them so the bar ends at 100%.
-            step = int(sizes[written : written + result.records].sum())
-            written += result.records
-            bar.advance(step, result.records)
+            bar.advance(bucket_sizes[result.bucket], result.records)
         return writer.finish()
     except OSError as exc:
         # Disk full, quota, I/O error: a user problem, reported without a traceback.
@@ -616,11 +594,41 @@ def _mixed_type_fields(stats: dict[str, ScanStats]) -> tuple[str, ...]:
     return tuple(sorted(name for name, found in kinds.items() if len(found) > 1))
 
 
+def _final_order(
+    config: MixtureConfig,
+    split: str,
+    selections: list[SourceSelection],
+    arrays: dict[tuple[int, str], SourceArrays],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every selected copy of the split as (task, row, dataset), in shuffled order, and its size."""
+    keys, sources = [], []
+    for i, (dataset, selection) in enumerate(zip(config.datasets, selections)):
+        chosen = selection.train if split == "train" else selection.validation
+        role = "validation" if split == "validation" and dataset.validation_source is not None else "main"
+        source = arrays.get((i, role))
+        if source is not None and len(chosen.rows):
+            keys.append(shuffle_keys(source.keys[chosen.rows], chosen.copies))
+            sources.append((i, source, chosen.rows))
+    if not keys:
+        return np.empty(0, dtype=BUCKET_DTYPE), np.zeros(0, dtype=np.uint32)
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    del keys
+    plan = np.empty(len(order), dtype=BUCKET_DTYPE)
+    for name, column in (("task", "tasks"), ("row", "rows"), ("dataset", None)):
+        if column is None:
+            values = np.concatenate([np.full(len(rows), i, dtype=np.int32) for i, _, rows in sources])
+        else:
+            values = np.concatenate([getattr(source, column)[rows] for _, source, rows in sources])
+        plan[name] = values[order]
+    sizes = np.concatenate([source.lengths[rows] for _, source, rows in sources])[order]
+    return plan, sizes
+
+
 def _partition_and_bucket_jobs(
     config: MixtureConfig, split: str, plan: np.ndarray, sizes: np.ndarray, work: str, stats: dict[str, ScanStats]
-) -> tuple[list[PartitionJob], list[BucketJob]]:
+) -> tuple[list[PartitionJob], list[BucketJob], list[int]]:
     """Cut the final order into buckets of about `shuffle_bucket_mb`, and give each scan task
-    the list of its records with their final positions."""
+    the list of its records with their final positions. Also returns each bucket's size estimate."""
     bucket_bytes = config.shuffle_bucket_mb * 1024 * 1024
     cumulative = np.cumsum(sizes, dtype=np.uint64)
     if len(plan):
@@ -648,7 +656,8 @@ def _partition_and_bucket_jobs(
     buckets = [
         BucketJob(split, b, config.record_schema, names, work, json_fields) for b in range(len(bounds) - 1)
     ]
-    return partitions, buckets
+    totals = np.concatenate(([0], cumulative))[bounds].astype(np.int64)
+    return partitions, buckets, np.diff(totals).tolist()
 
 
 # -- manifest ----------------------------------------------------------------------------

@@ -82,34 +82,93 @@ def parts_dir(work_dir: str, split: str, bucket: int) -> str:
     return os.path.join(work_dir, f"parts-{split}", f"{bucket:05d}")
 
 
-def partition(job: PartitionJob) -> int:
-    """Read a scan file once, in order, and write its selected records per bucket.
+PARTITION_BUFFER_BYTES = 16 * 1024 * 1024
 
-    Gathering a bucket straight from every scan file would touch pages all over
-    them at random; this pass keeps every read sequential.
+
+def partition(job: PartitionJob) -> int:
+    """Read a scan file once, in order, batch by batch, and append its selected records
+    to one part file per bucket.
+
+    Gathering a bucket straight from every scan file would touch pages all over them
+    at random; this pass keeps every read sequential. Picked records are buffered up to
+    `PARTITION_BUFFER_BYTES` and then flushed, one record batch per bucket.
     """
     plan = np.load(job.plan_path)
     bounds = np.load(job.bounds_path)
-    with pa.OSFile(rows_path(job.work_dir, job.task_id), "rb") as source:
-        column = ipc.open_file(source).read_all().column(0)
-    values = column.take(pa.array(plan["row"])).combine_chunks()
-    del column
-    buckets = np.searchsorted(bounds, plan["position"], side="right") - 1
-    present, firsts = np.unique(buckets, return_index=True)
-    ends = list(firsts[1:]) + [len(plan)]
-    for bucket, lo, hi in zip(present.tolist(), firsts.tolist(), ends):
-        folder = parts_dir(job.work_dir, job.split, bucket)
-        os.makedirs(folder, exist_ok=True)
-        part = pa.table(
-            {"value": values.slice(lo, hi - lo), "position": plan["position"][lo:hi], "dataset": plan["dataset"][lo:hi]}
-        )
-        path = os.path.join(folder, f"{job.task_id:06d}.arrow")
-        tmp = unique_tmp(path)
-        with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, part.schema) as writer:
-            writer.write_table(part)
-        os.replace(tmp, path)
+    by_row = np.argsort(plan["row"], kind="stable")
+    rows = plan["row"][by_row]
+    buckets = np.searchsorted(bounds, plan["position"][by_row], side="right") - 1
+    parts = _PartWriters(job)
+    try:
+        with pa.memory_map(rows_path(job.work_dir, job.task_id), "r") as source:
+            reader = ipc.open_file(source)
+            first_row = 0
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                lo, hi = np.searchsorted(rows, [first_row, first_row + batch.num_rows])
+                if lo < hi:
+                    values = batch.column(0).take(pa.array(rows[lo:hi] - first_row))
+                    parts.add(values, plan[by_row[lo:hi]], buckets[lo:hi])
+                first_row += batch.num_rows
+        parts.flush()
+    finally:
+        parts.close()
+    parts.commit()
     release_memory()
     return job.task_id
+
+
+class _PartWriters:
+    """One Arrow file per bucket for a partition task, written through a bounded buffer."""
+
+    def __init__(self, job: PartitionJob) -> None:
+        self.job = job
+        self.pending: list[tuple[pa.Array, np.ndarray, np.ndarray]] = []
+        self.pending_bytes = 0
+        self.files: dict[int, tuple[str, str, pa.OSFile, ipc.RecordBatchFileWriter]] = {}
+
+    def add(self, values: pa.Array, entries: np.ndarray, buckets: np.ndarray) -> None:
+        self.pending.append((values, entries, buckets))
+        self.pending_bytes += values.nbytes
+        if self.pending_bytes >= PARTITION_BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        values = pa.concat_arrays([v for v, _, _ in self.pending])
+        entries = np.concatenate([e for _, e, _ in self.pending])
+        buckets = np.concatenate([b for _, _, b in self.pending])
+        self.pending, self.pending_bytes = [], 0
+        order = np.argsort(buckets, kind="stable")
+        present, firsts = np.unique(buckets[order], return_index=True)
+        ends = list(firsts[1:]) + [len(order)]
+        for bucket, lo, hi in zip(present.tolist(), firsts.tolist(), ends):
+            chosen = order[lo:hi]
+            batch = pa.record_batch(
+                [values.take(pa.array(chosen)), pa.array(entries["position"][chosen]), pa.array(entries["dataset"][chosen])],
+                names=["value", "position", "dataset"],
+            )
+            self._writer(bucket, batch.schema).write_batch(batch)
+
+    def _writer(self, bucket: int, schema: pa.Schema) -> ipc.RecordBatchFileWriter:
+        if bucket not in self.files:
+            folder = parts_dir(self.job.work_dir, self.job.split, bucket)
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"{self.job.task_id:06d}.arrow")
+            tmp = unique_tmp(path)
+            sink = pa.OSFile(tmp, "wb")
+            self.files[bucket] = (path, tmp, sink, ipc.new_file(sink, schema))
+        return self.files[bucket][3]
+
+    def close(self) -> None:
+        for _, _, sink, writer in self.files.values():
+            writer.close()
+            sink.close()
+
+    def commit(self) -> None:
+        for path, tmp, _, _ in self.files.values():
+            os.replace(tmp, path)
 
 
 def _bucket_records(job: BucketJob) -> tuple[pa.Array, np.ndarray]:
@@ -289,7 +348,9 @@ class SplitWriter:
         assert self.parquet is not None
         if table.num_rows:
             self.parquet.write_table(table, row_group_size=PARQUET_ROW_GROUP)
+        del table
         os.remove(path)
+        release_memory()
 
     def _write_structured_sidecar(self) -> None:
         """Other phases: the schema is inferred per bucket, so unify before writing."""
