@@ -32,8 +32,9 @@ def problems_of(path: Path) -> list[str]:
     return list(load_mixture(path).problems)
 
 
-def test_shipped_toy_mixture_parses_to_typed_frozen_config() -> None:
-    config = load_mixture(CONFIGS / "toy_mixture.yaml")
+def test_shipped_toy_mixture_parses_to_typed_frozen_config(toy_config: Path, example_data: Path) -> None:
+    config = load_mixture(toy_config)
+    assert config.is_valid, config.problems
     assert (config.phase, config.name, config.seed, config.record_schema) == ("pretrain_phase1", "toy", 42, "pretrain")
     assert [(d.name, d.mix_ratio, d.max_samples) for d in config.datasets] == [
         ("tinystories", 0.6, 50000),
@@ -42,7 +43,7 @@ def test_shipped_toy_mixture_parses_to_typed_frozen_config() -> None:
     # Global filters come first, per-dataset ones after.
     assert config.datasets[0].filters == (("min_chars", 20), ("max_chars", 20000))
     assert config.datasets[1].filters == (("min_chars", 20),)
-    assert config.datasets[0].source.patterns == (str(CONFIGS / "../data/tinystories.jsonl"),)
+    assert config.datasets[0].source.patterns == (str(example_data / "tinystories.jsonl"),)
     assert config.splits() == ("train", "validation")
     assert config.stem("train") == "pretrain_phase1_toy_train"
     with pytest.raises(dataclasses.FrozenInstanceError):
