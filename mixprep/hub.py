@@ -111,20 +111,25 @@ def _saved_dataset_files(folder: Path, root: Path, spec: HubSource, where: str) 
     return files
 
 
-def _repo_files(root: str, spec: HubSource, where: str) -> list[HubFile]:
-    split_patterns, base = _split_patterns(root, spec, where)
-    split = spec.split or DEFAULT_SPLIT
-    if split not in split_patterns:
-        msg = f"{where}{root} has no split {split!r} (found: {', '.join(split_patterns) or 'none'}); set `split:`"
+def _split_files(patterns: dict[str, list[str]], split: str, base: str, what: str) -> set[str]:
+    """The files of one split, by `datasets`' pattern resolution (imported only here)."""
+    if split not in patterns:
+        msg = f"{what} has no split {split!r} (found: {', '.join(patterns) or 'none'}); set `split:`"
         raise SourceError(msg)
     from datasets.data_files import resolve_pattern
 
-    matched: set[str] = set()
-    for pattern in split_patterns[split]:
+    found: set[str] = set()
+    for pattern in patterns[split]:
         try:
-            matched.update(resolve_pattern(pattern, base))
+            found.update(resolve_pattern(pattern, base))
         except FileNotFoundError:
             continue
+    return found
+
+
+def _repo_files(root: str, spec: HubSource, where: str) -> list[HubFile]:
+    split_patterns, base = _split_patterns(root, spec, where)
+    matched = _split_files(split_patterns, spec.split or DEFAULT_SPLIT, base, f"{where}{root}")
     files = []
     for path in sorted(matched):
         fmt = format_for(path)
@@ -322,18 +327,7 @@ def _hub_split_files(spec: HubSource, sha: str, where: str) -> list[str]:
         except FileNotFoundError:
             msg = f"{where}hub dataset {spec.repo}@{sha} has no data files under {base}"
             raise SourceError(msg) from None
-    split = spec.split or DEFAULT_SPLIT
-    if split not in patterns:
-        msg = f"{where}hub dataset {spec.repo} has no split {split!r} (found: {', '.join(patterns)}); set `split:`"
-        raise SourceError(msg)
-    from datasets.data_files import resolve_pattern
-
-    found: set[str] = set()
-    for pattern in patterns[split]:
-        try:
-            found.update(resolve_pattern(pattern, base))
-        except FileNotFoundError:
-            continue
+    found = _split_files(patterns, spec.split or DEFAULT_SPLIT, base, f"{where}hub dataset {spec.repo}")
     prefix = f"{root}/"
     return sorted(p[len(prefix) :] for p in found if p.startswith(prefix) and format_for(p) is not None)
 
