@@ -353,6 +353,7 @@ def _scan(
             work_dir=work,
             dedup=config.dedup,
             write_rejected=write_rejected,
+            annotate_language=config.annotate_language,
         )
         for task in tasks
     ]
@@ -566,7 +567,7 @@ def _write_split(
     del plan, sizes  # on disk now, one file per task; the driver keeps only bucket totals
     for _ in executor.map(partition, partitions):
         pass
-    writer = SplitWriter(tmp, config.record_schema, options.parquet_compression)
+    writer = SplitWriter(tmp, config.text_values, options.parquet_compression)
     bar = Progress(f"write {split}", sum(bucket_sizes), options.progress)
     try:
         for result in executor.map(write_bucket, jobs):
@@ -654,7 +655,8 @@ def _partition_and_bucket_jobs(
     names = tuple(d.name for d in config.datasets)
     json_fields = _mixed_type_fields(stats)
     buckets = [
-        BucketJob(split, b, config.record_schema, names, work, json_fields) for b in range(len(bounds) - 1)
+        BucketJob(split, b, config.record_schema, names, work, json_fields, config.text_values)
+        for b in range(len(bounds) - 1)
     ]
     totals = np.concatenate(([0], cumulative))[bounds].astype(np.int64)
     return partitions, buckets, np.diff(totals).tolist()

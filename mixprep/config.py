@@ -57,6 +57,7 @@ FORMATS = ("jsonl", "parquet", "arrow", "csv", "tsv")
 METADATA_KEYS = (
     "phase", "name", "seed", "total_samples", "validation", "data_dir", "output_dir", "filters",
     "on_bad_record", "repeats", "filter_on", "shuffle_bucket_mb", "text_field", "dedup",
+    "annotate_language",
 )
 DATASET_KEYS = (
     "name", "mix_ratio", "max_samples", "source", "validation_source", "text_field", "filters",
@@ -143,6 +144,8 @@ class MixtureConfig:
     filter_on: Literal["all", "assistant"] = "all"
     shuffle_bucket_mb: int = DEFAULT_BUCKET_MB
     dedup: DedupSpec | None = None
+    annotate_language: bool = False
+    """Add `language` and `language_score` (of the filter text) to every output record."""
     problems: tuple[str, ...] = ()
     raw_digest: str = ""
     """sha256 of the parsed config (canonical JSON), for the manifest and output reuse."""
@@ -150,6 +153,11 @@ class MixtureConfig:
     @property
     def record_schema(self) -> Phase:
         return record_schema_for(self.phase)
+
+    @property
+    def text_values(self) -> bool:
+        """Plain pretrain: scan files and buckets carry the text alone; else whole JSON lines."""
+        return self.record_schema == "pretrain" and not self.annotate_language
 
     @property
     def is_valid(self) -> bool:
@@ -246,6 +254,10 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
     repeats = _repeats(meta.get("repeats"), problems)
     global_filters = _filters(meta.get("filters"), "metadata.filters", problems)
     dedup = _dedup(meta.get("dedup"), problems)
+    annotate_language = meta.get("annotate_language", False)
+    if not isinstance(annotate_language, bool):
+        problems.add("metadata.annotate_language", f"expected true or false, got {annotate_language!r}")
+        annotate_language = False
 
     datasets = _datasets(raw.get("datasets"), base, data_dir, default_text_field, global_filters, problems)
     if datasets:
@@ -268,6 +280,7 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
         filter_on=filter_on,  # type: ignore[arg-type]
         shuffle_bucket_mb=bucket_mb,
         dedup=dedup,
+        annotate_language=annotate_language,
         problems=tuple(problems.items),
         raw_digest=digest,
     )

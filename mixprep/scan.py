@@ -52,6 +52,11 @@ class ScanJob:
     work_dir: str
     dedup: DedupSpec | None = None
     write_rejected: bool = False
+    annotate_language: bool = False
+
+    @property
+    def text_values(self) -> bool:
+        return self.schema == "pretrain" and not self.annotate_language
 
 
 @dataclass
@@ -127,7 +132,7 @@ def scan_task(job: ScanJob) -> ScanResult:
     base_key = file_key(job)
     keys: list[np.ndarray] = []
     prints: list[np.ndarray] = []
-    schema = TEXT_SCHEMA if job.schema == "pretrain" else LINE_SCHEMA
+    schema = TEXT_SCHEMA if job.text_values else LINE_SCHEMA
     tmp_rows = unique_tmp(out_rows)
     rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
     with pa.OSFile(tmp_rows, "wb") as sink, ipc.new_file(sink, schema) as writer:
@@ -143,6 +148,8 @@ def scan_task(job: ScanJob) -> ScanResult:
             for i, count in zip(*np.unique(reasons[~keep], return_counts=True)):
                 stats.removed[job.filters[int(i) - 1][0]] += int(count)
             kept_values = parsed.values.filter(pa.array(keep)) if not keep.all() else parsed.values
+            if job.annotate_language and len(kept_values):
+                kept_values = with_language(kept_values, parsed.filter_text.filter(pl.Series(keep)), job)
             stats.kept += len(kept_values)
             stats.field_kinds.update(parsed.field_kinds)
             if len(kept_values):
@@ -187,9 +194,27 @@ def _byte_lengths(values: pa.Array) -> np.ndarray:
     return np.diff(offsets).astype(np.uint64)
 
 
+def with_language(values: pa.Array, texts: pl.Series, job: ScanJob) -> pa.Array:
+    """Output lines with `language` and `language_score` of each record's filter text added."""
+    from mixprep.langid import language_fields
+
+    fields = language_fields(texts)
+    if job.schema == "pretrain":
+        frame = pl.DataFrame({"text": pl.Series(values), "source": job.task.dataset_name}).hstack(fields)
+        encoded = frame.select(pl.struct(pl.all()).struct.json_encode()).to_series()
+        return encoded.to_arrow().cast(pa.large_string()).cast(pa.large_binary())
+    lines = []
+    for line, language, score in zip(values.to_pylist(), fields["language"].to_list(), fields["language_score"].to_list()):
+        record = orjson.loads(line)
+        source = record.pop("source")
+        record.update(language=language, language_score=score, source=source)
+        lines.append(orjson.dumps(record))
+    return pa.array(lines, type=pa.large_binary())
+
+
 def rejected_line(value: str | bytes, source: str, reason: str, schema: Phase) -> bytes:
     """One `--write-rejected` line: the record as it would have been written, plus why it was not."""
-    if schema == "pretrain":
+    if schema == "pretrain" and isinstance(value, str):
         return orjson.dumps({"text": value, "source": source, "reason": reason}) + b"\n"
     record = orjson.loads(value)
     record["reason"] = reason

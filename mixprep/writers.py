@@ -62,6 +62,8 @@ class BucketJob:
     work_dir: str
     json_fields: tuple[str, ...] = ()
     """Structured phases: fields whose JSON type varies between records; the sidecar stores them as JSON text."""
+    text_values: bool = True
+    """Values are pretrain texts (serialized here); otherwise whole JSON lines."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def _bucket_records(job: BucketJob) -> tuple[pa.Array, np.ndarray]:
             with pa.OSFile(os.path.join(folder, name), "rb") as source:
                 tables.append(ipc.open_file(source).read_all())
     if not tables:
-        empty = pa.array([], pa.large_string() if job.schema == "pretrain" else pa.large_binary())
+        empty = pa.array([], pa.large_string() if job.text_values else pa.large_binary())
         return empty, np.zeros(0, dtype=np.int32)
     merged = pa.concat_tables(tables).combine_chunks()
     order = pa.array(np.argsort(merged.column("position").to_numpy(), kind="stable"))
@@ -194,7 +196,7 @@ def write_bucket(job: BucketJob) -> BucketResult:
     values, datasets = _bucket_records(job)
     names = pa.array(job.source_names, pa.string())
     source = pa.DictionaryArray.from_arrays(pa.array(datasets, pa.int32()), names).cast(pa.string())
-    if job.schema == "pretrain":
+    if job.text_values:
         sidecar = pa.table([values, source], schema=PRETRAIN_SIDECAR)
         lines = _json_lines(sidecar)
     else:
@@ -288,9 +290,8 @@ class OutputInfo:
 class SplitWriter:
     """Appends bucket parts, in bucket order, into one split's temporary output files."""
 
-    def __init__(self, tmp: SplitFiles, schema: Phase, compression: str) -> None:
+    def __init__(self, tmp: SplitFiles, text_values: bool, compression: str) -> None:
         self.tmp = tmp
-        self.schema = schema
         self.compression = compression
         self.sha = hashlib.sha256()
         self.size = 0
@@ -299,7 +300,7 @@ class SplitWriter:
         self.sidecar_parts: list[str] = []
         self.jsonl = open(tmp.jsonl, "wb", buffering=0)  # noqa: SIM115 - closed in finish()/abort()
         self.parquet: pq.ParquetWriter | None = None
-        if schema == "pretrain":
+        if text_values:  # the sidecar's schema is known: write each part as it arrives
             self.parquet = _parquet_writer(tmp.parquet, PRETRAIN_SIDECAR, compression)
 
     def add(self, part: BucketResult) -> None:
