@@ -422,7 +422,8 @@ def _deduplicate(
         return arrays
     # Tasks of a dataset are contiguous in the plan and datasets come in order, so
     # the concatenation lines up with the datasets' arrays concatenated in order.
-    all_prints = np.concatenate([p.reshape(len(p), -1) for p in prints])
+    width = 1 if config.dedup is None or config.dedup.method == "exact" else config.dedup.bands()[0]
+    all_prints = np.concatenate([p.reshape(len(p), width) for p in prints])
     all_keys = np.concatenate([arrays[g].keys for g in groups])
     drop = duplicates(all_prints, all_keys)
     result = dict(arrays)

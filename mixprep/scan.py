@@ -165,7 +165,7 @@ def scan_task(job: ScanJob) -> ScanResult:
     save_array(out_keys, table)
     if job.dedup is not None:
         width = 1 if job.dedup.method == "exact" else job.dedup.bands()[0]
-        stacked = np.concatenate([p.reshape(len(p), -1) for p in prints]) if prints else np.zeros((0, width), np.uint64)
+        stacked = np.concatenate([p.reshape(len(p), width) for p in prints]) if prints else np.zeros((0, width), np.uint64)
         save_array(prints_path(job.work_dir, task.task_id), stacked)
     release_memory()
     return ScanResult(task.task_id, stats, out_rows, out_keys)

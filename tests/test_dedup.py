@@ -174,3 +174,54 @@ def test_annotate_language_must_be_a_flag(tmp_path: Path) -> None:
     config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], annotate_language="yes")
     with pytest.raises(ConfigError, match=r"metadata\.annotate_language: expected true or false, got 'yes'"):
         load_mixture(config).raise_if_invalid()
+
+
+def test_every_filter_on_gives_the_same_bytes_for_any_worker_count(tmp_path: Path) -> None:
+    from mixprep.tokenizer import train_tokenizer
+
+    r = random.Random(5)
+    vocabulary = (
+        "the of and to in that with have be for on at by from farmer market river bridge children boat lake "
+        "morning apples basket rain walked carried watched measured temperature years small heavy old new"
+    ).split()
+
+    def prose() -> str:
+        sentences = [" ".join(r.choice(vocabulary) for _ in range(r.randint(8, 16))).capitalize() + "." for _ in range(r.randint(4, 14))]
+        return "\n".join(sentences)
+
+    extras = ["lorem ipsum dolor sit amet", "function f() { return 1; }", "Please enable JavaScript to view this page.",
+              "Le chat dort sur le canapé pendant que la pluie tombe sur le jardin et les enfants jouent dehors."]
+    docs = [{"text": prose() + ("\n" + r.choice(extras) if r.random() < 0.2 else "")} for _ in range(400)]
+    docs += docs[:40]  # exact duplicates
+    write_jsonl(tmp_path / "a.jsonl", docs[:220])
+    write_jsonl(tmp_path / "b.jsonl", docs[220:])
+    tokenizer = train_tokenizer((d["text"] for d in docs), vocab_size=400, out_dir=tmp_path / "tok")
+    filters = {
+        "quality": "gopher",
+        "repetition": "gopher",
+        "drop_lorem_ipsum": True,
+        "drop_curly_brace": True,
+        "drop_javascript_notice": True,
+        "languages": ["en"],
+        "min_language_score": 0.5,
+        "max_tokens": 2000,
+        "tokenizer": str(tokenizer),
+    }
+    config = mixture(
+        tmp_path,
+        [{"name": "a", "mix_ratio": 0.5, "source": "a.jsonl"}, {"name": "b", "mix_ratio": 0.5, "source": "b.jsonl"}],
+        seed=11,
+        filters=filters,
+        dedup={"method": "near", "threshold": 0.9},
+        annotate_language=True,
+        validation={"samples": 6},
+        on_bad_record="skip",
+    )
+    one = build(config, tmp_path / "w1", workers=1, write_rejected=True)
+    two = build(config, tmp_path / "w2", workers=2, write_rejected=True)
+    removed = {name: s["removed"] for name, s in manifest_of(one.files["train"])["sources"].items()}
+    assert sum(sum(r.values()) for r in removed.values()) > 0, "the filters removed nothing: the test proves nothing"
+    for split in ("train", "validation"):
+        assert one.files[split].read_bytes() == two.files[split].read_bytes()
+    rejected = "pretrain_t.rejected.jsonl"
+    assert (tmp_path / "w1" / rejected).read_bytes() == (tmp_path / "w2" / rejected).read_bytes()
