@@ -11,32 +11,21 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 
 from mixprep import __version__
 from mixprep.config import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SamplingError
-from mixprep.manifest import (
-    MANIFEST_FORMAT,
-    build_key,
-    input_fingerprints,
-    outputs_intact,
-    package_versions,
-    read_manifest,
-    write_manifest,
-)
-from mixprep.plan import ScanTask, make_plan
-from mixprep.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, shuffle_keys, validation_shares
 from mixprep.dedup import duplicates
+from mixprep.executors import Executor, LocalExecutor, make_executor  # noqa: F401 - LocalExecutor re-exported
+from mixprep.manifest import build_key, input_fingerprints, outputs_intact, read_manifest, split_manifest, write_manifest
+from mixprep.plan import ScanTask, make_plan
+from mixprep.progress import Progress
+from mixprep.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, shuffle_keys, validation_shares
 from mixprep.scan import ScanJob, ScanResult, ScanStats, prints_path, rejected_line, rejected_path, scan_task
 from mixprep.writers import (
     BUCKET_DTYPE,
@@ -54,8 +43,6 @@ from mixprep.writers import (
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-R = TypeVar("R")
 SPLITS = ("train", "validation")
 TMP_FOLDER = ".mixprep-tmp"
 
@@ -80,98 +67,6 @@ class BuildResult:
     reused: bool = False
     quotas: list[Quota] = field(default_factory=list)
     stats: dict[str, ScanStats] = field(default_factory=dict)
-
-
-# -- executors -------------------------------------------------------------------
-
-class Executor(Protocol):
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]: ...
-    def close(self) -> None: ...
-
-
-def _init_worker() -> None:
-    import pyarrow as pa
-
-    # Each worker gets one core; N workers use N cores without oversubscribing.
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
-
-
-class LocalExecutor:
-    """`--workers 1` runs tasks in this process; more uses a spawn-based process pool."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.pool: ProcessPoolExecutor | None = None
-        self._saved_env: str | None = None
-        if workers > 1:
-            # polars reads its thread count at import time, so it must be in the environment the workers inherit.
-            self._saved_env = os.environ.get("POLARS_MAX_THREADS")
-            os.environ["POLARS_MAX_THREADS"] = "1"
-            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
-
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        if self.pool is None:
-            return (fn(item) for item in items)
-        return self.pool.map(fn, items)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-            if self._saved_env is None:
-                os.environ.pop("POLARS_MAX_THREADS", None)
-            else:
-                os.environ["POLARS_MAX_THREADS"] = self._saved_env
-
-
-def make_executor(options: BuildOptions) -> Executor:
-    if options.executor == "ray":
-        from mixprep.ray_executor import RayExecutor
-
-        return RayExecutor(address=options.ray_address, workers=options.workers)
-    if options.workers < 1:
-        msg = f"--workers must be >= 1, got {options.workers}"
-        raise ConfigError(msg)
-    return LocalExecutor(options.workers)
-
-
-# -- progress ----------------------------------------------------------------------
-
-class Progress:
-    """A tqdm bar on a terminal, a log line every few seconds otherwise."""
-
-    def __init__(self, desc: str, total_bytes: int, enabled: bool | None) -> None:
-        self.desc = desc
-        self.total = total_bytes
-        self.done = 0
-        self.records = 0
-        self.start = self.last_log = time.monotonic()
-        interactive = sys.stderr.isatty() if enabled is None else enabled
-        self.bar = None
-        if interactive:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total_bytes, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
-
-    def advance(self, nbytes: int, records: int) -> None:
-        self.done += nbytes
-        self.records += records
-        elapsed = max(time.monotonic() - self.start, 1e-9)
-        if self.bar is not None:
-            self.bar.update(nbytes)
-            self.bar.set_postfix_str(f"{self.records / elapsed:,.0f} rec/s", refresh=False)
-        elif time.monotonic() - self.last_log >= 5 or self.done >= self.total:
-            self.last_log = time.monotonic()
-            log.info(
-                "%s: %.0f%% (%.1f MB, %.1f MB/s, %s records, %.0f records/s)",
-                self.desc, 100 * self.done / max(self.total, 1), self.done / 1e6,
-                self.done / 1e6 / elapsed, f"{self.records:,}", self.records / elapsed,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # -- the build ---------------------------------------------------------------------
@@ -229,7 +124,9 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         for split in splits:
             tmp = SplitFiles.for_stem(work, config.stem(split))
             info = _write_split(config, stats, split, selections, arrays, tmp, executor, str(work), options)
-            manifests[split] = _manifest(config, split, key, inputs, stats, quotas, selections, info, finals[split], options)
+            manifests[split] = split_manifest(
+                config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression
+            )
             write_manifest(tmp.manifest, manifests[split])
             pairs.append((tmp, finals[split]))
         commit(pairs, extras)
@@ -663,71 +560,3 @@ def _partition_and_bucket_jobs(
     return partitions, buckets, np.diff(totals).tolist()
 
 
-# -- manifest ----------------------------------------------------------------------------
-
-def _describe_source(source: Any) -> list[str]:
-    return [source.describe()] if getattr(source, "hub", None) else list(source.patterns)
-
-
-def _manifest(
-    config: MixtureConfig,
-    split: str,
-    key: str,
-    inputs: list[dict[str, Any]],
-    stats: dict[str, ScanStats],
-    quotas: list[Quota],
-    selections: list[SourceSelection],
-    info: OutputInfo,
-    final: SplitFiles,
-    options: BuildOptions,
-) -> dict[str, Any]:
-    sources = {}
-    by_source = {}
-    for dataset, quota, selection in zip(config.datasets, quotas, selections):
-        chosen = selection.train if split == "train" else selection.validation
-        entry = {
-            "mix_ratio": dataset.mix_ratio,
-            "max_samples": dataset.max_samples,
-            "source": _describe_source(dataset.source),
-            **stats[dataset.name].as_dict(),
-            "held_out_for_validation": quota.held_out,
-            "available": quota.available,
-        }
-        if split == "train":
-            entry.update(
-                quota=quota.quota,
-                unique=chosen.unique,
-                repeated_records=chosen.repeated_records,
-                extra_copies=chosen.extra_copies,
-                repeat_factor=round(quota.repeat_factor, 6) if quota.available else None,
-            )
-        else:
-            entry.update(quota=quota.validation, unique=chosen.unique, repeated_records=0, extra_copies=0, repeat_factor=None)
-            if dataset.validation_source is not None:
-                entry["validation_source"] = _describe_source(dataset.validation_source)
-        sources[dataset.name] = entry
-        by_source[dataset.name] = len(chosen.rows)
-    return {
-        "format": MANIFEST_FORMAT,
-        "split": split,
-        "phase": config.phase,
-        "name": config.name,
-        "record_schema": config.record_schema,
-        "seed": config.seed,
-        "config": {"path": str(config.path.resolve()), "sha256": config.raw_digest},
-        "build_key": key,
-        "total_samples": sum(by_source.values()),
-        "packages": package_versions(),
-        "options": {"parquet_compression": options.parquet_compression, "shuffle_bucket_mb": config.shuffle_bucket_mb},
-        "inputs": inputs,
-        "sources": sources,
-        "output": {
-            "jsonl": final.jsonl.name,
-            "records": info.records,
-            "records_by_source": by_source,
-            "bytes": info.bytes,
-            "sha256": info.sha256,
-            "index": {"file": final.index.name, "entries": info.records + 1},
-            "parquet": {"file": final.parquet.name, "rows": info.parquet_rows, "bytes": info.parquet_bytes},
-        },
-    }

@@ -129,7 +129,8 @@ def _split_files(patterns: dict[str, list[str]], split: str, base: str, what: st
 
 def _repo_files(root: str, spec: HubSource, where: str) -> list[HubFile]:
     split_patterns, base = _split_patterns(root, spec, where)
-    matched = _split_files(split_patterns, spec.split or DEFAULT_SPLIT, base, f"{where}{root}")
+    split = spec.split or DEFAULT_SPLIT
+    matched = _split_files(split_patterns, split, base, f"{where}{root}")
     files = []
     for path in sorted(matched):
         fmt = format_for(path)

@@ -13,11 +13,17 @@ import platform
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from mixprep.plan import ScanTask
+
+if TYPE_CHECKING:
+    from mixprep.config import MixtureConfig
+    from mixprep.sampler import Quota, SourceSelection
+    from mixprep.scan import ScanStats
+    from mixprep.writers import OutputInfo, SplitFiles
 
 MANIFEST_FORMAT = "mixprep-manifest/1"
 RECORDED_PACKAGES = ("mixprep", "pyarrow", "polars", "numpy", "orjson", "xxhash")
@@ -83,3 +89,72 @@ def outputs_intact(manifest: dict[str, Any], jsonl: Path, parquet: Path, index: 
         )
     except OSError:
         return False
+
+
+def describe_source(source: Any) -> list[str]:
+    return [source.describe()] if getattr(source, "hub", None) else list(source.patterns)
+
+
+def split_manifest(
+    config: MixtureConfig,
+    split: str,
+    key: str,
+    inputs: list[dict[str, Any]],
+    stats: dict[str, ScanStats],
+    quotas: list[Quota],
+    selections: list[SourceSelection],
+    info: OutputInfo,
+    final: SplitFiles,
+    parquet_compression: str,
+) -> dict[str, Any]:
+    """The manifest of one split: what was read, removed, available, selected and written."""
+    sources = {}
+    by_source = {}
+    for dataset, quota, selection in zip(config.datasets, quotas, selections):
+        chosen = selection.train if split == "train" else selection.validation
+        entry = {
+            "mix_ratio": dataset.mix_ratio,
+            "max_samples": dataset.max_samples,
+            "source": describe_source(dataset.source),
+            **stats[dataset.name].as_dict(),
+            "held_out_for_validation": quota.held_out,
+            "available": quota.available,
+        }
+        if split == "train":
+            entry.update(
+                quota=quota.quota,
+                unique=chosen.unique,
+                repeated_records=chosen.repeated_records,
+                extra_copies=chosen.extra_copies,
+                repeat_factor=round(quota.repeat_factor, 6) if quota.available else None,
+            )
+        else:
+            entry.update(quota=quota.validation, unique=chosen.unique, repeated_records=0, extra_copies=0, repeat_factor=None)
+            if dataset.validation_source is not None:
+                entry["validation_source"] = describe_source(dataset.validation_source)
+        sources[dataset.name] = entry
+        by_source[dataset.name] = len(chosen.rows)
+    return {
+        "format": MANIFEST_FORMAT,
+        "split": split,
+        "phase": config.phase,
+        "name": config.name,
+        "record_schema": config.record_schema,
+        "seed": config.seed,
+        "config": {"path": str(config.path.resolve()), "sha256": config.raw_digest},
+        "build_key": key,
+        "total_samples": sum(by_source.values()),
+        "packages": package_versions(),
+        "options": {"parquet_compression": parquet_compression, "shuffle_bucket_mb": config.shuffle_bucket_mb},
+        "inputs": inputs,
+        "sources": sources,
+        "output": {
+            "jsonl": final.jsonl.name,
+            "records": info.records,
+            "records_by_source": by_source,
+            "bytes": info.bytes,
+            "sha256": info.sha256,
+            "index": {"file": final.index.name, "entries": info.records + 1},
+            "parquet": {"file": final.parquet.name, "rows": info.parquet_rows, "bytes": info.parquet_bytes},
+        },
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIGS, build, mixture, texts, write_jsonl, write_yaml
+from conftest import build, mixture, texts, write_jsonl, write_yaml
 from mixprep.config import load_mixture, record_schema_for
 from mixprep.errors import ConfigError
 from mixprep.mixer import DatasetMixer
