@@ -1,10 +1,12 @@
-"""The build driver: the one module that knows about processes and executors.
+"""The build driver: the one module that runs tasks (through `executors`).
 
 plan (pure task list) -> scan (parallel: filter, write kept records, return counts)
--> quotas and selection (driver, numpy) -> final order and buckets (driver)
--> write buckets (parallel) -> append parts, index, sidecar (driver) -> manifest
--> atomic commit. Tasks are pure functions of their job, and results are consumed
-in task order, so the bytes do not depend on `--workers` or on the executor.
+-> dedup, quotas and selection (driver, numpy) -> final order, cut into buckets
+(driver) -> partition (parallel: each scan file read once, records routed to
+buckets) -> write buckets (parallel) -> append parts, index, sidecar (driver)
+-> manifests -> atomic commit. Tasks are pure functions of their job and results
+are consumed in task order, so the bytes do not depend on `--workers` or on the
+executor.
 """
 from __future__ import annotations
 
