@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import torch
 from torch.utils.data import Dataset
 
 from mixprep.errors import ConfigError, RecordError, SourceError
 from mixprep.index import ensure_index
-from mixprep.sources import line_number
+from mixprep.sources import line_number, load_json_object
 from mixprep.phases import BUILDERS, PhaseOptions, TokenizerAdapter, check_options, check_phase
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -54,14 +53,10 @@ class _JsonlRecords:
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
         raw = os.pread(self._file.fileno(), end - start, start)
         try:
-            record = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            msg = f"invalid JSON ({e}): {bytes(raw[:80])!r}; hint: each line must hold one JSON object"
-            raise RecordError(self._located(i, msg)) from e
-        if not isinstance(record, dict):
-            msg = f"expected a JSON object, got {type(record).__name__}"
-            raise RecordError(self._located(i, msg))
-        return record
+            return load_json_object(raw)
+        except ValueError as exc:
+            msg = f"{exc}: {bytes(raw[:80])!r}; hint: each line must hold one JSON object"
+            raise RecordError(self._located(i, msg)) from None
 
     def where(self, i: int) -> str:
         # Counting newlines costs a scan of the prefix, paid only when reporting an error.

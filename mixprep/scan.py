@@ -33,7 +33,7 @@ from mixprep.errors import RecordError
 from mixprep.filters import FilterChain, removal_reasons
 from mixprep.plan import ScanTask
 from mixprep.sampler import splitmix64
-from mixprep.sources import LineBlock, TableBlock, line_number, read_blocks
+from mixprep.sources import LineBlock, TableBlock, line_number, load_json_object, read_blocks
 
 TEXT_SCHEMA = pa.schema([("text", pa.large_string())])
 LINE_SCHEMA = pa.schema([("line", pa.large_binary())])
@@ -248,7 +248,7 @@ def _handle_bad(block: LineBlock | TableBlock, bad: list[tuple[int, str]], job: 
 
 def _reason_kind(reason: str) -> str:
     """The part of a reason that groups records (drops the received value)."""
-    return reason.split(" (")[0]
+    return reason.split(" (")[0].split(", got")[0]
 
 
 def _where(block: LineBlock | TableBlock, index: int, job: ScanJob) -> str:
@@ -338,12 +338,9 @@ def _pretrain_table(block: TableBlock, text_field: str) -> Parsed:
 
 def _load_object(line: bytes) -> tuple[str | None, Any]:
     try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        return f"invalid JSON ({exc})", None
-    if not isinstance(record, dict):
-        return f"expected a JSON object (got {type(record).__name__})", None
-    return None, record
+        return None, load_json_object(line)
+    except ValueError as exc:
+        return str(exc), None
 
 
 def _text_problem(record: dict[str, Any], text_field: str) -> str | None:

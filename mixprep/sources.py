@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
@@ -269,6 +270,19 @@ def _csv_blocks(file: SourceFile) -> Iterator[TableBlock]:
         for batch in reader:
             yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
             row += batch.num_rows
+
+
+def load_json_object(line: bytes) -> dict[str, Any]:
+    """One JSONL record. ValueError says why a line is not a JSON object; callers add where."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        msg = f"invalid JSON ({exc})"
+        raise ValueError(msg) from None
+    if not isinstance(record, dict):
+        msg = f"expected a JSON object, got {type(record).__name__}"
+        raise ValueError(msg)
+    return record
 
 
 def line_number(path: str, offset: int, storage_options: Mapping[str, Any] | None = None) -> int:

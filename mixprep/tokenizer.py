@@ -112,15 +112,13 @@ def iter_jsonl_texts(paths: Sequence[Path]) -> Iterator[str]:
 
 
 def _parse(line: bytes, path: Path, line_no: int) -> dict:
+    from mixprep.sources import load_json_object
+
     try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as e:
-        msg = f"{path}:{line_no}: invalid JSON ({e}); hint: each line must hold one JSON object"
-        raise RecordError(msg) from e
-    if not isinstance(record, dict):
-        msg = f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}"
-        raise RecordError(msg)
-    return record
+        return load_json_object(line)
+    except ValueError as exc:
+        msg = f"{path}:{line_no}: {exc}; hint: each line must hold one JSON object"
+        raise RecordError(msg) from None
 
 
 def _record_texts(record: dict) -> Iterator[str]:
