@@ -109,6 +109,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     try:
         results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
         stats = _stats_by_dataset(config, tasks, results)
+        json_fields = sidecar_json_fields(config.record_schema, results)
         arrays = _load_scan_arrays(config, tasks, results)
         deduplicated = arrays
         if config.dedup is not None:
@@ -125,7 +126,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         pairs = []
         for split in splits:
             tmp = SplitFiles.for_stem(work, config.stem(split))
-            info = _write_split(config, stats, split, selections, arrays, tmp, executor, str(work), options)
+            info = _write_split(config, json_fields, split, selections, arrays, tmp, executor, str(work), options)
             manifests[split] = split_manifest(
                 config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression
             )
@@ -453,7 +454,7 @@ def _select(
 
 def _write_split(
     config: MixtureConfig,
-    stats: dict[str, ScanStats],
+    json_fields: tuple[str, ...],
     split: str,
     selections: list[SourceSelection],
     arrays: dict[tuple[int, str], SourceArrays],
@@ -463,7 +464,7 @@ def _write_split(
     options: BuildOptions,
 ) -> OutputInfo:
     plan, sizes = _final_order(config, split, selections, arrays)
-    partitions, jobs, bucket_sizes = _partition_and_bucket_jobs(config, split, plan, sizes, work, stats)
+    partitions, jobs, bucket_sizes = _partition_and_bucket_jobs(config, split, plan, sizes, work, json_fields)
     del plan, sizes  # on disk now, one file per task; the driver keeps only bucket totals
     for _ in executor.map(partition, partitions):
         pass
@@ -487,12 +488,31 @@ def _write_split(
         bar.close()
 
 
-def _mixed_type_fields(stats: dict[str, ScanStats]) -> tuple[str, ...]:
+# Fields whose shape the record schema checks: kept as Arrow structs/lists in the sidecar.
+MESSAGE_FIELDS = ("conversations", "prompt", "chosen", "rejected")
+
+
+def sidecar_json_fields(schema: str, results: list[ScanResult]) -> tuple[str, ...]:
+    """Structured phases: the fields the Parquet sidecar stores as JSON text.
+
+    A field whose JSON type varies between records (DPO's `chosen`: string or messages)
+    has no single Arrow type; a nested field outside the checked message fields may
+    disagree inside (a `meta` object with a number here and a string there). Decided
+    from every scanned record, validation sources included, so all buckets agree."""
+    if schema == "pretrain":
+        return ()
     kinds: dict[str, set[str]] = {}
-    for source in stats.values():
-        for name, kind in source.field_kinds:
+    for result in results:
+        for name, kind in result.stats.field_kinds:
             kinds.setdefault(name, set()).add(kind)
-    return tuple(sorted(name for name, found in kinds.items() if len(found) > 1))
+    nested = {"array", "object"}
+    return tuple(
+        sorted(
+            name
+            for name, found in kinds.items()
+            if len(found) > 1 or (found & nested and name not in MESSAGE_FIELDS)
+        )
+    )
 
 
 def _final_order(
@@ -526,7 +546,7 @@ def _final_order(
 
 
 def _partition_and_bucket_jobs(
-    config: MixtureConfig, split: str, plan: np.ndarray, sizes: np.ndarray, work: str, stats: dict[str, ScanStats]
+    config: MixtureConfig, split: str, plan: np.ndarray, sizes: np.ndarray, work: str, json_fields: tuple[str, ...]
 ) -> tuple[list[PartitionJob], list[BucketJob], list[int]]:
     """Cut the final order into buckets of about `shuffle_bucket_mb`, and give each scan task
     the list of its records with their final positions. Also returns each bucket's size estimate."""
@@ -553,7 +573,6 @@ def _partition_and_bucket_jobs(
         np.save(path, part)
         partitions.append(PartitionJob(split, task_id, str(path), str(bounds_path), work))
     names = tuple(d.name for d in config.datasets)
-    json_fields = _mixed_type_fields(stats)
     buckets = [
         BucketJob(split, b, config.record_schema, names, work, json_fields, config.text_values)
         for b in range(len(bounds) - 1)

@@ -250,7 +250,7 @@ def _json_lines(table: pa.Table) -> pa.Array:
 
 
 def structured_sidecar(lines: pa.Array, json_fields: tuple[str, ...]) -> pa.Table:
-    """SFT/DPO/RL records as columns; a field whose type varies is kept as JSON text."""
+    """SFT/DPO/RL records as columns; `json_fields` (see build.sidecar_json_fields) as JSON text."""
     records = [orjson.loads(line) for line in lines.to_pylist()]
     if not records:
         return pa.table({})
@@ -258,7 +258,13 @@ def structured_sidecar(lines: pa.Array, json_fields: tuple[str, ...]) -> pa.Tabl
         for name in json_fields:
             if record.get(name) is not None:
                 record[name] = orjson.dumps(record[name]).decode()
-    return pa.Table.from_struct_array(pa.array(records))
+    try:
+        return pa.Table.from_struct_array(pa.array(records))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        # Only the message fields are left nested, and those were checked per record,
+        # but a message may carry extra keys whose types disagree.
+        msg = f"records disagree on a nested field's type, so no Parquet schema fits them ({exc}); make it consistent"
+        raise OutputError(msg) from None
 
 
 # -- the driver side ---------------------------------------------------------------

@@ -648,3 +648,31 @@ def test_any_text_round_trips_exactly(tmp_path_factory: pytest.TempPathFactory, 
     assert sorted(r["text"] for r in read_jsonl(result.files["train"])) == sorted(values)
     table = pq.read_table(result.files["train"].with_suffix(".parquet"))
     assert sorted(table["text"].to_pylist()) == sorted(values)
+
+
+def test_sidecar_keeps_disagreeing_and_free_form_fields_as_json_text(tmp_path: Path) -> None:
+    from mixprep.verify import verify
+
+    def chat(i: int, **extra: object) -> dict[str, object]:
+        turns = [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]
+        return {"conversations": turns, **extra}
+
+    # `meta` is an object whose inner types disagree; `id` is a number in train data and a
+    # string only in the validation source, which the sidecar of both splits must survive.
+    write_jsonl(tmp_path / "train.jsonl", [chat(i, id=i, meta={"score": i if i % 2 else f"s{i}"}) for i in range(40)])
+    write_jsonl(tmp_path / "val.jsonl", [chat(i, id=f"v{i}", meta={"score": 1.5}) for i in range(5)])
+    config = mixture(
+        tmp_path,
+        [{"name": "chat", "mix_ratio": 1.0, "source": "train.jsonl", "validation_source": "val.jsonl"}],
+        phase="sft",
+    )
+    result = build(config, tmp_path / "out")
+    for split, jsonl in result.files.items():
+        report = verify(jsonl)
+        assert report.ok, (split, report.problems)
+        rows = pq.read_table(jsonl.with_suffix(".parquet")).to_pylist()
+        by_line = read_jsonl(jsonl)
+        assert [json.loads(r["meta"]) for r in rows] == [r["meta"] for r in by_line]
+        assert [json.loads(r["id"]) for r in rows] == [r["id"] for r in by_line]
+        # Checked message fields stay columns of structs.
+        assert rows[0]["conversations"][0]["role"] == "user"
