@@ -18,6 +18,13 @@ from mixprep.errors import MixprepError
 
 DELEGATED = {"train": "mixprep.train", "tokenizer": "mixprep.tokenizer"}
 
+# Optional packages, imported only by the features that need them, and the extra that installs each.
+EXTRAS = {
+    "torch": "train", "transformers": "train", "tokenizers": "train", "jinja2": "train", "matplotlib": "train",
+    "regex": "train", "datasets": "sources", "huggingface_hub": "sources", "fsspec": "sources", "s3fs": "sources",
+    "gcsfs": "sources", "py3langid": "sources", "scipy": "sources", "datasketch": "sources", "ray": "ray",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -40,6 +47,13 @@ def _run(call: Any) -> int:
     except KeyboardInterrupt:
         print("interrupted; no output was left half-written", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").split(".")[0]
+        if package not in EXTRAS:
+            raise
+        extra = EXTRAS[package]
+        print(f'error: this needs the optional package {package!r}; install it with: pip install "mixprep[{extra}]"', file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # Output piped into `head` and the like: stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -94,16 +94,20 @@ def _local_files(source: Any) -> dict[str, int | None]:
 
 
 def _link_outputs(built: SplitFiles, target: Path) -> None:
-    """Give a build's files the name the caller asked for (hard links: no copy, same bytes)."""
+    """Give a build's files the name the caller asked for (hard links: no copy, same bytes).
+
+    As in `writers.commit`: the old manifest goes first and the new one comes last, so an
+    interruption never pairs a manifest with other files."""
+    import shutil
+
     stem = str(target)[: -len(".jsonl")]
+    Path(stem + OUTPUT_SUFFIXES[-1]).unlink(missing_ok=True)
     for src, suffix in zip(built.all(), OUTPUT_SUFFIXES):
         dst = Path(stem + suffix)
         tmp = dst.with_name(dst.name + ".tmp-link")
         tmp.unlink(missing_ok=True)
         try:
             os.link(src, tmp)
-        except OSError:
-            import shutil
-
+        except OSError:  # another file system: copy, keeping the mtime the index records
             shutil.copy2(src, tmp)
         os.replace(tmp, dst)

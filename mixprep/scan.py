@@ -148,8 +148,9 @@ def scan_task(job: ScanJob) -> ScanResult:
             for i, count in zip(*np.unique(reasons[~keep], return_counts=True)):
                 stats.removed[job.filters[int(i) - 1][0]] += int(count)
             kept_values = parsed.values.filter(pa.array(keep)) if not keep.all() else parsed.values
+            kept_texts = parsed.filter_text.filter(pl.Series(keep)) if job.annotate_language or job.dedup else None
             if job.annotate_language and len(kept_values):
-                kept_values = with_language(kept_values, parsed.filter_text.filter(pl.Series(keep)), job)
+                kept_values = with_language(kept_values, kept_texts, job)
             stats.kept += len(kept_values)
             stats.field_kinds.update(parsed.field_kinds)
             if len(kept_values):
@@ -157,7 +158,7 @@ def scan_task(job: ScanJob) -> ScanResult:
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
                 keys.append(np.stack([identity, _byte_lengths(kept_values)], axis=1))
                 if job.dedup is not None:
-                    prints.append(fingerprints(parsed.filter_text.filter(pl.Series(keep)), job.dedup, job.seed))
+                    prints.append(fingerprints(kept_texts, job.dedup, job.seed))
     os.replace(tmp_rows, out_rows)
     if rejected is not None:
         rejected.close()

@@ -145,3 +145,21 @@ def test_python_m_mixprep_help_and_error_without_traceback(tmp_path: Path) -> No
     )
     assert failed.returncode == 1
     assert failed.stderr == f"error: {tmp_path / 'missing.yaml'}: mixture file not found\n"
+
+
+def test_a_missing_optional_package_names_the_extra_to_install(capsys: pytest.CaptureFixture[str]) -> None:
+    from mixprep import cli
+
+    def needs_datasketch() -> int:
+        raise ModuleNotFoundError("No module named 'datasketch'", name="datasketch")
+
+    assert cli._run(needs_datasketch) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: this needs the optional package 'datasketch'; install it with: pip install \"mixprep[sources]\""
+    )
+
+    def needs_something_unknown() -> int:
+        raise ModuleNotFoundError("No module named 'nonesuch'", name="nonesuch")
+
+    with pytest.raises(ModuleNotFoundError):  # a real bug keeps its traceback
+        cli._run(needs_something_unknown)

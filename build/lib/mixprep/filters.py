@@ -1,0 +1,598 @@
+"""Filter specs -> vectorized polars expressions, through one registry dict.
+
+A filter is a name in a mixture (`filters: {min_words: 50}`) mapped to a `FilterDef`:
+a threshold validator and a builder that turns the threshold into a boolean polars
+expression (True = keep). The expression reads the column `text` and the *feature*
+columns the filter declares (`needs`): per-text statistics such as the word count,
+computed once per batch however many filters share them. Cheap features are native
+polars expressions; costly ones (repetition statistics, language, token counts) run
+as one `map_batches` call over the whole batch.
+
+The engine calls `removal_reasons` on a whole record batch and blames each removed
+record on the *first* filter (in config order) that rejects it, so the per-reason
+counts add up to the number removed. Costly filters are evaluated only on the rows
+that no earlier filter has already removed (exactly the same blame, less work).
+
+Presets expand at parse time into their component filters, so every removal is
+blamed on a named rule: `quality: gopher` is min_words 50 ... min_stop_words 2, and
+an explicit component in the same mapping overrides the preset's threshold.
+Options (`min_language_score`, `tokenizer`) belong to a filter and are folded into
+its threshold; an option without its filter is a config error.
+
+Definitions (Gopher = Rae et al. 2021, C4 = Raffel et al. 2020): words are
+whitespace-separated; lines are newline-separated and blank lines are not counted;
+a fraction whose denominator is 0 (no words, no lines) is 0. Repetition statistics
+are defined in mixprep/repetition.py, language identification in mixprep/langid.py,
+token counts in mixprep/tokens.py.
+
+Extend by adding entries to `FILTERS` (see `register`).
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mixprep.repetition import DUPLICATE_NGRAM_SIZES, TOP_NGRAM_SIZES, line_repetition, ngram_repetition
+
+TEXT = "text"
+
+# Whitespace-separated words, the definition Gopher and C4 use for counting.
+WORD_PATTERN = r"\S+"
+
+GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A per-text statistic that filters share: computed once per batch as column `name`."""
+
+    name: str
+    build: Callable[[], pl.Expr]
+    """-> expression over `pl.col(TEXT)`, one value per text."""
+    costly: bool = False
+    """True for whole-batch Python work (map_batches): evaluated only on rows still undecided."""
+
+
+def no_features(threshold: Any) -> tuple[Feature, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class FilterDef:
+    name: str
+    parse: Callable[[Any], Any]
+    """Validates a threshold from YAML; raises ValueError with what is accepted."""
+    keep: Callable[[Any], pl.Expr]
+    """Threshold -> boolean expression over `pl.col(TEXT)` and the `needs` columns; True keeps."""
+    doc: str
+    needs: Callable[[Any], tuple[Feature, ...]] = no_features
+    """Threshold -> the feature columns `keep` reads (at most one of them costly)."""
+
+
+FILTERS: dict[str, FilterDef] = {}
+
+
+def register(
+    name: str,
+    parse: Callable[[Any], Any],
+    doc: str,
+    needs: tuple[Feature, ...] | Callable[[Any], tuple[Feature, ...]] = (),
+) -> Callable[[Callable[[Any], pl.Expr]], Callable[[Any], pl.Expr]]:
+    needs_of = needs if callable(needs) else (lambda _threshold, fixed=tuple(needs): fixed)
+
+    def wrap(keep: Callable[[Any], pl.Expr]) -> Callable[[Any], pl.Expr]:
+        FILTERS[name] = FilterDef(name=name, parse=parse, keep=keep, doc=doc, needs=needs_of)
+        return keep
+
+    return wrap
+
+
+# -- threshold validators --------------------------------------------------
+
+def non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def non_negative_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected a non-negative number, got {value!r}")
+    return float(value)
+
+
+def fraction(value: Any) -> float:
+    number = non_negative_number(value)
+    if number > 1:
+        raise ValueError(f"expected a fraction between 0 and 1, got {value!r}")
+    return number
+
+
+def flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def fractions_by_size(sizes: tuple[int, ...]) -> Callable[[Any], tuple[tuple[int, float], ...]]:
+    """One fraction for every n-gram size, or a mapping {n: fraction} over some of `sizes`."""
+    accepted = f"a fraction between 0 and 1, or a mapping {{n: fraction}} with n in {sizes[0]}..{sizes[-1]}"
+
+    def parse(value: Any) -> tuple[tuple[int, float], ...]:
+        if isinstance(value, Mapping):
+            if not value:
+                raise ValueError(f"expected {accepted}, got an empty mapping")
+            pairs = []
+            for size, limit in value.items():
+                if isinstance(size, bool) or size not in sizes:
+                    raise ValueError(f"n-gram size {size!r} is not accepted; expected {accepted}")
+                try:
+                    pairs.append((size, fraction(limit)))
+                except ValueError as exc:
+                    raise ValueError(f"n-gram size {size}: {exc}") from None
+            return tuple(sorted(pairs))
+        try:
+            limit = fraction(value)
+        except ValueError:
+            raise ValueError(f"expected {accepted}, got {value!r}") from None
+        return tuple((size, limit) for size in sizes)
+
+    return parse
+
+
+# -- shared features ---------------------------------------------------------
+
+def _count(pattern: str, *, literal: bool = False) -> Callable[[], pl.Expr]:
+    return lambda: pl.col(TEXT).str.count_matches(pattern, literal=literal).fill_null(0)
+
+
+CHARS = Feature("__chars", lambda: pl.col(TEXT).str.len_chars().fill_null(0))
+WORDS = Feature("__words", _count(WORD_PATTERN))
+WHITESPACE = Feature("__whitespace", _count(r"\s"))
+HASHES = Feature("__hashes", _count("#", literal=True))
+ELLIPSES = Feature("__ellipses", _count(r"\.\.\.|…"))
+# Non-blank lines; `[^\S\n]` is whitespace other than newline (so "\r\n" ends lines too).
+LINES = Feature("__lines", _count(r"(?m)^[^\S\n]*\S"))
+BULLET_LINES = Feature("__bullet_lines", _count(r"(?m)^[^\S\n]*[-*•‣◦▪●]"))
+ELLIPSIS_LINES = Feature("__ellipsis_lines", _count(r"(?m)(?:\.\.\.|…)[^\S\n]*$"))
+# C4's terminal punctuation (. ! ? " ') plus the typographic closing quotes and ellipsis.
+TERMINAL_LINES = Feature("__terminal_lines", _count(r"(?m)[.!?\"'”’…][^\S\n]*$"))
+ALPHA_WORDS = Feature("__alpha_words", _count(r"[^\s\p{Alphabetic}]*\p{Alphabetic}\S*"))
+# Whole words, any case; ASCII word boundaries, so "the," and "The" count but "there" doesn't.
+STOP_WORDS = Feature("__stop_words", _count(r"(?i)(?-u:\b)(?:" + "|".join(GOPHER_STOP_WORDS) + r")(?-u:\b)"))
+
+LINE_REPETITION = Feature(
+    "__line_repetition",
+    lambda: pl.col(TEXT).map_batches(line_repetition, return_dtype=pl.Struct({"line": pl.Float64, "paragraph": pl.Float64})),
+    costly=True,
+)
+NGRAM_FIELDS = [f"top_{n}" for n in TOP_NGRAM_SIZES] + [f"duplicate_{n}" for n in DUPLICATE_NGRAM_SIZES]
+NGRAM_REPETITION = Feature(
+    "__ngram_repetition",
+    lambda: pl.col(TEXT).map_batches(ngram_repetition, return_dtype=pl.Struct({name: pl.Float64 for name in NGRAM_FIELDS})),
+    costly=True,
+)
+
+
+def column(feature: Feature) -> pl.Expr:
+    return pl.col(feature.name)
+
+
+def ratio(numerator: Feature, denominator: Feature) -> pl.Expr:
+    """numerator / denominator per text; 0 where the denominator is 0."""
+    return pl.when(column(denominator) > 0).then(column(numerator) / column(denominator)).otherwise(0.0)
+
+
+# -- length filters -------------------------------------------------------
+
+def char_count() -> pl.Expr:
+    return pl.col(TEXT).str.len_chars()
+
+
+def word_count() -> pl.Expr:
+    return pl.col(TEXT).str.count_matches(WORD_PATTERN)
+
+
+@register("min_chars", non_negative_int, "drop texts with fewer than N characters", needs=(CHARS,))
+def _min_chars(n: int) -> pl.Expr:
+    return column(CHARS) >= n
+
+
+@register("max_chars", non_negative_int, "drop texts with more than N characters", needs=(CHARS,))
+def _max_chars(n: int) -> pl.Expr:
+    return column(CHARS) <= n
+
+
+@register("min_words", non_negative_int, "drop texts with fewer than N whitespace-separated words", needs=(WORDS,))
+def _min_words(n: int) -> pl.Expr:
+    return column(WORDS) >= n
+
+
+@register("max_words", non_negative_int, "drop texts with more than N whitespace-separated words", needs=(WORDS,))
+def _max_words(n: int) -> pl.Expr:
+    return column(WORDS) <= n
+
+
+# -- Gopher quality ---------------------------------------------------------
+
+def mean_word_length() -> pl.Expr:
+    word_chars = column(CHARS) - column(WHITESPACE)
+    return pl.when(column(WORDS) > 0).then(word_chars / column(WORDS)).otherwise(0.0)
+
+
+@register("min_mean_word_length", non_negative_number, "drop texts whose mean word length (characters) is below X",
+          needs=(CHARS, WHITESPACE, WORDS))
+def _min_mean_word_length(x: float) -> pl.Expr:
+    return mean_word_length() >= x
+
+
+@register("max_mean_word_length", non_negative_number, "drop texts whose mean word length (characters) is above X",
+          needs=(CHARS, WHITESPACE, WORDS))
+def _max_mean_word_length(x: float) -> pl.Expr:
+    return mean_word_length() <= x
+
+
+@register("max_symbol_word_ratio", non_negative_number,
+          "drop texts with more than X '#' per word, or more than X ellipses ('...' or '…') per word",
+          needs=(HASHES, ELLIPSES, WORDS))
+def _max_symbol_word_ratio(x: float) -> pl.Expr:
+    # Gopher: "a symbol-to-word ratio greater than 0.1 for either the hash symbol or the ellipsis".
+    return (ratio(HASHES, WORDS) <= x) & (ratio(ELLIPSES, WORDS) <= x)
+
+
+@register("max_bullet_line_fraction", fraction, "drop texts where more than X of the lines start with a bullet (- * • ‣ ◦ ▪ ●)",
+          needs=(BULLET_LINES, LINES))
+def _max_bullet_line_fraction(x: float) -> pl.Expr:
+    return ratio(BULLET_LINES, LINES) <= x
+
+
+@register("max_ellipsis_line_fraction", fraction, "drop texts where more than X of the lines end with '...' or '…'",
+          needs=(ELLIPSIS_LINES, LINES))
+def _max_ellipsis_line_fraction(x: float) -> pl.Expr:
+    return ratio(ELLIPSIS_LINES, LINES) <= x
+
+
+@register("min_alpha_word_fraction", fraction, "drop texts where fewer than X of the words contain an alphabetic character",
+          needs=(ALPHA_WORDS, WORDS))
+def _min_alpha_word_fraction(x: float) -> pl.Expr:
+    return ratio(ALPHA_WORDS, WORDS) >= x
+
+
+@register("min_stop_words", non_negative_int,
+          f"drop texts with fewer than N occurrences of Gopher's stop words ({', '.join(GOPHER_STOP_WORDS)})",
+          needs=(STOP_WORDS,))
+def _min_stop_words(n: int) -> pl.Expr:
+    return column(STOP_WORDS) >= n
+
+
+# -- Gopher repetition ----------------------------------------------------------
+
+@register("max_duplicate_line_fraction", fraction, "drop texts where more than X of the lines (by count) repeat an earlier line",
+          needs=(LINE_REPETITION,))
+def _max_duplicate_line_fraction(x: float) -> pl.Expr:
+    return column(LINE_REPETITION).struct.field("line") <= x
+
+
+@register("max_duplicate_paragraph_fraction", fraction,
+          "drop texts where more than X of the paragraphs (by count) repeat an earlier paragraph", needs=(LINE_REPETITION,))
+def _max_duplicate_paragraph_fraction(x: float) -> pl.Expr:
+    return column(LINE_REPETITION).struct.field("paragraph") <= x
+
+
+@register("max_top_ngram_fraction", fractions_by_size(TOP_NGRAM_SIZES),
+          "drop texts where the most frequent repeated n-gram (n=2..4) covers more than X of the characters",
+          needs=(NGRAM_REPETITION,))
+def _max_top_ngram_fraction(limits: tuple[tuple[int, float], ...]) -> pl.Expr:
+    return pl.all_horizontal([column(NGRAM_REPETITION).struct.field(f"top_{n}") <= x for n, x in limits])
+
+
+@register("max_duplicate_ngram_fraction", fractions_by_size(DUPLICATE_NGRAM_SIZES),
+          "drop texts where repeated n-grams (n=5..10) cover more than X of the characters", needs=(NGRAM_REPETITION,))
+def _max_duplicate_ngram_fraction(limits: tuple[tuple[int, float], ...]) -> pl.Expr:
+    return pl.all_horizontal([column(NGRAM_REPETITION).struct.field(f"duplicate_{n}") <= x for n, x in limits])
+
+
+# -- C4 -------------------------------------------------------------------------
+
+def _when_on(enabled: bool, keep: pl.Expr) -> pl.Expr:
+    return keep if enabled else pl.lit(True)
+
+
+@register("drop_lorem_ipsum", flag, "drop texts containing 'lorem ipsum' (any case)")
+def _drop_lorem_ipsum(enabled: bool) -> pl.Expr:
+    return _when_on(enabled, ~pl.col(TEXT).str.contains(r"(?i)lorem ipsum"))
+
+
+@register("drop_curly_brace", flag, "drop texts containing '{' (C4: code and templates)")
+def _drop_curly_brace(enabled: bool) -> pl.Expr:
+    return _when_on(enabled, ~pl.col(TEXT).str.contains("{", literal=True))
+
+
+# C4 drops lines that mention JavaScript; as a record filter, mixprep drops texts with a
+# line that mentions it together with what such notices say (enable, disabled, browser...).
+JAVASCRIPT_NOTICE = r"(?i)javascript[^\n]*(?:enabl|disabl|browser|turn(?:ed)? on|requir|support)|(?:enabl|disabl|browser|turn(?:ed)? on|requir|support)[^\n]*javascript"
+
+
+@register("drop_javascript_notice", flag, "drop texts with a line asking to enable JavaScript (C4)")
+def _drop_javascript_notice(enabled: bool) -> pl.Expr:
+    return _when_on(enabled, ~pl.col(TEXT).str.contains(JAVASCRIPT_NOTICE))
+
+
+@register("min_terminal_punctuation_line_fraction", fraction,
+          "drop texts where fewer than X of the lines end with terminal punctuation (. ! ? \" ' ” ’ …)",
+          needs=(TERMINAL_LINES, LINES))
+def _min_terminal_punctuation_line_fraction(x: float) -> pl.Expr:
+    return ratio(TERMINAL_LINES, LINES) >= x
+
+
+# -- language ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LanguageSpec:
+    languages: tuple[str, ...]
+    min_score: float = 0.0
+    """`min_language_score`: the identifier's probability for the detected language."""
+
+
+def parse_languages(value: Any) -> LanguageSpec:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(code, str) for code in value):
+        raise ValueError(f"expected a list of ISO 639 language codes such as [en, de], got {value!r}")
+    from mixprep.langid import known_languages
+
+    known = known_languages()
+    unknown = [code for code in value if code not in known]
+    if unknown:
+        raise ValueError(f"unknown language code(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+    return LanguageSpec(languages=tuple(dict.fromkeys(value)))
+
+
+def _language_struct(texts: pl.Series) -> pl.Series:
+    from mixprep.langid import language_fields
+
+    return language_fields(texts).to_struct()
+
+
+LANGUAGE = Feature(
+    "__language",
+    lambda: pl.col(TEXT).map_batches(_language_struct, return_dtype=pl.Struct({"language": pl.String, "language_score": pl.Float32})),
+    costly=True,
+)
+
+
+@register("languages", parse_languages,
+          "keep texts identified as one of these languages (py3langid), with min_language_score as the least probability",
+          needs=(LANGUAGE,))
+def _languages(spec: LanguageSpec) -> pl.Expr:
+    detected = column(LANGUAGE)
+    return detected.struct.field("language").is_in(spec.languages) & (detected.struct.field("language_score") >= spec.min_score)
+
+
+# -- tokens -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TokenLimit:
+    limit: int
+    tokenizer: str
+    """Path to a tokenizer.json or a folder holding one (mixprep/tokens.py)."""
+
+
+def token_feature(tokenizer: str) -> Feature:
+    from mixprep.tokens import token_counts
+
+    return Feature(
+        f"__tokens[{tokenizer}]",
+        lambda: pl.col(TEXT).map_batches(lambda texts: token_counts(texts, tokenizer), return_dtype=pl.Int64),
+        costly=True,
+    )
+
+
+def _token_needs(limit: TokenLimit) -> tuple[Feature, ...]:
+    return (token_feature(limit.tokenizer),)
+
+
+def _token_limit(value: Any) -> TokenLimit:
+    # The tokenizer is filled in by parse_filters from the `tokenizer:` option.
+    return TokenLimit(limit=non_negative_int(value), tokenizer="")
+
+
+@register("min_tokens", _token_limit, "drop texts with fewer than N tokens (needs `tokenizer:`)", needs=_token_needs)
+def _min_tokens(limit: TokenLimit) -> pl.Expr:
+    return pl.col(token_feature(limit.tokenizer).name) >= limit.limit
+
+
+@register("max_tokens", _token_limit, "drop texts with more than N tokens (needs `tokenizer:`)", needs=_token_needs)
+def _max_tokens(limit: TokenLimit) -> pl.Expr:
+    return pl.col(token_feature(limit.tokenizer).name) <= limit.limit
+
+
+# -- presets and options ---------------------------------------------------------------
+
+GOPHER_QUALITY: dict[str, Any] = {
+    "min_words": 50,
+    "max_words": 100_000,
+    "min_mean_word_length": 3,
+    "max_mean_word_length": 10,
+    "max_symbol_word_ratio": 0.1,
+    "max_bullet_line_fraction": 0.9,
+    "max_ellipsis_line_fraction": 0.3,
+    "min_alpha_word_fraction": 0.8,
+    "min_stop_words": 2,
+}
+GOPHER_REPETITION: dict[str, Any] = {
+    "max_duplicate_line_fraction": 0.30,
+    "max_duplicate_paragraph_fraction": 0.30,
+    "max_top_ngram_fraction": {2: 0.20, 3: 0.18, 4: 0.16},
+    "max_duplicate_ngram_fraction": {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+}
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "quality": {"gopher": GOPHER_QUALITY},
+    "repetition": {"gopher": GOPHER_REPETITION},
+}
+"""Preset key -> preset name -> the component filters it expands into, in order."""
+
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "min_language_score": ("languages",),
+    "tokenizer": ("min_tokens", "max_tokens"),
+}
+"""Option key -> the filters it configures (it is an error without one of them)."""
+
+
+def _non_empty_string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a path to a tokenizer.json or a folder holding one, got {value!r}")
+    return value
+
+
+OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {"min_language_score": fraction, "tokenizer": _non_empty_string}
+
+
+def _apply_option(option: str, value: Any, threshold: Any) -> Any:
+    if option == "min_language_score":
+        return LanguageSpec(languages=threshold.languages, min_score=value)
+    return TokenLimit(limit=threshold.limit, tokenizer=value)
+
+
+# -- config-time parsing ----------------------------------------------------
+
+FilterChain = tuple[tuple[str, Any], ...]
+"""Validated filters in config order: ((name, threshold), ...)."""
+
+
+def _unknown_name(name: Any, key_path: str) -> str:
+    valid = sorted([*FILTERS, *PRESETS, *OPTIONS])
+    hint = difflib.get_close_matches(str(name), valid, n=1)
+    did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"{key_path}.{name}: unknown filter{did_you_mean}; valid filters: {', '.join(valid)}"
+
+
+def _expand_presets(raw: Mapping[str, Any], key_path: str, problems: list[str]) -> list[tuple[str, Any]]:
+    """Replace each preset key by its components; explicit keys in `raw` win over a preset's."""
+    entries: list[tuple[str, Any]] = []
+    for name, value in raw.items():
+        if name not in PRESETS:
+            entries.append((name, value))
+            continue
+        presets = PRESETS[name]
+        if value not in presets:
+            problems.append(f"{key_path}.{name}: unknown preset {value!r}; valid presets: {', '.join(sorted(presets))}")
+            continue
+        entries.extend((component, limit) for component, limit in presets[value].items() if component not in raw)
+    return entries
+
+
+def parse_filters(raw: Mapping[str, Any], key_path: str) -> tuple[FilterChain, list[str]]:
+    """Validate a `filters:` mapping. Returns the chain and every problem found."""
+    chain: list[tuple[str, Any]] = []
+    problems: list[str] = []
+    for name, value in _expand_presets(raw, key_path, problems):
+        if name in OPTIONS:
+            continue
+        spec = FILTERS.get(name)
+        if spec is None:
+            problems.append(_unknown_name(name, key_path))
+            continue
+        try:
+            chain.append((name, spec.parse(value)))
+        except ValueError as exc:
+            problems.append(f"{key_path}.{name}: {exc}")
+    chain = _fold_options(raw, chain, key_path, problems)
+    return tuple(chain), problems
+
+
+def _fold_options(raw: Mapping[str, Any], chain: list[tuple[str, Any]], key_path: str, problems: list[str]) -> list[tuple[str, Any]]:
+    """Fold option keys into their filters' thresholds; report options without a filter, and vice versa."""
+    for option, owners in OPTIONS.items():
+        present = [name for name in owners if name in raw]
+        if option not in raw:
+            if option == "tokenizer" and present:
+                problems.append(
+                    f"{key_path}.{present[0]}: needs 'tokenizer: <path to a tokenizer.json or its folder>' in the same filters mapping"
+                )
+            continue
+        if not present:
+            problems.append(
+                f"{key_path}.{option}: only valid together with {' or '.join(map(repr, owners))} in the same filters mapping"
+            )
+            continue
+        try:
+            value = OPTION_PARSERS[option](raw[option])
+        except ValueError as exc:
+            problems.append(f"{key_path}.{option}: {exc}")
+            continue
+        chain = [(name, _apply_option(option, value, threshold) if name in owners else threshold) for name, threshold in chain]
+    return chain
+
+
+def merge_chains(global_chain: FilterChain, local_chain: FilterChain) -> FilterChain:
+    """Global filters first, then per-dataset ones; a per-dataset threshold wins."""
+    local = dict(local_chain)
+    merged = [(name, local.pop(name) if name in local else value) for name, value in global_chain]
+    merged.extend((name, value) for name, value in local_chain if name in local)
+    return tuple(merged)
+
+
+# -- evaluation ---------------------------------------------------------------
+
+def _features_of(chain: FilterChain, indices: list[int]) -> dict[str, Feature]:
+    features: dict[str, Feature] = {}
+    for i in indices:
+        name, threshold = chain[i]
+        for feature in FILTERS[name].needs(threshold):
+            features.setdefault(feature.name, feature)
+    return features
+
+
+def _keep_masks(frame: pl.DataFrame, chain: FilterChain, indices: list[int]) -> pl.DataFrame:
+    features = _features_of(chain, indices)
+    with_features = frame.with_columns([feature.build().alias(name) for name, feature in features.items()])
+    return with_features.select(
+        [FILTERS[chain[i][0]].keep(chain[i][1]).fill_null(False).alias(f"_{i}") for i in indices]
+    )
+
+
+def _costly_groups(chain: FilterChain) -> tuple[list[int], dict[str, list[int]]]:
+    """Split filter indices into the cheap ones and groups sharing one costly feature."""
+    cheap: list[int] = []
+    costly: dict[str, list[int]] = {}
+    for i, (name, threshold) in enumerate(chain):
+        heavy = [feature.name for feature in FILTERS[name].needs(threshold) if feature.costly]
+        if heavy:
+            costly.setdefault(heavy[0], []).append(i)
+        else:
+            cheap.append(i)
+    return cheap, costly
+
+
+def removal_reasons(texts: pl.Series, chain: FilterChain) -> np.ndarray:
+    """Per row: 0 when every filter keeps it, else 1 + index of the first filter that removes it."""
+    n = len(texts)
+    if not chain or n == 0:
+        return np.zeros(n, dtype=np.int16)
+    frame = pl.DataFrame({TEXT: texts})
+    # blame[row] = index of the first failing filter found so far; len(chain) = none.
+    blame = np.full(n, len(chain), dtype=np.int32)
+    cheap, costly = _costly_groups(chain)
+    if cheap:
+        masks = _keep_masks(frame, chain, cheap)
+        for i in cheap:
+            removed = ~masks.get_column(f"_{i}").to_numpy()
+            blame[removed] = np.minimum(blame[removed], i)
+    for members in costly.values():
+        # Rows already blamed on an earlier filter cannot change blame: skip them.
+        rows = np.flatnonzero(blame > members[0])
+        if len(rows) == 0:
+            continue
+        subset = frame if len(rows) == n else frame[rows]
+        masks = _keep_masks(subset, chain, members)
+        for i in members:
+            removed = rows[~masks.get_column(f"_{i}").to_numpy()]
+            blame[removed] = np.minimum(blame[removed], i)
+    return np.where(blame == len(chain), 0, blame + 1).astype(np.int16)
