@@ -22,7 +22,8 @@ its threshold; an option without its filter is a config error.
 Definitions (Gopher = Rae et al. 2021, C4 = Raffel et al. 2020): words are
 whitespace-separated; lines are newline-separated and blank lines are not counted;
 a fraction whose denominator is 0 (no words, no lines) is 0. Repetition statistics
-are defined in mixprep/repetition.py, language identification in mixprep/langid.py,
+and the per-text counts are defined (and computed, compiled) in mixprep/textstats.py,
+language identification in mixprep/langid.py,
 token counts in mixprep/tokens.py.
 
 Extend by adding entries to `FILTERS` (see `register`).
@@ -38,14 +39,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mixprep.repetition import DUPLICATE_NGRAM_SIZES, TOP_NGRAM_SIZES, line_repetition, ngram_repetition
 
 TEXT = "text"
 
-# Whitespace-separated words, the definition Gopher and C4 use for counting.
-WORD_PATTERN = r"\S+"
-
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+TOP_NGRAM_SIZES = (2, 3, 4)
+DUPLICATE_NGRAM_SIZES = (5, 6, 7, 8, 9, 10)
+
 
 
 @dataclass(frozen=True)
@@ -148,34 +148,50 @@ def fractions_by_size(sizes: tuple[int, ...]) -> Callable[[Any], tuple[tuple[int
 
 # -- shared features ---------------------------------------------------------
 
-def _count(pattern: str, *, literal: bool = False) -> Callable[[], pl.Expr]:
-    return lambda: pl.col(TEXT).str.count_matches(pattern, literal=literal).fill_null(0)
-
-
 CHARS = Feature("__chars", lambda: pl.col(TEXT).str.len_chars().fill_null(0))
-WORDS = Feature("__words", _count(WORD_PATTERN))
-WHITESPACE = Feature("__whitespace", _count(r"\s"))
-HASHES = Feature("__hashes", _count("#", literal=True))
-ELLIPSES = Feature("__ellipses", _count(r"\.\.\.|…"))
-# Non-blank lines; `[^\S\n]` is whitespace other than newline (so "\r\n" ends lines too).
-LINES = Feature("__lines", _count(r"(?m)^[^\S\n]*\S"))
-BULLET_LINES = Feature("__bullet_lines", _count(r"(?m)^[^\S\n]*[-*•‣◦▪●]"))
-ELLIPSIS_LINES = Feature("__ellipsis_lines", _count(r"(?m)(?:\.\.\.|…)[^\S\n]*$"))
-# C4's terminal punctuation (. ! ? " ') plus the typographic closing quotes and ellipsis.
-TERMINAL_LINES = Feature("__terminal_lines", _count(r"(?m)[.!?\"'”’…][^\S\n]*$"))
-ALPHA_WORDS = Feature("__alpha_words", _count(r"[^\s\p{Alphabetic}]*\p{Alphabetic}\S*"))
-# Whole words, any case; ASCII word boundaries, so "the," and "The" count but "there" doesn't.
-STOP_WORDS = Feature("__stop_words", _count(r"(?i)(?-u:\b)(?:" + "|".join(GOPHER_STOP_WORDS) + r")(?-u:\b)"))
 
-LINE_REPETITION = Feature(
-    "__line_repetition",
-    lambda: pl.col(TEXT).map_batches(line_repetition, return_dtype=pl.Struct({"line": pl.Float64, "paragraph": pl.Float64})),
-    costly=True,
+
+def _quality_struct(texts: pl.Series) -> pl.Series:
+    from mixprep.textstats import quality_counts
+
+    counts = quality_counts(texts)
+    return pl.DataFrame({name: counts[:, i] for i, name in enumerate(QUALITY_FIELDS)}).to_struct()
+
+
+def _line_repetition_struct(texts: pl.Series) -> pl.Series:
+    from mixprep.textstats import line_repetition
+
+    fractions = line_repetition(texts)
+    return pl.DataFrame({"line": fractions[:, 0], "paragraph": fractions[:, 1]}).to_struct()
+
+
+def _ngram_repetition_struct(texts: pl.Series) -> pl.Series:
+    from mixprep.textstats import ngram_repetition
+
+    fractions = ngram_repetition(texts)
+    return pl.DataFrame({name: fractions[:, i] for i, name in enumerate(NGRAM_FIELDS)}).to_struct()
+
+
+QUALITY_FIELDS = (
+    "words", "word_chars", "hashes", "ellipses", "lines", "bullet_lines", "ellipsis_lines", "terminal_lines",
+    "alpha_words", "stop_words",
 )
 NGRAM_FIELDS = [f"top_{n}" for n in TOP_NGRAM_SIZES] + [f"duplicate_{n}" for n in DUPLICATE_NGRAM_SIZES]
+
+# One compiled pass over each text's bytes gives every count the quality filters read
+# (mixprep/textstats.py defines them); fast enough to run on every row of a batch.
+QUALITY = Feature(
+    "__quality",
+    lambda: pl.col(TEXT).map_batches(_quality_struct, return_dtype=pl.Struct({name: pl.Int64 for name in QUALITY_FIELDS})),
+)
+LINE_REPETITION = Feature(
+    "__line_repetition",
+    lambda: pl.col(TEXT).map_batches(_line_repetition_struct, return_dtype=pl.Struct({"line": pl.Float64, "paragraph": pl.Float64})),
+    costly=True,
+)
 NGRAM_REPETITION = Feature(
     "__ngram_repetition",
-    lambda: pl.col(TEXT).map_batches(ngram_repetition, return_dtype=pl.Struct({name: pl.Float64 for name in NGRAM_FIELDS})),
+    lambda: pl.col(TEXT).map_batches(_ngram_repetition_struct, return_dtype=pl.Struct({name: pl.Float64 for name in NGRAM_FIELDS})),
     costly=True,
 )
 
@@ -184,20 +200,17 @@ def column(feature: Feature) -> pl.Expr:
     return pl.col(feature.name)
 
 
-def ratio(numerator: Feature, denominator: Feature) -> pl.Expr:
+def count(name: str) -> pl.Expr:
+    """One of the QUALITY counts per text."""
+    return pl.col(QUALITY.name).struct.field(name)
+
+
+def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     """numerator / denominator per text; 0 where the denominator is 0."""
-    return pl.when(column(denominator) > 0).then(column(numerator) / column(denominator)).otherwise(0.0)
+    return pl.when(denominator > 0).then(numerator / denominator).otherwise(0.0)
 
 
 # -- length filters -------------------------------------------------------
-
-def char_count() -> pl.Expr:
-    return pl.col(TEXT).str.len_chars()
-
-
-def word_count() -> pl.Expr:
-    return pl.col(TEXT).str.count_matches(WORD_PATTERN)
-
 
 @register("min_chars", non_negative_int, "drop texts with fewer than N characters", needs=(CHARS,))
 def _min_chars(n: int) -> pl.Expr:
@@ -209,66 +222,65 @@ def _max_chars(n: int) -> pl.Expr:
     return column(CHARS) <= n
 
 
-@register("min_words", non_negative_int, "drop texts with fewer than N whitespace-separated words", needs=(WORDS,))
+@register("min_words", non_negative_int, "drop texts with fewer than N whitespace-separated words", needs=(QUALITY,))
 def _min_words(n: int) -> pl.Expr:
-    return column(WORDS) >= n
+    return count("words") >= n
 
 
-@register("max_words", non_negative_int, "drop texts with more than N whitespace-separated words", needs=(WORDS,))
+@register("max_words", non_negative_int, "drop texts with more than N whitespace-separated words", needs=(QUALITY,))
 def _max_words(n: int) -> pl.Expr:
-    return column(WORDS) <= n
+    return count("words") <= n
 
 
 # -- Gopher quality ---------------------------------------------------------
 
 def mean_word_length() -> pl.Expr:
-    word_chars = column(CHARS) - column(WHITESPACE)
-    return pl.when(column(WORDS) > 0).then(word_chars / column(WORDS)).otherwise(0.0)
+    return ratio(count("word_chars"), count("words"))
 
 
 @register("min_mean_word_length", non_negative_number, "drop texts whose mean word length (characters) is below X",
-          needs=(CHARS, WHITESPACE, WORDS))
+          needs=(QUALITY,))
 def _min_mean_word_length(x: float) -> pl.Expr:
     return mean_word_length() >= x
 
 
 @register("max_mean_word_length", non_negative_number, "drop texts whose mean word length (characters) is above X",
-          needs=(CHARS, WHITESPACE, WORDS))
+          needs=(QUALITY,))
 def _max_mean_word_length(x: float) -> pl.Expr:
     return mean_word_length() <= x
 
 
 @register("max_symbol_word_ratio", non_negative_number,
           "drop texts with more than X '#' per word, or more than X ellipses ('...' or '…') per word",
-          needs=(HASHES, ELLIPSES, WORDS))
+          needs=(QUALITY,))
 def _max_symbol_word_ratio(x: float) -> pl.Expr:
     # Gopher: "a symbol-to-word ratio greater than 0.1 for either the hash symbol or the ellipsis".
-    return (ratio(HASHES, WORDS) <= x) & (ratio(ELLIPSES, WORDS) <= x)
+    return (ratio(count("hashes"), count("words")) <= x) & (ratio(count("ellipses"), count("words")) <= x)
 
 
 @register("max_bullet_line_fraction", fraction, "drop texts where more than X of the lines start with a bullet (- * • ‣ ◦ ▪ ●)",
-          needs=(BULLET_LINES, LINES))
+          needs=(QUALITY,))
 def _max_bullet_line_fraction(x: float) -> pl.Expr:
-    return ratio(BULLET_LINES, LINES) <= x
+    return ratio(count("bullet_lines"), count("lines")) <= x
 
 
 @register("max_ellipsis_line_fraction", fraction, "drop texts where more than X of the lines end with '...' or '…'",
-          needs=(ELLIPSIS_LINES, LINES))
+          needs=(QUALITY,))
 def _max_ellipsis_line_fraction(x: float) -> pl.Expr:
-    return ratio(ELLIPSIS_LINES, LINES) <= x
+    return ratio(count("ellipsis_lines"), count("lines")) <= x
 
 
 @register("min_alpha_word_fraction", fraction, "drop texts where fewer than X of the words contain an alphabetic character",
-          needs=(ALPHA_WORDS, WORDS))
+          needs=(QUALITY,))
 def _min_alpha_word_fraction(x: float) -> pl.Expr:
-    return ratio(ALPHA_WORDS, WORDS) >= x
+    return ratio(count("alpha_words"), count("words")) >= x
 
 
 @register("min_stop_words", non_negative_int,
           f"drop texts with fewer than N occurrences of Gopher's stop words ({', '.join(GOPHER_STOP_WORDS)})",
-          needs=(STOP_WORDS,))
+          needs=(QUALITY,))
 def _min_stop_words(n: int) -> pl.Expr:
-    return column(STOP_WORDS) >= n
+    return count("stop_words") >= n
 
 
 # -- Gopher repetition ----------------------------------------------------------
@@ -326,9 +338,9 @@ def _drop_javascript_notice(enabled: bool) -> pl.Expr:
 
 @register("min_terminal_punctuation_line_fraction", fraction,
           "drop texts where fewer than X of the lines end with terminal punctuation (. ! ? \" ' ” ’ …)",
-          needs=(TERMINAL_LINES, LINES))
+          needs=(QUALITY,))
 def _min_terminal_punctuation_line_fraction(x: float) -> pl.Expr:
-    return ratio(TERMINAL_LINES, LINES) >= x
+    return ratio(count("terminal_lines"), count("lines")) >= x
 
 
 # -- language ---------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""The compiled per-text statistics agree with the same definitions written as polars expressions."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from filter_reference import line_repetition as reference_line_repetition
+from filter_reference import ngram_repetition as reference_ngram_repetition
+from filter_reference import quality_counts as reference_quality_counts
+from mixprep.textstats import line_repetition, ngram_repetition, quality_counts
+
+# Pieces that sit on the edges of the definitions: Unicode and ASCII whitespace, CR,
+# bullets, ellipses in both spellings, terminal punctuation, letters with and without
+# the Alphabetic property, stop words in any case and glued to word characters,
+# multi-byte and combining characters.
+PIECES = [
+    " ", "  ", "\n", "\n\n", "\r\n", "\t", "\u00a0", "\u2003", "\u3000", "\u200b", "\x0b",
+    "-", "*", "•", "●", "#", ".", "..", "...", "…", "!", "?", '"', "'", "’", "”",
+    "a", "b", "ab", "cd", "The", "the", "THE", "and", "AND", "that", "with", "have", "be", "to", "of",
+    "the_", "x1", "there", "éthe", "1", "42", "4.5", "_", "é", "ß", "漢字", "١٢", "e\u0301", "Ⅻ", "🙂", "{", ",",
+]
+
+
+def texts_strategy() -> st.SearchStrategy[list[str]]:
+    text = st.lists(st.sampled_from(PIECES), max_size=40).map("".join)
+    return st.lists(text, min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts_strategy())
+def test_quality_counts_match_reference(texts: list[str]) -> None:
+    series = pl.Series(texts, dtype=pl.String)
+    np.testing.assert_array_equal(quality_counts(series), reference_quality_counts(series))
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts_strategy())
+def test_line_repetition_matches_reference(texts: list[str]) -> None:
+    series = pl.Series(texts, dtype=pl.String)
+    np.testing.assert_allclose(line_repetition(series), reference_line_repetition(series))
+
+
+# Few distinct words, so n-grams up to 10 words repeat often.
+REPETITIVE = st.lists(st.sampled_from(["a", "b", "cc", "é", "a.", "\n", " ", "  ", "\t"]), max_size=80).map(
+    lambda pieces: " ".join(pieces)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(REPETITIVE, min_size=1, max_size=6))
+def test_ngram_repetition_matches_reference(texts: list[str]) -> None:
+    series = pl.Series(texts, dtype=pl.String)
+    np.testing.assert_allclose(ngram_repetition(series), reference_ngram_repetition(series))
+
+
+def test_nulls_and_empty_texts_count_nothing() -> None:
+    series = pl.Series(["", None, " \n "], dtype=pl.String)
+    assert not quality_counts(series).any()
+    assert not line_repetition(series).any()
+    assert not ngram_repetition(series).any()
+
+
+def test_sliced_and_chunked_series_read_their_own_rows() -> None:
+    """A slice shares its parent's buffers at an offset; chunks are combined first."""
+    parts = pl.concat([pl.Series(["x y", "the cat the cat"]), pl.Series(["a\na", "b"])], rechunk=False)
+    sliced = parts.slice(1, 3)
+    np.testing.assert_array_equal(quality_counts(sliced), reference_quality_counts(sliced))
+    np.testing.assert_allclose(line_repetition(sliced), reference_line_repetition(sliced))
+    np.testing.assert_allclose(ngram_repetition(sliced), reference_ngram_repetition(sliced))
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "expected"),
+    [
+        ("......", "ellipses", 2),  # counted without overlap from the left
+        ("a....\nb", "ellipsis_lines", 1),
+        ("The, the_ THE there éthe", "stop_words", 3),  # "éthe": é is not an ASCII word byte
+        ("e\u0301 1 ١٢", "alpha_words", 1),
+        ("a\u00a0b\u3000c", "words", 3),
+    ],
+)
+def test_documented_edges(text: str, field: str, expected: int) -> None:
+    from mixprep.filters import QUALITY_FIELDS
+
+    assert quality_counts(pl.Series([text]))[0, QUALITY_FIELDS.index(field)] == expected
