@@ -247,8 +247,11 @@ CONTENDERS: dict[str, Contender] = {
         Contender("json-script", "stdlib json: load, filter, quotas, shuffle, dump", _baseline_argv("json-script", "mixed.jsonl")),
         Contender("polars-floor", "polars scan_ndjson -> filter -> sink_ndjson (no shuffle)",
                   _baseline_argv("polars-floor", "mixed.jsonl")),
+        # Scaling on machines with more cores; run only when named in --only.
+        *(Contender(f"mixprep-w{n}", f"mixprep build --workers {n} --force", _mixprep_argv(n, True)) for n in (4, 8, 16)),
     )
 }
+DEFAULT_CONTENDERS = ("mixprep-w1", "mixprep-w2", "hf-datasets", "json-script", "polars-floor")
 
 
 def run_contender_in_this_process(name: str, paths: Paths, output: Path) -> None:
@@ -472,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_contender_in_this_process(args.run_contender, paths, args.output)
         return 0
 
-    names = args.only.split(",") if args.only else list(CONTENDERS)
+    names = args.only.split(",") if args.only else list(DEFAULT_CONTENDERS)
     unknown = [n for n in names if n not in CONTENDERS]
     if unknown:
         raise SystemExit(f"--only: unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,6 +309,11 @@ class SplitWriter:
         self.parquet: pq.ParquetWriter | None = None
         if text_values:  # the sidecar's schema is known: write each part as it arrives
             self.parquet = _parquet_writer(tmp.parquet, PRETRAIN_SIDECAR, compression)
+        # Parquet parts are encoded on a thread of their own, in bucket order (pyarrow
+        # releases the GIL), while this one hashes and copies the next part's JSONL: the
+        # driver's serial work is what bounds a build with many workers.
+        self._sidecar_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixprep-sidecar")
+        self._sidecar_writes: list[Future[None]] = []
 
     def add(self, part: BucketResult) -> None:
         with open(part.jsonl_path, "rb") as handle:
@@ -326,13 +332,26 @@ class SplitWriter:
         self.size += part.nbytes
         self.records += part.records
         if self.parquet is not None:
-            self._write_sidecar(part.sidecar_path, None)
+            self._sidecar_writes.append(self._sidecar_thread.submit(self._write_sidecar, part.sidecar_path, None))
+            self._raise_sidecar_error()
         else:
             self.sidecar_parts.append(part.sidecar_path)
         os.remove(part.jsonl_path)
 
+    def _raise_sidecar_error(self, *, wait: bool = False) -> None:
+        """Re-raise the first failed sidecar write here; keep the ones still running."""
+        pending = []
+        for write in self._sidecar_writes:
+            if wait or write.done():
+                write.result()
+            else:
+                pending.append(write)
+        self._sidecar_writes = pending
+
     def finish(self) -> OutputInfo:
         self.jsonl.close()
+        self._raise_sidecar_error(wait=True)
+        self._sidecar_thread.shutdown()
         if self.parquet is None:
             self._write_structured_sidecar()
         else:
@@ -343,6 +362,7 @@ class SplitWriter:
         return OutputInfo(self.records, self.size, self.sha.hexdigest(), rows, self.tmp.parquet.stat().st_size)
 
     def abort(self) -> None:
+        self._sidecar_thread.shutdown(wait=True, cancel_futures=True)
         self.jsonl.close()
         if self.parquet is not None:
             self.parquet.close()
