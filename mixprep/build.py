@@ -10,9 +10,12 @@ executor.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +93,16 @@ def requested_splits(config: MixtureConfig, splits: tuple[str, ...] | None) -> t
     return tuple(s for s in SPLITS if s in splits)
 
 
+@contextlib.contextmanager
+def timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall time to phases[name] (the build logs them: where did the time go)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+
 def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     config.raise_if_invalid()
     splits = requested_splits(config, options.splits)
@@ -105,9 +118,12 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             return BuildResult({s: f.jsonl for s, f in finals.items()}, reused, reused=True)
 
     work = _make_work_dir(out_dir, config)
+    phases: dict[str, float] = {}
     executor = make_executor(options)
     try:
-        results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
+        with timed(phases, "scan"):
+            results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
+        selecting = time.perf_counter()
         stats = _stats_by_dataset(config, tasks, results)
         json_fields = sidecar_json_fields(config.record_schema, results)
         arrays = _load_scan_arrays(config, tasks, results)
@@ -122,20 +138,24 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         arrays = deduplicated
         quotas = _quotas(config, stats, arrays)
         selections = _select(config, quotas, arrays)
+        phases["select"] = time.perf_counter() - selecting
         manifests: dict[str, dict[str, Any]] = {}
         pairs = []
         for split in splits:
             tmp = SplitFiles.for_stem(work, config.stem(split))
-            info = _write_split(config, json_fields, split, selections, arrays, tmp, executor, str(work), options)
+            info = _write_split(config, json_fields, split, selections, arrays, tmp, executor, str(work), options, phases)
             manifests[split] = split_manifest(
                 config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression
             )
             write_manifest(tmp.manifest, manifests[split])
             pairs.append((tmp, finals[split]))
-        commit(pairs, extras)
+        with timed(phases, "commit"):
+            commit(pairs, extras)
     finally:
-        executor.close()
-        _remove_work_dir(work)
+        with timed(phases, "cleanup"):
+            executor.close()
+            _remove_work_dir(work)
+    log.info("time by phase: %s", ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items()))
     return BuildResult({s: f.jsonl for s, f in finals.items()}, manifests, quotas=quotas, stats=stats)
 
 
@@ -462,12 +482,27 @@ def _write_split(
     executor: Executor,
     work: str,
     options: BuildOptions,
+    phases: dict[str, float],
 ) -> OutputInfo:
-    plan, sizes = _final_order(config, split, selections, arrays)
-    partitions, jobs, bucket_sizes = _partition_and_bucket_jobs(config, split, plan, sizes, work, json_fields)
-    del plan, sizes  # on disk now, one file per task; the driver keeps only bucket totals
-    for _ in executor.map(partition, partitions):
-        pass
+    with timed(phases, "partition"):
+        plan, sizes = _final_order(config, split, selections, arrays)
+        partitions, jobs, bucket_sizes = _partition_and_bucket_jobs(config, split, plan, sizes, work, json_fields)
+        del plan, sizes  # on disk now, one file per task; the driver keeps only bucket totals
+        for _ in executor.map(partition, partitions):
+            pass
+    with timed(phases, "write"):
+        return _write_buckets(config, split, jobs, bucket_sizes, tmp, executor, options)
+
+
+def _write_buckets(
+    config: MixtureConfig,
+    split: str,
+    jobs: list[BucketJob],
+    bucket_sizes: list[int],
+    tmp: SplitFiles,
+    executor: Executor,
+    options: BuildOptions,
+) -> OutputInfo:
     writer = SplitWriter(tmp, config.text_values, options.parquet_compression)
     bar = Progress(f"write {split}", sum(bucket_sizes), options.progress)
     try:
