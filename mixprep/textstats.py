@@ -174,6 +174,15 @@ def _hash_bytes(data: np.ndarray, start: int, end: int) -> np.uint64:
     return _mix(h)
 
 
+@numba.njit(cache=True)
+def _longest(offsets: np.ndarray) -> int:
+    """Bytes of the longest text: scratch arrays sized by it serve every text of the batch."""
+    longest = 0
+    for d in range(len(offsets) - 1):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    return longest
+
+
 def _table_size(count: int) -> int:
     capacity = 16
     while capacity < 2 * count:
@@ -387,9 +396,7 @@ def quality_counts(texts: pl.Series) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _line_repetition_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray, out: np.ndarray) -> None:
-    longest = 0
-    for d in range(len(offsets) - 1):
-        longest = max(longest, offsets[d + 1] - offsets[d])
+    longest = _longest(offsets)
     line_keys = np.empty(longest + 1, dtype=np.uint64)
     paragraph_keys = np.empty(longest + 1, dtype=np.uint64)
     capacity = _table_size(longest + 1)
@@ -445,9 +452,7 @@ def line_repetition(texts: pl.Series) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray, out: np.ndarray) -> None:
-    longest = 0
-    for d in range(len(offsets) - 1):
-        longest = max(longest, offsets[d + 1] - offsets[d])
+    longest = _longest(offsets)
     capacity = longest // 2 + 2  # a word and its separator take at least 2 bytes
     word_hash = np.empty(capacity, dtype=np.uint64)
     char_prefix = np.zeros(capacity + 1, dtype=np.int64)
