@@ -4,9 +4,11 @@ A filter is a name in a mixture (`filters: {min_words: 50}`) mapped to a `Filter
 a threshold validator and a builder that turns the threshold into a boolean polars
 expression (True = keep). The expression reads the column `text` and the *feature*
 columns the filter declares (`needs`): per-text statistics such as the word count,
-computed once per batch however many filters share them. Cheap features are native
-polars expressions; costly ones (repetition statistics, language, token counts) run
-as one `map_batches` call over the whole batch.
+computed once per batch however many filters share them. Features are native polars
+expressions (character count) or one `map_batches` call over the whole batch into
+compiled code (the quality counts, repetition statistics and language: mixprep/textstats.py,
+mixprep/langid.py) or a tokenizer (token counts). The quality counts are cheap enough for
+every row; the others are marked costly.
 
 The engine calls `removal_reasons` on a whole record batch and blames each removed
 record on the *first* filter (in config order) that rejects it, so the per-reason
