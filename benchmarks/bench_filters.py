@@ -111,7 +111,7 @@ def bench_generated(megabytes: float, batch: int) -> None:
     print(f"full chain ({len(chain)} filters): {total_mb / seconds:.1f} MB/s single-threaded (CPU time); "
           f"removed {np.count_nonzero(reasons) / len(reasons):.1%}")
     groups = {
-        "gopher quality (native)": {"quality": "gopher"},
+        "gopher quality": {"quality": "gopher"},
         "line/paragraph repetition": {"max_duplicate_line_fraction": 0.3, "max_duplicate_paragraph_fraction": 0.3},
         "n-gram repetition": {key: value for key, value in GOPHER_REPETITION.items() if key.endswith("ngram_fraction")},
         "language (py3langid model)": {"languages": ["en"]},
