@@ -555,6 +555,22 @@ def test_exception_while_writing_leaves_nothing_complete_looking(
     assert leftover_work(out) == []
 
 
+def test_failure_on_the_sidecar_thread_is_reported_by_the_build(
+    two_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Parquet sidecar is encoded on its own thread: its errors still stop the build cleanly."""
+
+    def fail(self: writers.SplitWriter, path: str, schema: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writers.SplitWriter, "_write_sidecar", fail)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match=r"cannot write the train split of pretrain_t_train\.jsonl in .*: No space left on device"):
+        build(two_sources, out)
+    assert complete_looking_outputs(out) == []
+    assert leftover_work(out) == []
+
+
 def test_failed_rebuild_keeps_the_previous_complete_outputs(two_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     first = build(two_sources, out)
