@@ -157,16 +157,16 @@ CHUNK_DOCUMENTS = 256
 @numba.njit(cache=True)
 def _walk(
     data: np.ndarray, start: int, end: int, state: int,
-    next_state: np.ndarray, row_base: np.ndarray, feature_of_state: np.ndarray, emitted: np.ndarray,
+    next_state: np.ndarray, row_base: np.ndarray, feature_of_state: np.ndarray, emitted: np.ndarray, shift: int,
 ) -> None:
     for i in range(start, end):
         state = next_state[row_base[state] + data[i]]
-        emitted[i] = feature_of_state[state]
+        emitted[i + shift] = feature_of_state[state]
 
 
 @numba.njit(cache=True)
 def _walk_eight(
-    data: np.ndarray, starts: np.ndarray, length: int,
+    data: np.ndarray, starts: np.ndarray, emit_starts: np.ndarray, length: int,
     next_state: np.ndarray, row_base: np.ndarray, feature_of_state: np.ndarray, emitted: np.ndarray,
 ) -> tuple[int, int, int, int, int, int, int, int]:
     """Eight automaton walks in lockstep over `length` bytes each; returns their states.
@@ -177,6 +177,8 @@ def _walk_eight(
     ~6 ns per byte instead of ~29.
     """
     p0, p1, p2, p3, p4, p5, p6, p7 = starts[0], starts[1], starts[2], starts[3], starts[4], starts[5], starts[6], starts[7]
+    q0, q1, q2, q3 = emit_starts[0], emit_starts[1], emit_starts[2], emit_starts[3]
+    q4, q5, q6, q7 = emit_starts[4], emit_starts[5], emit_starts[6], emit_starts[7]
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0
     for t in range(length):
         s0 = next_state[row_base[s0] + data[p0 + t]]
@@ -187,14 +189,14 @@ def _walk_eight(
         s5 = next_state[row_base[s5] + data[p5 + t]]
         s6 = next_state[row_base[s6] + data[p6 + t]]
         s7 = next_state[row_base[s7] + data[p7 + t]]
-        emitted[p0 + t] = feature_of_state[s0]
-        emitted[p1 + t] = feature_of_state[s1]
-        emitted[p2 + t] = feature_of_state[s2]
-        emitted[p3 + t] = feature_of_state[s3]
-        emitted[p4 + t] = feature_of_state[s4]
-        emitted[p5 + t] = feature_of_state[s5]
-        emitted[p6 + t] = feature_of_state[s6]
-        emitted[p7 + t] = feature_of_state[s7]
+        emitted[q0 + t] = feature_of_state[s0]
+        emitted[q1 + t] = feature_of_state[s1]
+        emitted[q2 + t] = feature_of_state[s2]
+        emitted[q3 + t] = feature_of_state[s3]
+        emitted[q4 + t] = feature_of_state[s4]
+        emitted[q5 + t] = feature_of_state[s5]
+        emitted[q6 + t] = feature_of_state[s6]
+        emitted[q7 + t] = feature_of_state[s7]
     return s0, s1, s2, s3, s4, s5, s6, s7
 
 
@@ -217,25 +219,32 @@ def _feature_weights(
     """
     n = len(starts)
     lengths = ends - starts
-    emitted = np.empty(len(data), dtype=np.int32)  # feature (or -1) after each byte, at the byte's position
+    # The feature (or -1) after each prefix byte, documents back to back.
+    emit_start = np.zeros(n + 1, dtype=np.int64)
+    for d in range(n):
+        emit_start[d + 1] = emit_start[d] + lengths[d]
+    emitted = np.empty(emit_start[n], dtype=np.int32)
     # Longest first, so each lockstep block holds documents of nearly equal length.
     order = np.argsort(-lengths, kind="mergesort")
     block_starts = np.empty(8, dtype=np.int64)
+    block_emit_starts = np.empty(8, dtype=np.int64)
     for block in range(0, n - n % 8, 8):
         common = lengths[order[block + 7]]
         for j in range(8):
             block_starts[j] = starts[order[block + j]]
-        states = _walk_eight(data, block_starts, common, next_state, row_base, feature_of_state, emitted)
+            block_emit_starts[j] = emit_start[order[block + j]]
+        states = _walk_eight(data, block_starts, block_emit_starts, common, next_state, row_base, feature_of_state, emitted)
         for j in range(8):
             d = order[block + j]
-            _walk(data, starts[d] + common, ends[d], states[j], next_state, row_base, feature_of_state, emitted)
+            _walk(data, starts[d] + common, ends[d], states[j], next_state, row_base, feature_of_state, emitted,
+                  emit_start[d] - starts[d])
     for k in range(n - n % 8, n):
         d = order[k]
-        _walk(data, starts[d], ends[d], 0, next_state, row_base, feature_of_state, emitted)
+        _walk(data, starts[d], ends[d], 0, next_state, row_base, feature_of_state, emitted, emit_start[d] - starts[d])
     k = 0
     for d in range(n):
         first = k
-        for i in range(starts[d], ends[d]):
+        for i in range(emit_start[d], emit_start[d + 1]):
             feature = emitted[i]
             if feature < 0:
                 continue
