@@ -30,7 +30,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
+from mixprep.intrinsics import prefetch
 from mixprep.textstats import utf8_buffers
 
 logger = logging.getLogger(__name__)
@@ -48,9 +50,11 @@ class LanguageModel:
     row_base: np.ndarray
     """uint32, per state: the first index of its row in `next_state`."""
     feature_of_state: np.ndarray
-    """int32, per state: the n-gram feature it emits, or -1."""
-    log_prob_feature: np.ndarray
-    """float32 (features x classes): log P(feature | language)."""
+    """int32, per state: the n-gram feature it emits, or the number of features (none)."""
+    feature_rows: np.ndarray
+    """(features x ROW_WIDTH): log P(feature | language) * row_scale, zero-padded past the classes."""
+    row_scale: float
+    """What `feature_rows` is multiplied by: 512 when the table is stored as exact int16, else 1 (float32)."""
     log_prior: np.ndarray
     """float32 (classes,): log P(language)."""
     labels: tuple[str, ...]
@@ -59,16 +63,41 @@ class LanguageModel:
     """(first column, duplicate column) for labels that appear twice."""
 
 
+ROW_WIDTH = 144
+"""Classes per stored row, padded from 142: whole vectors, and a loop length known when compiling."""
+
+
 def _huge_page_copy(array: np.ndarray) -> np.ndarray:
     """A copy in memory that numpy allocates, which it backs with transparent huge pages on Linux.
 
-    The identifier reads the transition table (39 MB) and the probability table (57 MB) at
+    The identifier reads the transition table (39 MB) and the probability table at
     random; with 4 KiB pages nearly every read also misses the TLB, which made the
     automaton walk 2-3x slower.
     """
     copy = np.empty_like(array, order="C")
     copy[...] = array
     return copy
+
+
+def feature_rows(log_prob: np.ndarray) -> tuple[np.ndarray, float]:
+    """The probability table padded to ROW_WIDTH, as int16 * 512 when that is exact.
+
+    py3langid's log-probabilities are multiples of 1/512 between -16 and 0, so int16
+    holds them exactly in half the bytes of float32 (the rows are read at random from
+    memory, so bytes are time). Scaling by a power of two commutes with float rounding:
+    sums of weight * (512 * p) are exactly 512 times the sums of weight * p.
+    """
+    n_features, n_classes = log_prob.shape
+    if n_classes > ROW_WIDTH:
+        raise ValueError(f"language model has {n_classes} classes, more than {ROW_WIDTH}")
+    scaled = log_prob.astype(np.float64) * 512
+    if np.array_equal(scaled, np.round(scaled)) and np.abs(scaled).max(initial=0) < 2**15:
+        rows, scale = np.zeros((n_features, ROW_WIDTH), dtype=np.int16), 512.0
+        rows[:, :n_classes] = scaled
+    else:
+        rows, scale = np.zeros((n_features, ROW_WIDTH), dtype=np.float32), 1.0
+        rows[:, :n_classes] = log_prob
+    return _huge_page_copy(rows), scale
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,11 +115,13 @@ def load_model() -> LanguageModel:
         else:
             first[label] = column
     logger.debug("loaded py3langid model: %d languages, %d features", len(first), identifier.nb_ptc.shape[0])
+    rows, scale = feature_rows(np.asarray(identifier.nb_ptc, dtype=np.float32))
     return LanguageModel(
         next_state=_huge_page_copy(np.frombuffer(identifier.tk_nextmove, dtype=np.uint32)),
         row_base=np.asarray(identifier.tk_row, dtype=np.uint32) << 8,
-        feature_of_state=np.asarray(identifier.tk_output, dtype=np.int32),
-        log_prob_feature=_huge_page_copy(np.asarray(identifier.nb_ptc, dtype=np.float32)),
+        feature_of_state=np.where(np.asarray(identifier.tk_output) < 0, rows.shape[0], identifier.tk_output).astype(np.int32),
+        feature_rows=rows,
+        row_scale=scale,
         log_prior=np.asarray(identifier.nb_pc, dtype=np.float32),
         labels=labels,
         alias_pairs=tuple(aliases),
@@ -101,32 +132,42 @@ def known_languages() -> frozenset[str]:
     return frozenset(load_model().labels)
 
 
-def normalized_prefixes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Texts -> (one uint8 buffer of every prefix, n+1 int64 offsets into it).
+def normalized_prefixes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Byte ranges of whole characters -> (one uint8 buffer of them normalised, n+1 int64 offsets).
 
-    Applies py3langid's own normalisation (all-uppercase -> lowercase, then NFC).
-    A prefix may end inside a multi-byte character, as py3langid's byte model allows.
+    py3langid's own normalisation: all-uppercase text is lowercased, then NFC.
     """
-    # A character is at least one byte, so slicing characters first bounds the work of
-    # the normalisation below without changing the byte prefix.
-    text = pl.col("t").str.slice(0, LANGUAGE_PREFIX_BYTES)
+    buffer, offsets = _gather_ranges(data, starts, ends)
+    prefixes = pl.Series(pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(buffer)))
+    text = pl.col("t")
     all_upper = (text == text.str.to_uppercase()) & (text != text.str.to_lowercase())
     normalized = (
-        pl.DataFrame({"t": texts.fill_null("")})
+        pl.DataFrame({"t": prefixes})
         .select(pl.when(all_upper).then(text.str.to_lowercase()).otherwise(text).str.normalize("NFC"))
         .to_series()
-        .cast(pl.Binary)
-        .bin.slice(0, LANGUAGE_PREFIX_BYTES)
     )
     return utf8_buffers(normalized)
 
 
 @numba.njit(cache=True)
-def _ascii_prefixes(data: np.ndarray, offsets: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gather_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(starts) + 1, dtype=np.int64)
+    for d in range(len(starts)):
+        offsets[d + 1] = offsets[d] + ends[d] - starts[d]
+    buffer = np.empty(offsets[-1], dtype=np.uint8)
+    for d in range(len(starts)):
+        buffer[offsets[d] : offsets[d + 1]] = data[starts[d] : ends[d]]
+    return buffer, offsets
+
+
+@numba.njit(cache=True)
+def _prefixes(data: np.ndarray, offsets: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per text: (end of its prefix, whether the prefix is ASCII, whether it is all-uppercase ASCII).
 
-    An ASCII prefix needs no NFC (ASCII is always normalised), and "all uppercase" is
-    then: at least one A-Z and no a-z, which is what py3langid's `isupper()` asks.
+    The prefix is the first `limit` bytes, less a character that the limit cuts (what
+    py3langid's `decode_trimmed` does with a byte string). An ASCII prefix needs no NFC
+    (ASCII is always normalised), and "all uppercase" is then: at least one A-Z and no
+    a-z, which is what py3langid's `isupper()` asks.
     """
     n = len(offsets) - 1
     ends = np.empty(n, dtype=np.int64)
@@ -135,6 +176,9 @@ def _ascii_prefixes(data: np.ndarray, offsets: np.ndarray, limit: int) -> tuple[
     for d in range(n):
         start = offsets[d]
         end = min(offsets[d + 1], start + limit)
+        if end < offsets[d + 1]:
+            while end > start and (data[end] & 0xC0) == 0x80:  # data[end] continues a cut character
+                end -= 1
         ends[d] = end
         has_upper = has_lower = False
         for i in range(start, end):
@@ -151,7 +195,13 @@ def _ascii_prefixes(data: np.ndarray, offsets: np.ndarray, limit: int) -> tuple[
 
 
 CHUNK_DOCUMENTS = 256
-"""Documents scored together: their score rows (1024 x classes x 8 bytes) stay in cache."""
+"""Documents whose automaton walks are interleaved (and whose feature lists are held) at once."""
+
+PREFETCH_AHEAD = 8
+"""Features ahead whose probability rows are requested before they are read."""
+
+LOG1P_COUNTS = np.log1p(np.arange(1024, dtype=np.float64)).astype(np.float32)
+"""log(1 + count) for the counts a prefix can have (a 512-byte prefix has at most 512)."""
 
 
 @numba.njit(cache=True)
@@ -209,17 +259,21 @@ def _feature_weights(
     row_base: np.ndarray,
     feature_of_state: np.ndarray,
     counts: np.ndarray,
+    log1p_counts: np.ndarray,
     features: np.ndarray,
     weights: np.ndarray,
-    docs: np.ndarray,
-) -> int:
-    """Walk the byte automaton over each range; emit (feature, log(1 + count), document) once per distinct feature.
+    pair_ends: np.ndarray,
+) -> None:
+    """Walk the byte automaton over each range; list each distinct feature with weight log(1 + count).
 
-    `features` must hold one slot per byte of all ranges (a byte emits at most one feature).
+    Document d's (feature, weight) pairs end at pair_ends[d], in order of first occurrence.
+    `features` must hold one slot per byte of all ranges (a byte emits at most one
+    feature); `counts` has a slot per feature and one more, for "no feature".
     """
     n = len(starts)
+    nothing = len(counts) - 1
     lengths = ends - starts
-    # The feature (or -1) after each prefix byte, documents back to back.
+    # The feature (or `nothing`) after each prefix byte, documents back to back.
     emit_start = np.zeros(n + 1, dtype=np.int64)
     for d in range(n):
         emit_start[d + 1] = emit_start[d] + lengths[d]
@@ -244,19 +298,22 @@ def _feature_weights(
     k = 0
     for d in range(n):
         first = k
+        # Without branches: whether a byte emits, and whether its feature is new, are
+        # coin flips for the CPU. Bytes that emit nothing count into the last slot.
         for i in range(emit_start[d], emit_start[d + 1]):
             feature = emitted[i]
-            if feature < 0:
-                continue
-            if counts[feature] == 0:
-                features[k] = feature
-                docs[k] = d
-                k += 1
+            features[k] = feature
+            k += (counts[feature] == 0) & (feature != nothing)
             counts[feature] += 1
+        counts[nothing] = 0
         for j in range(first, k):
-            weights[j] = np.log1p(np.float64(counts[features[j]]))
+            count = counts[features[j]]
+            if count < len(log1p_counts):
+                weights[j] = log1p_counts[count]
+            else:
+                weights[j] = np.float32(np.log1p(np.float64(count)))
             counts[features[j]] = 0
-    return k
+        pair_ends[d] = k
 
 
 @numba.njit(cache=True)
@@ -267,8 +324,10 @@ def _classify(
     next_state: np.ndarray,
     row_base: np.ndarray,
     feature_of_state: np.ndarray,
-    log_prob_feature: np.ndarray,
+    rows: np.ndarray,
+    row_scale: float,
     log_prior: np.ndarray,
+    log1p_counts: np.ndarray,
     alias_first: np.ndarray,
     alias_duplicate: np.ndarray,
     best: np.ndarray,
@@ -276,69 +335,52 @@ def _classify(
 ) -> None:
     """py3langid's naive Bayes over each byte range: log(1 + count) feature weights, softmax.
 
-    The model's table is large (100k features x 142 languages, 57 MB), so reading one
-    row per (document, feature) is bound by memory. Documents are scored a chunk at a
-    time, feature by feature in ascending order: each row is read once per chunk and
-    added to the score rows of every document in the chunk that has it.
+    Each document's class scores are summed in one cache-resident row, one table row per
+    distinct feature. The table (100k features) does not fit in the core's own caches, so
+    the rows of the next features are prefetched while the current one is added.
     """
-    n_features, n_classes = log_prob_feature.shape
-    counts = np.zeros(n_features, dtype=np.int32)
-    bucket_start = np.zeros(n_features + 1, dtype=np.int64)
+    n_features = rows.shape[0]
+    n_classes = len(log_prior)
+    flat = rows.reshape(-1)
+    line = max(1, 64 // rows.itemsize)  # elements per cache line
+    unscale = np.float32(1.0 / row_scale)  # a power of two: exact
+    counts = np.zeros(n_features + 1, dtype=np.int32)
+    scores = np.zeros(ROW_WIDTH, dtype=np.float32)
+    row = np.empty(n_classes, dtype=np.float64)
     for chunk_start in range(0, len(starts), CHUNK_DOCUMENTS):
         chunk_end = min(len(starts), chunk_start + CHUNK_DOCUMENTS)
         size = 0
         for d in range(chunk_start, chunk_end):
             size += ends[d] - starts[d]
         features = np.empty(size, dtype=np.int64)
-        weights = np.empty(size, dtype=np.float64)
-        docs = np.empty(size, dtype=np.int64)
-        pairs = _feature_weights(
+        weights = np.empty(size, dtype=np.float32)
+        pair_ends = np.empty(chunk_end - chunk_start, dtype=np.int64)
+        _feature_weights(
             data, starts[chunk_start:chunk_end], ends[chunk_start:chunk_end],
-            next_state, row_base, feature_of_state, counts, features, weights, docs,
+            next_state, row_base, feature_of_state, counts, log1p_counts, features, weights, pair_ends,
         )
-        # Counting sort of the (feature, document) pairs by feature.
-        distinct = np.empty(pairs, dtype=np.int64)
-        n_distinct = 0
-        for j in range(pairs):
-            f = features[j]
-            if counts[f] == 0:
-                distinct[n_distinct] = f
-                n_distinct += 1
-            counts[f] += 1
-        order = np.sort(distinct[:n_distinct])
-        position = 0
-        for f in order:
-            bucket_start[f] = position
-            position += counts[f]
-            counts[f] = 0
-        sorted_docs = np.empty(pairs, dtype=np.int64)
-        sorted_weights = np.empty(pairs, dtype=np.float64)
-        for j in range(pairs):
-            slot = bucket_start[features[j]]
-            bucket_start[features[j]] = slot + 1
-            sorted_docs[slot] = docs[j]
-            sorted_weights[slot] = weights[j]
-        scores = np.zeros((chunk_end - chunk_start, n_classes), dtype=np.float32)
-        has_features = np.zeros(chunk_end - chunk_start, dtype=np.bool_)
+        pairs = pair_ends[-1]
         j = 0
-        for f in order:
-            row = log_prob_feature[f]
-            stop = bucket_start[f]  # after placement: the end of f's bucket
-            while j < stop:
-                target = scores[sorted_docs[j]]
-                has_features[sorted_docs[j]] = True
-                w = np.float32(sorted_weights[j])
-                for c in range(n_classes):
-                    target[c] += w * row[c]
-                j += 1
         for local in range(chunk_end - chunk_start):
             d = chunk_start + local
-            row = scores[local].astype(np.float64)
-            if has_features[local]:
+            has_features = j < pair_ends[local]
+            scores[:] = 0
+            while j < pair_ends[local]:
+                if j + PREFETCH_AHEAD < pairs:
+                    base = features[j + PREFETCH_AHEAD] * ROW_WIDTH
+                    for e in range(0, ROW_WIDTH, line):
+                        prefetch(flat, base + e)
+                feature_row = rows[features[j]]
+                w = weights[j]
+                for c in range(ROW_WIDTH):
+                    scores[c] += w * np.float32(feature_row[c])
+                j += 1
+            if has_features:
                 scale = 1.0 / np.sqrt(max(ends[d] - starts[d], 1))
                 for c in range(n_classes):
-                    row[c] = (row[c] + log_prior[c]) * scale
-            # else: py3langid scores a featureless text uniformly (all zeros)
+                    row[c] = (np.float64(scores[c] * unscale) + log_prior[c]) * scale
+            else:
+                row[:] = 0.0  # py3langid scores a featureless text uniformly (all zeros)
             top = row.max()
             total = 0.0
             for c in range(n_classes):
@@ -361,7 +403,7 @@ def _run_classifier(model: LanguageModel, data: np.ndarray, starts: np.ndarray, 
         first = np.array([pair[0] for pair in model.alias_pairs], dtype=np.int64)
         duplicate = np.array([pair[1] for pair in model.alias_pairs], dtype=np.int64)
         _classify(data, starts, ends, model.next_state, model.row_base, model.feature_of_state,
-                  model.log_prob_feature, model.log_prior, first, duplicate, best, probability)
+                  model.feature_rows, model.row_scale, model.log_prior, LOG1P_COUNTS, first, duplicate, best, probability)
     return best, probability
 
 
@@ -374,14 +416,14 @@ def language_scores(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """
     model = load_model()
     data, offsets = utf8_buffers(texts)
-    ends, ascii, upper = _ascii_prefixes(data, offsets, LANGUAGE_PREFIX_BYTES)
+    ends, ascii, upper = _prefixes(data, offsets, LANGUAGE_PREFIX_BYTES)
     direct = ascii & ~upper
     best = np.zeros(len(texts), dtype=np.int64)
     probability = np.zeros(len(texts), dtype=np.float64)
     best[direct], probability[direct] = _run_classifier(model, data, offsets[:-1][direct], ends[direct])
     others = np.flatnonzero(~direct)
     if len(others):
-        normalized, normalized_offsets = normalized_prefixes(texts.gather(others))
+        normalized, normalized_offsets = normalized_prefixes(data, offsets[others], ends[others])
         best[others], probability[others] = _run_classifier(model, normalized, normalized_offsets[:-1], normalized_offsets[1:])
     return best, probability
 

@@ -45,6 +45,7 @@ import polars as pl
 import pyarrow as pa
 
 from mixprep.filters import GOPHER_STOP_WORDS, NGRAM_FIELDS, QUALITY_FIELDS
+from mixprep.intrinsics import leading_zeros, load_u64, popcount, trailing_zeros
 
 BULLETS = "-*•‣◦▪●"
 TERMINAL_PUNCTUATION = ".!?\"'”’…"
@@ -56,8 +57,8 @@ _MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
 def _packed(word: str) -> int:
-    """An ASCII word of up to 4 letters as one integer (last letter in the low byte)."""
-    return sum(ord(letter) << (8 * i) for i, letter in enumerate(reversed(word)))
+    """An ASCII word of up to 4 letters as one integer, first letter in the low byte (as a little-endian load reads it)."""
+    return sum(ord(letter) << (8 * i) for i, letter in enumerate(word))
 
 
 _STOP_WORDS_PACKED = np.array([_packed(word) for word in GOPHER_STOP_WORDS], dtype=np.int64)
@@ -77,10 +78,11 @@ def alphabetic_table() -> np.ndarray:
     return table
 
 
-def utf8_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+def utf8_buffers(texts: pl.Series, padding: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Texts (String or Binary) -> (uint8 data, int64 offsets of n+1); a null reads as empty.
 
-    Zero-copy where Arrow allows.
+    Zero-copy where Arrow allows. With `padding`, the data is a copy followed by that many
+    zero bytes, so a kernel may load 8 bytes at any text position without a bounds branch.
     """
     binary = texts.dtype == pl.Binary
     array = texts.fill_null(b"" if binary else "").to_arrow()
@@ -94,7 +96,15 @@ def utf8_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     buffer = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
     if len(offsets) == 0:
         offsets = np.zeros(1, dtype=np.int64)
+    if padding:
+        padded = np.zeros(int(offsets[-1]) + padding, dtype=np.uint8)
+        padded[: offsets[-1]] = buffer[: offsets[-1]]
+        buffer = padded
     return buffer, offsets
+
+
+PADDING = 8
+"""Zero bytes after the texts that the kernels below read past a word's end."""
 
 
 # -- byte-level helpers (compiled) ----------------------------------------------------
@@ -151,30 +161,193 @@ def _mix(h: np.uint64) -> np.uint64:
     return h ^ (h >> np.uint64(31))
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always", cache=True)
 def _hash_bytes(data: np.ndarray, start: int, end: int) -> np.uint64:
     """64-bit hash of data[start:end], eight bytes per step.
 
-    Bytes are packed into words and each word is folded in with one multiply, so the
-    serial chain is one multiply per 8 bytes rather than one per byte (FNV-1a).
+    Each step folds one unaligned 8-byte load in with one multiply, so the serial chain
+    is one multiply per 8 bytes rather than one per byte (FNV-1a). The last 1-7 bytes are
+    one load with the bytes past `end` masked off (`data` has PADDING bytes after the texts).
     """
     h = _HASH_SEED ^ np.uint64(end - start)
     i = start
     while i + 8 <= end:
-        word = np.uint64(0)
-        for k in range(8):
-            word |= np.uint64(data[i + k]) << np.uint64(8 * k)
-        h = (h ^ word) * _MIX_1
+        h = (h ^ load_u64(data, i)) * _MIX_1
         h ^= h >> np.uint64(29)
         i += 8
-    word = np.uint64(0)
-    for k in range(end - i):
-        word |= np.uint64(data[i + k]) << np.uint64(8 * k)
+    word = load_u64(data, i) & ((np.uint64(1) << np.uint64(8 * (end - i))) - np.uint64(1))  # the last 0-7 bytes
     h = (h ^ word) * _MIX_2
     return _mix(h)
 
 
+# -- whitespace as bits ------------------------------------------------------------
+#
+# Word and line edges fall at unpredictable places in prose, so finding them one byte at
+# a time with branches costs a mispredicted branch per word. Instead each kernel first
+# marks, for the whole batch, which bytes belong to a whitespace character and which are
+# "\n" (bit i of a uint64 array for byte i; eight ASCII bytes are classified at once with
+# SWAR arithmetic), then jumps from edge to edge with bit scans.
+
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_GATHER_HIGH_BITS = np.uint64(0x0102040810204080)
+
+
+@numba.njit(inline="always", cache=True)
+def _bytes_equal(x: np.uint64, c: int) -> np.uint64:
+    """High bit of every byte of x (all bytes ASCII) that equals c."""
+    return ~((x ^ (_ONES * np.uint64(c))) + _LOW7) & _HIGH
+
+
+@numba.njit(inline="always", cache=True)
+def _bytes_at_least(x: np.uint64, c: int) -> np.uint64:
+    """High bit of every byte of x (all bytes ASCII) that is >= c (1 <= c <= 128)."""
+    return (x + _ONES * np.uint64(128 - c)) & _HIGH
+
+
+@numba.njit(inline="always", cache=True)
+def _byte_mask_bits(m: np.uint64) -> np.uint64:
+    """The high bits of the eight bytes of m as an 8-bit mask (bit k = byte k)."""
+    return ((m >> np.uint64(7)) * _GATHER_HIGH_BITS) >> np.uint64(56)
+
+
+@numba.njit(inline="always", cache=True)
+def _first_bytes(x: np.uint64, length: int) -> np.uint64:
+    """x with all but its first `length` (1..8) bytes zeroed."""
+    if length >= 8:
+        return x
+    return x & ((np.uint64(1) << np.uint64(8 * length)) - np.uint64(1))
+
+
+@numba.njit(inline="always", cache=True)
+def _set_bit(bits: np.ndarray, i: int) -> None:
+    bits[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
+
+
 @numba.njit(cache=True)
+def _whitespace_bits(data: np.ndarray, start: int, end: int, ascii_space: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For bytes start..end of the buffer: (bytes of whitespace characters, "\n" bytes) as bits."""
+    space = np.zeros(end // 64 + 2, dtype=np.uint64)
+    newline = np.zeros(end // 64 + 2, dtype=np.uint64)
+    i = start
+    while i < end:
+        if i & 7 == 0 and i + 8 <= end:
+            x = load_u64(data, i)
+            if x & _HIGH == 0:
+                blank = _bytes_equal(x, 32) | (_bytes_at_least(x, 9) & ~_bytes_at_least(x, 14))
+                shift = np.uint64(i & 63)
+                space[i >> 6] |= _byte_mask_bits(blank) << shift
+                newline[i >> 6] |= _byte_mask_bits(_bytes_equal(x, 10)) << shift
+                i += 8
+                continue
+        b = data[i]
+        if b < 128:
+            if ascii_space[b]:
+                _set_bit(space, i)
+                if b == 10:
+                    _set_bit(newline, i)
+            i += 1
+        elif b >= 0xC0:
+            cp, length = _decode(data, i)
+            if _is_space(cp):
+                for k in range(length):
+                    _set_bit(space, i + k)
+            i += length
+        else:
+            i += 1  # a continuation byte: its lead byte was handled
+    return space, newline
+
+
+@numba.njit(inline="always", cache=True)
+def _next_clear(bits: np.ndarray, pos: int, end: int) -> int:
+    """The first position in pos..end-1 whose bit is 0, else end."""
+    while pos < end:
+        w = ~bits[pos >> 6] >> np.uint64(pos & 63)
+        if w != 0:
+            return min(pos + np.int64(trailing_zeros(w)), end)
+        pos = (pos | 63) + 1
+    return end
+
+
+@numba.njit(inline="always", cache=True)
+def _next_set(bits: np.ndarray, pos: int, end: int) -> int:
+    """The first position in pos..end-1 whose bit is 1, else end."""
+    while pos < end:
+        w = bits[pos >> 6] >> np.uint64(pos & 63)
+        if w != 0:
+            return min(pos + np.int64(trailing_zeros(w)), end)
+        pos = (pos | 63) + 1
+    return end
+
+
+@numba.njit(inline="always", cache=True)
+def _last_clear(bits: np.ndarray, pos: int, low: int) -> int:
+    """The last position in low..pos-1 whose bit is 0, else low - 1."""
+    p = pos - 1
+    while p >= low:
+        w = ~bits[p >> 6] << np.uint64(63 - (p & 63))
+        if w != 0:
+            return max(p - np.int64(leading_zeros(w)), low - 1)
+        p = (p & ~63) - 1
+    return low - 1
+
+
+@numba.njit(inline="always", cache=True)
+def _word_edges(space: np.ndarray, start: int, end: int, word_starts: np.ndarray, word_ends: np.ndarray) -> int:
+    """Words (maximal runs of non-whitespace bytes) of bytes start..end-1: their count, and
+    their first and one-past-last bytes in word_starts / word_ends.
+
+    64 bytes at a time: the starts and ends of a block's words are bit masks, and each is
+    taken off its mask with two operations, so no step waits on the scan for the last word.
+    """
+    count = ended = 0
+    carry = np.uint64(0)  # the byte before the block is inside a word
+    everything = ~np.uint64(0)
+    for block in range(start >> 6, (end + 63) >> 6):
+        base = block << 6
+        inside = ~space[block]
+        if base < start:
+            inside &= everything << np.uint64(start - base)
+        if base + 64 > end:
+            inside &= (np.uint64(1) << np.uint64(end - base)) - np.uint64(1)
+        before = (inside << np.uint64(1)) | carry
+        firsts = inside & ~before
+        afters = ~inside & before
+        carry = inside >> np.uint64(63)
+        while firsts:
+            word_starts[count] = base + np.int64(trailing_zeros(firsts))
+            count += 1
+            firsts &= firsts - np.uint64(1)
+        while afters:
+            word_ends[ended] = base + np.int64(trailing_zeros(afters))
+            ended += 1
+            afters &= afters - np.uint64(1)
+    if carry:
+        word_ends[ended] = end
+    return count
+
+
+@numba.njit(inline="always", cache=True)
+def _set_positions(bits: np.ndarray, start: int, end: int, out: np.ndarray) -> int:
+    """Positions start..end-1 whose bit is set, into out; returns how many."""
+    count = 0
+    everything = ~np.uint64(0)
+    for block in range(start >> 6, (end + 63) >> 6):
+        base = block << 6
+        w = bits[block]
+        if base < start:
+            w &= everything << np.uint64(start - base)
+        if base + 64 > end:
+            w &= (np.uint64(1) << np.uint64(end - base)) - np.uint64(1)
+        while w:
+            out[count] = base + np.int64(trailing_zeros(w))
+            count += 1
+            w &= w - np.uint64(1)
+    return count
+
+
+@numba.njit(inline="always", cache=True)
 def _longest(offsets: np.ndarray) -> int:
     """Bytes of the longest text: scratch arrays sized by it serve every text of the batch."""
     longest = 0
@@ -193,30 +366,13 @@ def _table_size(count: int) -> int:
 _table_size = numba.njit(cache=True)(_table_size)
 
 
-@numba.njit(cache=True)
-def _occurrences(keys: np.ndarray, count: int, out: np.ndarray, slots: np.ndarray, counts: np.ndarray, where: np.ndarray) -> None:
-    """out[i] = how many of keys[:count] equal keys[i] (open addressing, linear probing).
+@numba.njit(inline="always", cache=True)
+def _repeats_of_earlier(keys: np.ndarray, count: int, slots: np.ndarray, counts: np.ndarray, where: np.ndarray) -> int:
+    """How many of keys[:count] equal an earlier key (open addressing, linear probing).
 
     `slots`, `counts` and `where` are scratch space reused across calls (allocating per
     text was a third of the time); `counts` is all zero on entry and on return.
     """
-    mask = np.uint64(_table_size(count) - 1)
-    for i in range(count):
-        slot = keys[i] & mask
-        while counts[slot] > 0 and slots[slot] != keys[i]:
-            slot = (slot + np.uint64(1)) & mask
-        slots[slot] = keys[i]
-        counts[slot] += 1
-        where[i] = np.int64(slot)
-    for i in range(count):
-        out[i] = counts[where[i]]
-    for i in range(count):
-        counts[where[i]] = 0
-
-
-@numba.njit(cache=True)
-def _repeats_of_earlier(keys: np.ndarray, count: int, slots: np.ndarray, counts: np.ndarray, where: np.ndarray) -> int:
-    """How many of keys[:count] equal an earlier key (scratch space as in `_occurrences`)."""
     mask = np.uint64(_table_size(count) - 1)
     repeats = 0
     for i in range(count):
@@ -273,18 +429,123 @@ def _stop_word_slots() -> tuple[int, np.ndarray]:
 _STOP_MULTIPLIER, _STOP_SLOTS = _stop_word_slots()
 
 
+@numba.njit(inline="always", cache=True)
+def _last_character(data: np.ndarray, start: int, stop: int) -> int:
+    """The code point that ends at `stop`."""
+    j = stop - 1
+    while j > start and (data[j] & 0xC0) == 0x80:
+        j -= 1
+    return _decode(data, j)[0]
+
+
+@numba.njit(inline="always", cache=True)
+def _ellipses_in(data: np.ndarray, start: int, stop: int) -> int:
+    """'...' (without overlap from the left) and '…' in one word."""
+    count = dots = 0
+    i = start
+    while i < stop:
+        b = data[i]
+        if b == 46:
+            dots += 1
+            if dots == 3:
+                count += 1
+                dots = 0
+            i += 1
+            continue
+        dots = 0
+        if b < 128:
+            i += 1
+        else:
+            cp, length = _decode(data, i)
+            count += cp == 0x2026
+            i += length
+    return count
+
+
+@numba.njit(inline="always", cache=True)
+def _is_stop_word(token: int, length: int, stop_multiplier: int, stop_slots: np.ndarray) -> int:
+    if length < 1 or length > 4:
+        return 0
+    return 1 if stop_slots[((token * stop_multiplier) >> 26) & 63] == token else 0
+
+
+@numba.njit(inline="always", cache=True)
+def _stop_words_in(data: np.ndarray, start: int, stop: int, ascii_classes: np.ndarray, stop_multiplier: int, stop_slots: np.ndarray) -> int:
+    """Stop words among the runs of ASCII word bytes of a word that also holds other characters."""
+    count = token = length = 0
+    for i in range(start, stop):
+        b = data[i]
+        flags = ascii_classes[b] if b < 128 else 0
+        if flags & WORD_BYTE:
+            if length < 4:
+                token |= (b | (((flags >> 1) & 1) << 5)) << (8 * length)  # ASCII letters lowercased
+            length += 1
+        else:
+            count += _is_stop_word(token, length, stop_multiplier, stop_slots)
+            token = length = 0
+    return count + _is_stop_word(token, length, stop_multiplier, stop_slots)
+
+
 @numba.njit(cache=True)
-def _non_ascii_flags(cp: int, alphabetic: np.ndarray, bullets: np.ndarray, terminals: np.ndarray) -> int:
-    flags = 0
-    if _is_space(cp):
-        flags |= SPACE
-    if alphabetic[cp]:
-        flags |= ALPHA
-    if _contains(bullets, cp):
-        flags |= BULLET
-    if _contains(terminals, cp):
-        flags |= TERMINAL
-    return flags
+def _word_counts(
+    data: np.ndarray, start: int, stop: int, ascii_classes: np.ndarray, alphabetic: np.ndarray,
+    bullets: np.ndarray, terminals: np.ndarray, stop_multiplier: int, stop_slots: np.ndarray,
+) -> tuple[int, int, int, int, int, int, int, int]:
+    """Any word, a character at a time: (characters, has a letter, '#', ellipses,
+    first character a bullet, last character terminal, ends with an ellipsis, stop words)."""
+    chars = alpha = hashes = 0
+    i = start
+    while i < stop:
+        b = data[i]
+        if b < 128:
+            alpha |= (ascii_classes[b] >> 1) & 1
+            hashes += b == 35
+            i += 1
+        else:
+            cp, length = _decode(data, i)
+            alpha |= 1 if alphabetic[cp] else 0
+            i += length
+        chars += 1
+    first = data[start]
+    if first < 128:
+        bullet = (ascii_classes[first] >> 3) & 1
+    else:
+        bullet = 1 if _contains(bullets, _decode(data, start)[0]) else 0
+    last = data[stop - 1]
+    if last < 128:
+        terminal = (ascii_classes[last] >> 4) & 1
+        ends_ellipsis = 1 if stop - start >= 3 and last == 46 and data[stop - 2] == 46 and data[stop - 3] == 46 else 0
+    else:
+        cp = _last_character(data, start, stop)
+        terminal = 1 if _contains(terminals, cp) else 0
+        ends_ellipsis = 1 if cp == 0x2026 else 0
+    return (
+        chars, alpha, hashes, _ellipses_in(data, start, stop), bullet, terminal, ends_ellipsis,
+        _stop_words_in(data, start, stop, ascii_classes, stop_multiplier, stop_slots),
+    )
+
+
+@numba.njit(inline="always", cache=True)
+def _stop_words_of_short_word(x: np.uint64, upper: np.uint64, word_byte: np.uint64, stop_multiplier: int, stop_slots: np.ndarray) -> int:
+    """Stop words among the runs of word bytes of an ASCII word of up to 8 bytes (x, zero-padded).
+
+    The first run without a branch (whether a run is short, or a stop word, is a coin
+    flip for the CPU); a second run ("it's", "and/or") is rare.
+    """
+    lowered = x | (upper >> np.uint64(2))
+    runs = _byte_mask_bits(word_byte)
+    first = np.int64(trailing_zeros(runs)) & 63
+    length = np.int64(trailing_zeros(~(runs >> np.uint64(first))))
+    token = np.int64((lowered >> np.uint64(8 * first)) & ((np.uint64(1) << np.uint64(8 * min(length, 4))) - np.uint64(1)))
+    count = np.int64((runs != 0) & (length <= 4) & (stop_slots[((token * stop_multiplier) >> 26) & 63] == token))
+    runs &= ~(((np.uint64(1) << np.uint64(length)) - np.uint64(1)) << np.uint64(first))
+    while runs:
+        first = np.int64(trailing_zeros(runs))
+        length = np.int64(trailing_zeros(~(runs >> np.uint64(first))))
+        token = np.int64((lowered >> np.uint64(8 * first)) & ((np.uint64(1) << np.uint64(8 * min(length, 4))) - np.uint64(1)))
+        count += _is_stop_word(token, length, stop_multiplier, stop_slots)
+        runs &= ~(((np.uint64(1) << np.uint64(length)) - np.uint64(1)) << np.uint64(first))
+    return count
 
 
 @numba.njit(cache=True)
@@ -292,6 +553,7 @@ def _quality_kernel(
     data: np.ndarray,
     offsets: np.ndarray,
     ascii_classes: np.ndarray,
+    ascii_space: np.ndarray,
     alphabetic: np.ndarray,
     stop_multiplier: int,
     stop_slots: np.ndarray,
@@ -299,78 +561,83 @@ def _quality_kernel(
     terminals: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """One pass per text. Word and line boundaries in prose are unpredictable, so the
-    per-character updates are bit arithmetic rather than branches; only non-ASCII
-    characters and newlines take a branch."""
+    """A word at a time, from the whitespace bits. A word of up to 8 ASCII bytes (most
+    words) is one 8-byte load, classified with SWAR arithmetic and no data-dependent
+    branch; any other word goes through `_word_counts` a character at a time."""
+    if len(offsets) < 2:
+        return
+    space, newline = _whitespace_bits(data, offsets[0], offsets[-1], ascii_space)
+    longest = _longest(offsets)
+    word_starts = np.empty(longest // 2 + 2, dtype=np.int64)
+    word_ends = np.empty(longest // 2 + 2, dtype=np.int64)
+    newlines = np.empty(longest + 1, dtype=np.int64)
     for d in range(len(offsets) - 1):
-        words = word_chars = hashes = ellipses = alpha_words = stops = 0
+        words = _word_edges(space, offsets[d], offsets[d + 1], word_starts, word_ends)
+        n_newlines = _set_positions(newline, offsets[d], offsets[d + 1], newlines)
+        newlines[n_newlines] = offsets[d + 1]  # sentinel
+        next_newline = 0
+        word_chars = hashes = ellipses = alpha_words = stops = 0
         lines = bullet_lines = ellipsis_lines = terminal_lines = 0
-        previous_space = 1
-        word_alpha = 0  # the current word has a letter
-        dots = 0  # run of '.' since the last counted ellipsis
-        dot_1 = dot_2 = 0  # the two previous characters were '.'
         line_content = first_bullet = last_terminal = ends_ellipsis = 0
-        token_length = token = 0  # current run of ASCII word bytes, lowercased and packed
-        # A fixed stride of one byte (continuation bytes skipped) keeps the next address
-        # independent of the byte just read; stepping by character length does not.
-        for i in range(offsets[d], offsets[d + 1]):
-            b = np.int64(data[i])
-            if b < 128:
-                flags = ascii_classes[b]
-                hellip = 0
-            elif b < 0xC0:
-                continue  # inside a multi-byte character
-            else:
-                cp, _ = _decode(data, i)
-                flags = _non_ascii_flags(cp, alphabetic, bullets, terminals)
-                hellip = 1 if cp == 0x2026 else 0
-            space = flags & SPACE
-            nonspace = 1 - space
-            dot = (flags >> 5) & 1
-            # words
-            start = nonspace & previous_space
-            words += start
-            word_chars += nonspace
-            alpha_words += space & word_alpha
-            # word_alpha: the current word has a letter (0 between words)
-            word_alpha = (word_alpha | ((flags >> 1) & 1)) & nonspace
-            previous_space = space
-            # symbols
-            hashes += (flags >> 6) & 1
-            dots = dots + 1 if dot else 0
-            full = 1 if dots == 3 else 0
-            ellipses += full + hellip
-            dots = 0 if full else dots
-            # lines: first and last non-space character
-            # (bullets, terminals, dots and "…" are never spaces, so these need no select)
-            first_bullet |= (flags >> 3) & 1 & (1 - line_content)
-            last_terminal = (last_terminal & space) | ((flags >> 4) & 1)
-            ends_ellipsis = (ends_ellipsis & space) | hellip | (dot & dot_1 & dot_2)
-            line_content |= nonspace
-            dot_2 = dot_1
-            dot_1 = dot
-            if flags & NEWLINE:
+        for k in range(words):
+            start = word_starts[k]
+            stop = word_ends[k]
+            if newlines[next_newline] < start:  # a "\n" before this word ends the current line
                 lines += line_content
-                bullet_lines += line_content & first_bullet
-                ellipsis_lines += line_content & ends_ellipsis
-                terminal_lines += line_content & last_terminal
+                bullet_lines += first_bullet
+                ellipsis_lines += ends_ellipsis
+                terminal_lines += last_terminal
                 line_content = first_bullet = last_terminal = ends_ellipsis = 0
-            # stop words: a token of ASCII word bytes is tested at the byte after it
-            word_byte = (flags >> 2) & 1
-            short = 1 if ((token_length - 1) & ~3) == 0 else 0  # 1 <= length <= 4
-            hit = 1 if stop_slots[((token * stop_multiplier) >> 26) & 63] == token else 0
-            stops += (1 - word_byte) & short & hit
-            lower = b | (((flags >> 1) & 1) << 5)  # ASCII letters lowercased
-            token = (((token << 8) | lower) & 0xFFFFFFFF) & -word_byte  # its last 4 bytes, last in the low byte
-            token_length = (token_length + 1) & -word_byte
-        # the text's end closes its last word, token and line
-        alpha_words += word_alpha
-        if 0 < token_length <= 4 and stop_slots[((token * stop_multiplier) >> 26) & 63] == token:
-            stops += 1
+                while newlines[next_newline] < start:
+                    next_newline += 1
+            length = stop - start
+            # 8 bytes per load (data has PADDING bytes after the texts)
+            x = upper = letter = word_byte = np.uint64(0)
+            any_letter = any_high = hash_bytes = dot_bytes = np.uint64(0)
+            chunk = start
+            while chunk < stop:  # (a range with a step costs a division per word)
+                x = _first_bytes(load_u64(data, chunk), stop - chunk)
+                chunk += 8
+                upper = _bytes_at_least(x, 65) & ~_bytes_at_least(x, 91)
+                letter = upper | (_bytes_at_least(x, 97) & ~_bytes_at_least(x, 123))
+                any_letter |= letter
+                any_high |= x & _HIGH
+                hash_bytes += popcount(_bytes_equal(x, 35))
+                dot_bytes += popcount(_bytes_equal(x, 46))
+            if any_high == 0:
+                word_chars += length
+                alpha_words += any_letter != 0
+                hashes += np.int64(hash_bytes)
+                if dot_bytes >= 3:
+                    ellipses += _ellipses_in(data, start, stop)
+                bullet = (ascii_classes[data[start]] >> 3) & 1
+                terminal = (ascii_classes[data[stop - 1]] >> 4) & 1
+                if length <= 8:
+                    word_byte = letter | (_bytes_at_least(x, 48) & ~_bytes_at_least(x, 58)) | _bytes_equal(x, 95)
+                    tail = (x >> np.uint64(8 * max(length - 3, 0))) & np.uint64(0xFFFFFF)
+                    ellipsis_end = np.int64((length >= 3) & (tail == np.uint64(0x2E2E2E)))
+                    stops += _stop_words_of_short_word(x, upper, word_byte, stop_multiplier, stop_slots)
+                else:
+                    ellipsis_end = np.int64((data[stop - 1] == 46) & (data[stop - 2] == 46) & (data[stop - 3] == 46))
+                    stops += _stop_words_in(data, start, stop, ascii_classes, stop_multiplier, stop_slots)
+            else:
+                chars, alpha, word_hashes, word_ellipses, bullet, terminal, ellipsis_end, word_stops = _word_counts(
+                    data, start, stop, ascii_classes, alphabetic, bullets, terminals, stop_multiplier, stop_slots
+                )
+                word_chars += chars
+                alpha_words += alpha
+                hashes += word_hashes
+                ellipses += word_ellipses
+                stops += word_stops
+            # lines: the first character of a line's first word, the last of its last word
+            first_bullet |= bullet & (1 - line_content)
+            line_content = 1
+            last_terminal = terminal
+            ends_ellipsis = ellipsis_end
         lines += line_content
-        bullet_lines += line_content & first_bullet
-        ellipsis_lines += line_content & ends_ellipsis
-        terminal_lines += line_content & last_terminal
+        bullet_lines += first_bullet
+        ellipsis_lines += ends_ellipsis
+        terminal_lines += last_terminal
         row = out[d]
         row[0] = words
         row[1] = word_chars
@@ -386,9 +653,9 @@ def _quality_kernel(
 
 def quality_counts(texts: pl.Series) -> np.ndarray:
     """int64 (n, len(QUALITY_FIELDS)): the counts the Gopher quality and C4 line filters read."""
-    data, offsets = utf8_buffers(texts)
+    data, offsets = utf8_buffers(texts, padding=PADDING)
     out = np.zeros((len(offsets) - 1, len(QUALITY_FIELDS)), dtype=np.int64)
-    _quality_kernel(data, offsets, _ASCII_CLASSES, alphabetic_table(), _STOP_MULTIPLIER, _STOP_SLOTS, _BULLETS, _TERMINALS, out)
+    _quality_kernel(data, offsets, _ASCII_CLASSES, _ASCII_SPACE, alphabetic_table(), _STOP_MULTIPLIER, _STOP_SLOTS, _BULLETS, _TERMINALS, out)
     return out
 
 
@@ -396,41 +663,40 @@ def quality_counts(texts: pl.Series) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _line_repetition_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray, out: np.ndarray) -> None:
+    """Lines from the "\n" bits, stripped with the whitespace bits; each hashed 8 bytes per step."""
+    if len(offsets) < 2:
+        return
+    space, newline = _whitespace_bits(data, offsets[0], offsets[-1], ascii_space)
     longest = _longest(offsets)
     line_keys = np.empty(longest + 1, dtype=np.uint64)
     paragraph_keys = np.empty(longest + 1, dtype=np.uint64)
+    newlines = np.empty(longest + 1, dtype=np.int64)
     capacity = _table_size(longest + 1)
     slots = np.zeros(capacity, dtype=np.uint64)
     counts = np.zeros(capacity, dtype=np.int32)
     where = np.empty(longest + 1, dtype=np.int64)
     for d in range(len(offsets) - 1):
         end = offsets[d + 1]
+        n_newlines = _set_positions(newline, offsets[d], end, newlines)
+        newlines[n_newlines] = end  # the text's end closes its last line
         n_lines = n_paragraphs = 0
-        content_start = content_end = -1  # stripped extent of the current line
         paragraph_start = paragraph_end = -1
-        space = True
-        for i in range(offsets[d], end + 1):
-            if i == end or data[i] == 10:  # the text's end closes its last line
-                if content_start >= 0:
-                    line_keys[n_lines] = _hash_bytes(data, content_start, content_end)
-                    n_lines += 1
-                    if paragraph_start < 0:
-                        paragraph_start = content_start
-                    paragraph_end = content_end
-                elif paragraph_start >= 0:  # a blank line closes the paragraph
-                    paragraph_keys[n_paragraphs] = _hash_bytes(data, paragraph_start, paragraph_end)
-                    n_paragraphs += 1
-                    paragraph_start = -1
-                content_start = content_end = -1
-                continue
-            b = data[i]
-            if b < 128:
-                space = ascii_space[b]
-            elif b >= 0xC0:
-                space = _is_space(_decode(data, i)[0])
-            # else: a continuation byte belongs to the character its lead byte began
-            content_start = i if content_start < 0 and not space else content_start
-            content_end = content_end if space else i + 1
+        line_start = offsets[d]
+        for k in range(n_newlines + 1):
+            line_end = newlines[k]
+            first = _next_clear(space, line_start, line_end)
+            if first < line_end:
+                last = _last_clear(space, line_end, first) + 1
+                line_keys[n_lines] = _hash_bytes(data, first, last)
+                n_lines += 1
+                if paragraph_start < 0:
+                    paragraph_start = first
+                paragraph_end = last
+            elif paragraph_start >= 0:  # a blank line closes the paragraph
+                paragraph_keys[n_paragraphs] = _hash_bytes(data, paragraph_start, paragraph_end)
+                n_paragraphs += 1
+                paragraph_start = -1
+            line_start = line_end + 1
         if paragraph_start >= 0:
             paragraph_keys[n_paragraphs] = _hash_bytes(data, paragraph_start, paragraph_end)
             n_paragraphs += 1
@@ -442,7 +708,7 @@ def _line_repetition_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: 
 
 def line_repetition(texts: pl.Series) -> np.ndarray:
     """float64 (n, 2): duplicate line fraction, duplicate paragraph fraction (by count)."""
-    data, offsets = utf8_buffers(texts)
+    data, offsets = utf8_buffers(texts, padding=PADDING)
     out = np.zeros((len(offsets) - 1, 2))
     _line_repetition_kernel(data, offsets, _ASCII_SPACE, out)
     return out
@@ -452,6 +718,8 @@ def line_repetition(texts: pl.Series) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray, out: np.ndarray) -> None:
+    if len(offsets) < 2:
+        return
     longest = _longest(offsets)
     capacity = longest // 2 + 2  # a word and its separator take at least 2 bytes
     word_hash = np.empty(capacity, dtype=np.uint64)
@@ -465,61 +733,67 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray
     slots = np.zeros(table_capacity, dtype=np.uint64)
     counts = np.zeros(table_capacity, dtype=np.int32)
     where = np.empty(capacity, dtype=np.int64)
+    space, _ = _whitespace_bits(data, offsets[0], offsets[-1], ascii_space)
+    word_starts = np.empty(capacity, dtype=np.int64)
+    word_ends = np.empty(capacity, dtype=np.int64)
     for d in range(len(offsets) - 1):
         # Words: hash of their bytes, and a prefix sum of their characters.
-        m = 0
-        in_word = False
-        space = True
-        word_start = chars = 0
-        end = offsets[d + 1]
-        for i in range(offsets[d], end + 1):
-            if i == end:
-                space = True  # the text's end closes its last word
-            else:
-                b = data[i]
-                if b < 128:
-                    space = ascii_space[b]
-                elif b >= 0xC0:
-                    space = _is_space(_decode(data, i)[0])
-                # else: a continuation byte belongs to the character its lead byte began
-            if space:
-                if in_word:
-                    word_hash[m] = _hash_bytes(data, word_start, i)
-                    char_prefix[m + 1] = char_prefix[m] + chars
-                    m += 1
-                    in_word = False
-                continue
-            if not in_word:
-                in_word = True
-                word_start = i
-                chars = 0
-            chars += (data[i] & 0xC0) != 0x80
+        m = _word_edges(space, offsets[d], offsets[d + 1], word_starts, word_ends)
+        for k in range(m):
+            start = word_starts[k]
+            stop = word_ends[k]
+            word_hash[k] = _hash_bytes(data, start, stop)
+            chars = stop - start
+            chunk = start
+            while chunk < stop:  # continuation bytes are not characters
+                x = _first_bytes(load_u64(data, chunk), stop - chunk)
+                chars -= np.int64(popcount(x & ~(x << np.uint64(1)) & _HIGH))
+                chunk += 8
+            char_prefix[k + 1] = char_prefix[k] + chars
         total = char_prefix[m]
         if total == 0:
             continue
         # n = 1: which words repeat. An n-gram can only repeat where both of its
-        # (n-1)-grams repeat, so each round looks at fewer positions.
+        # (n-1)-grams repeat, so each later round looks at fewer positions.
+        count = m
         for k in range(m):
+            starts[k] = k
             keys[k] = word_hash[k]
             gram[k] = word_hash[k]
-        _occurrences(keys, m, occurrences, slots, counts, where)
-        for k in range(m):
-            repeated[k] = occurrences[k] >= 2
-        for n in range(2, 11):
-            count = 0
-            for k in range(m - n + 1):
-                if repeated[k] and repeated[k + 1]:
-                    starts[count] = k
-                    count += 1
-            for k in range(m):
-                repeated[k] = False
-            if count == 0:
-                break
+        for n in range(1, 11):
+            if n > 1:
+                count = 0
+                for k in range(m - n + 1):
+                    if repeated[k] and repeated[k + 1]:
+                        starts[count] = k
+                        count += 1
+                for k in range(m):
+                    repeated[k] = False
+                if count == 0:
+                    break
+                for k in range(count):
+                    s = starts[k]
+                    gram[s] = gram[s] * _NGRAM_MULTIPLIER + word_hash[s + n - 1]
+                    keys[k] = _mix(gram[s])
+            # occurrences[k] = how many of keys[:count] equal keys[k]: open addressing,
+            # linear probing. (Written out here: numba would count references to the five
+            # arrays on every call of a helper, which cost more than the counting.)
+            mask = np.uint64(_table_size(count) - 1)
             for k in range(count):
-                s = starts[k]
-                gram[s] = gram[s] * _NGRAM_MULTIPLIER + word_hash[s + n - 1]
-                keys[k] = _mix(gram[s])
-            _occurrences(keys, count, occurrences, slots, counts, where)
+                slot = keys[k] & mask
+                while counts[slot] > 0 and slots[slot] != keys[k]:
+                    slot = (slot + np.uint64(1)) & mask
+                slots[slot] = keys[k]
+                counts[slot] += 1
+                where[k] = np.int64(slot)
+            for k in range(count):
+                occurrences[k] = counts[where[k]]
+            for k in range(count):
+                counts[where[k]] = 0
+            if n == 1:
+                for k in range(m):
+                    repeated[k] = occurrences[k] >= 2
+                continue
             best_count = best_chars = 0
             covered_until = covered = 0
             for k in range(count):
@@ -545,7 +819,7 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray
 
 def ngram_repetition(texts: pl.Series) -> np.ndarray:
     """float64 (n, 9): top 2..4-gram fractions, then duplicate 5..10-gram fractions."""
-    data, offsets = utf8_buffers(texts)
+    data, offsets = utf8_buffers(texts, padding=PADDING)
     out = np.zeros((len(offsets) - 1, len(NGRAM_FIELDS)))
     _ngram_kernel(data, offsets, _ASCII_SPACE, out)
     return out
