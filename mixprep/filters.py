@@ -13,7 +13,8 @@ every row; the others are marked costly.
 The engine calls `removal_reasons` on a whole record batch and blames each removed
 record on the *first* filter (in config order) that rejects it, so the per-reason
 counts add up to the number removed. Costly filters are evaluated only on the rows
-that no earlier filter has already removed (exactly the same blame, less work).
+that no earlier filter has already removed (exactly the same blame, less work), or on
+the whole batch when those are nearly all of it (gathering them would cost more).
 
 Presets expand at parse time into their component filters, so every removal is
 blamed on a named rule: `quality: gopher` is min_words 50 ... min_stop_words 2, and
@@ -585,6 +586,10 @@ def _costly_groups(chain: FilterChain) -> tuple[list[int], dict[str, list[int]]]
     return cheap, costly
 
 
+WHOLE_BATCH_FRACTION = 0.9
+"""A costly feature is computed on the whole batch when at least this share of it is undecided."""
+
+
 def removal_reasons(texts: pl.Series, chain: FilterChain) -> np.ndarray:
     """Per row: 0 when every filter keeps it, else 1 + index of the first filter that removes it."""
     n = len(texts)
@@ -600,13 +605,15 @@ def removal_reasons(texts: pl.Series, chain: FilterChain) -> np.ndarray:
             removed = ~masks.get_column(f"_{i}").to_numpy()
             blame[removed] = np.minimum(blame[removed], i)
     for members in costly.values():
-        # Rows already blamed on an earlier filter cannot change blame: skip them.
+        # Rows already blamed on an earlier filter cannot change blame: skip them, unless
+        # they are so few that gathering the others (a copy of their texts) costs more.
         rows = np.flatnonzero(blame > members[0])
         if len(rows) == 0:
             continue
-        subset = frame if len(rows) == n else frame[rows]
-        masks = _keep_masks(subset, chain, members)
+        whole = len(rows) >= WHOLE_BATCH_FRACTION * n
+        masks = _keep_masks(frame if whole else frame[rows], chain, members)
         for i in members:
-            removed = rows[~masks.get_column(f"_{i}").to_numpy()]
+            keep = masks.get_column(f"_{i}").to_numpy()
+            removed = rows[~(keep[rows] if whole else keep)]
             blame[removed] = np.minimum(blame[removed], i)
     return np.where(blame == len(chain), 0, blame + 1).astype(np.int16)

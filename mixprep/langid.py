@@ -32,8 +32,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from mixprep.intrinsics import prefetch
-from mixprep.textstats import utf8_buffers
+from mixprep.intrinsics import load_u64, prefetch
+from mixprep.textstats import _HIGH, _bytes_at_least, utf8_buffers
 
 logger = logging.getLogger(__name__)
 
@@ -180,17 +180,22 @@ def _prefixes(data: np.ndarray, offsets: np.ndarray, limit: int) -> tuple[np.nda
             while end > start and (data[end] & 0xC0) == 0x80:  # data[end] continues a cut character
                 end -= 1
         ends[d] = end
-        has_upper = has_lower = False
-        for i in range(start, end):
+        high = upper_bytes = lower_bytes = np.uint64(0)
+        i = start
+        while i + 8 <= end and high == 0:  # 8 bytes per step (SWAR)
+            x = load_u64(data, i)
+            high = x & _HIGH
+            upper_bytes |= _bytes_at_least(x, 65) & ~_bytes_at_least(x, 91)
+            lower_bytes |= _bytes_at_least(x, 97) & ~_bytes_at_least(x, 123)
+            i += 8
+        while i < end and high == 0:
             b = data[i]
-            if b >= 128:
-                ascii[d] = False
-                break
-            if 65 <= b <= 90:
-                has_upper = True
-            elif 97 <= b <= 122:
-                has_lower = True
-        upper[d] = ascii[d] and has_upper and not has_lower
+            high = np.uint64(b >= 128)
+            upper_bytes |= np.uint64(65 <= b <= 90)
+            lower_bytes |= np.uint64(97 <= b <= 122)
+            i += 1
+        ascii[d] = high == 0
+        upper[d] = high == 0 and upper_bytes != 0 and lower_bytes == 0
     return ends, ascii, upper
 
 
@@ -367,9 +372,11 @@ def _classify(
             scores[:] = 0
             while j < pair_ends[local]:
                 if j + PREFETCH_AHEAD < pairs:
-                    base = features[j + PREFETCH_AHEAD] * ROW_WIDTH
-                    for e in range(0, ROW_WIDTH, line):
-                        prefetch(flat, base + e)
+                    ahead = features[j + PREFETCH_AHEAD] * ROW_WIDTH
+                    e = 0
+                    while e < ROW_WIDTH:  # every cache line of the row (no range step: it divides)
+                        prefetch(flat, ahead + e)
+                        e += line
                 feature_row = rows[features[j]]
                 w = weights[j]
                 for c in range(ROW_WIDTH):

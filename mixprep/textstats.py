@@ -593,13 +593,15 @@ def _quality_kernel(
             length = stop - start
             # 8 bytes per load (data has PADDING bytes after the texts)
             x = upper = letter = word_byte = np.uint64(0)
-            any_letter = any_high = hash_bytes = dot_bytes = np.uint64(0)
+            any_letter = any_high = hash_bytes = dot_bytes = other_bytes = np.uint64(0)
             chunk = start
             while chunk < stop:  # (a range with a step costs a division per word)
                 x = _first_bytes(load_u64(data, chunk), stop - chunk)
                 chunk += 8
                 upper = _bytes_at_least(x, 65) & ~_bytes_at_least(x, 91)
                 letter = upper | (_bytes_at_least(x, 97) & ~_bytes_at_least(x, 123))
+                word_byte = letter | (_bytes_at_least(x, 48) & ~_bytes_at_least(x, 58)) | _bytes_equal(x, 95)
+                other_bytes |= _first_bytes(_HIGH, stop - chunk + 8) & ~word_byte
                 any_letter |= letter
                 any_high |= x & _HIGH
                 hash_bytes += popcount(_bytes_equal(x, 35))
@@ -613,13 +615,13 @@ def _quality_kernel(
                 bullet = (ascii_classes[data[start]] >> 3) & 1
                 terminal = (ascii_classes[data[stop - 1]] >> 4) & 1
                 if length <= 8:
-                    word_byte = letter | (_bytes_at_least(x, 48) & ~_bytes_at_least(x, 58)) | _bytes_equal(x, 95)
                     tail = (x >> np.uint64(8 * max(length - 3, 0))) & np.uint64(0xFFFFFF)
                     ellipsis_end = np.int64((length >= 3) & (tail == np.uint64(0x2E2E2E)))
                     stops += _stop_words_of_short_word(x, upper, word_byte, stop_multiplier, stop_slots)
                 else:
                     ellipsis_end = np.int64((data[stop - 1] == 46) & (data[stop - 2] == 46) & (data[stop - 3] == 46))
-                    stops += _stop_words_in(data, start, stop, ascii_classes, stop_multiplier, stop_slots)
+                    if other_bytes:  # else one run of word bytes, longer than any stop word
+                        stops += _stop_words_in(data, start, stop, ascii_classes, stop_multiplier, stop_slots)
             else:
                 chars, alpha, word_hashes, word_ellipses, bullet, terminal, ellipsis_end, word_stops = _word_counts(
                     data, start, stop, ascii_classes, alphabetic, bullets, terminals, stop_multiplier, stop_slots
@@ -763,10 +765,9 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray
         for n in range(1, 11):
             if n > 1:
                 count = 0
-                for k in range(m - n + 1):
-                    if repeated[k] and repeated[k + 1]:
-                        starts[count] = k
-                        count += 1
+                for k in range(m - n + 1):  # without a branch: repeats are a coin flip
+                    starts[count] = k
+                    count += repeated[k] & repeated[k + 1]
                 for k in range(m):
                     repeated[k] = False
                 if count == 0:

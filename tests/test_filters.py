@@ -148,6 +148,17 @@ def test_blame_with_costly_filter_before_and_after_cheap_ones() -> None:
     assert last.tolist() == [2, 1, 0]
 
 
+
+@pytest.mark.parametrize("short_rows", [1, 15])
+def test_costly_filter_blame_is_the_same_on_whole_batches_and_gathered_rows(short_rows: int) -> None:
+    """With few rows decided by a cheap filter the costly feature runs on the whole batch,
+    with many it runs on the undecided rows only; either way blame is per row."""
+    repeated = "same line\nsame line\nsame line\nother line"
+    varied = "first line\nsecond line\nthird line\nfourth line"
+    texts = ["x"] * short_rows + [repeated if i % 2 else varied for i in range(20 - short_rows)]
+    chain = chain_of({"min_chars": 5, "max_duplicate_line_fraction": 0.3})
+    expected = [1 if text == "x" else 2 if text == repeated else 0 for text in texts]
+    assert removal_reasons(pl.Series(texts), chain).tolist() == expected
 def test_gopher_preset_expands_into_named_rules() -> None:
     chain = chain_of({"quality": "gopher"})
     assert [name for name, _ in chain] == list(GOPHER_QUALITY)
