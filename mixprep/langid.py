@@ -265,6 +265,7 @@ def _feature_weights(
     feature_of_state: np.ndarray,
     counts: np.ndarray,
     log1p_counts: np.ndarray,
+    emitted: np.ndarray,
     features: np.ndarray,
     weights: np.ndarray,
     pair_ends: np.ndarray,
@@ -272,8 +273,8 @@ def _feature_weights(
     """Walk the byte automaton over each range; list each distinct feature with weight log(1 + count).
 
     Document d's (feature, weight) pairs end at pair_ends[d], in order of first occurrence.
-    `features` must hold one slot per byte of all ranges (a byte emits at most one
-    feature); `counts` has a slot per feature and one more, for "no feature".
+    `emitted` and `features` must hold one slot per byte of all ranges (a byte emits at
+    most one feature); `counts` has a slot per feature and one more, for "no feature".
     """
     n = len(starts)
     nothing = len(counts) - 1
@@ -282,7 +283,6 @@ def _feature_weights(
     emit_start = np.zeros(n + 1, dtype=np.int64)
     for d in range(n):
         emit_start[d + 1] = emit_start[d] + lengths[d]
-    emitted = np.empty(emit_start[n], dtype=np.int32)
     # Longest first, so each lockstep block holds documents of nearly equal length.
     order = np.argsort(-lengths, kind="mergesort")
     block_starts = np.empty(8, dtype=np.int64)
@@ -352,19 +352,25 @@ def _classify(
     counts = np.zeros(n_features + 1, dtype=np.int32)
     scores = np.zeros(ROW_WIDTH, dtype=np.float32)
     row = np.empty(n_classes, dtype=np.float64)
+    # Scratch sized for the largest chunk, allocated once per call (fresh pages per
+    # chunk cost the kernel's page zeroing).
+    largest = 0
+    for chunk_start in range(0, len(starts), CHUNK_DOCUMENTS):
+        size = 0
+        for d in range(chunk_start, min(len(starts), chunk_start + CHUNK_DOCUMENTS)):
+            size += ends[d] - starts[d]
+        largest = max(largest, size)
+    features = np.empty(largest, dtype=np.int64)
+    weights = np.empty(largest, dtype=np.float32)
+    emitted = np.empty(largest, dtype=np.int32)
+    pair_ends = np.empty(CHUNK_DOCUMENTS, dtype=np.int64)
     for chunk_start in range(0, len(starts), CHUNK_DOCUMENTS):
         chunk_end = min(len(starts), chunk_start + CHUNK_DOCUMENTS)
-        size = 0
-        for d in range(chunk_start, chunk_end):
-            size += ends[d] - starts[d]
-        features = np.empty(size, dtype=np.int64)
-        weights = np.empty(size, dtype=np.float32)
-        pair_ends = np.empty(chunk_end - chunk_start, dtype=np.int64)
         _feature_weights(
             data, starts[chunk_start:chunk_end], ends[chunk_start:chunk_end],
-            next_state, row_base, feature_of_state, counts, log1p_counts, features, weights, pair_ends,
+            next_state, row_base, feature_of_state, counts, log1p_counts, emitted, features, weights, pair_ends,
         )
-        pairs = pair_ends[-1]
+        pairs = pair_ends[chunk_end - chunk_start - 1]
         j = 0
         for local in range(chunk_end - chunk_start):
             d = chunk_start + local
