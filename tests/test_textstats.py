@@ -86,3 +86,27 @@ def test_documented_edges(text: str, field: str, expected: int) -> None:
     from mixprep.filters import QUALITY_FIELDS
 
     assert quality_counts(pl.Series([text]))[0, QUALITY_FIELDS.index(field)] == expected
+
+
+def _texts_around_block_edges() -> list[str]:
+    """Words and lines that end exactly at, or run across, the 64-byte blocks of the bit masks;
+    words longer than one 8-byte load; texts of 63-129 bytes with and without trailing space."""
+    texts = []
+    for length in (63, 64, 65, 127, 128, 129):
+        texts.append("x" * length)  # one word filling whole blocks
+        texts.append(("the " * 40)[:length])  # stop words cut at the end
+        texts.append(("a.b.c... " * 20)[:length])  # runs of word bytes split by dots, ellipses
+        texts.append(("word\n" * 30)[: length - 1] + "\n")  # lines up to the end
+        texts.append("é" * (length // 2) + " the")  # two-byte characters across the edge
+    texts.append("abcdefghijklmnopqrstuvwxyz, the." * 3)  # long words with punctuation
+    texts.append("\u00a0".join(["the"] * 30))  # non-ASCII whitespace between words
+    return texts
+
+
+def test_block_edges_and_long_words_match_reference() -> None:
+    # Every text alone (it ends its buffer) and all together (each starts at an odd offset).
+    for texts in [[text] for text in _texts_around_block_edges()] + [_texts_around_block_edges()]:
+        series = pl.Series(texts, dtype=pl.String)
+        np.testing.assert_array_equal(quality_counts(series), reference_quality_counts(series))
+        np.testing.assert_allclose(line_repetition(series), reference_line_repetition(series))
+        np.testing.assert_allclose(ngram_repetition(series), reference_ngram_repetition(series))
