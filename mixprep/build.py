@@ -25,7 +25,7 @@ import numpy as np
 from mixprep import __version__
 from mixprep.config import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SamplingError
-from mixprep.dedup import duplicates
+from mixprep.dedup import duplicates, fingerprint_groups
 from mixprep.executors import Executor, LocalExecutor, make_executor  # noqa: F401 - LocalExecutor re-exported
 from mixprep.manifest import build_key, input_fingerprints, outputs_intact, read_manifest, split_manifest, write_manifest
 from mixprep.plan import ScanTask, make_plan
@@ -127,9 +127,9 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         stats = _stats_by_dataset(config, tasks, results)
         json_fields = sidecar_json_fields(config.record_schema, results)
         arrays = _load_scan_arrays(config, tasks, results)
-        deduplicated = arrays
+        deduplicated, validation_removed = arrays, {}
         if config.dedup is not None:
-            deduplicated = _deduplicate(config, tasks, arrays, stats, str(work))
+            deduplicated, validation_removed = _deduplicate(config, tasks, arrays, stats, str(work))
         extras = []
         if options.write_rejected:
             rejected = work / f"{config.phase}_{config.name}.rejected.jsonl"
@@ -145,7 +145,8 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             tmp = SplitFiles.for_stem(work, config.stem(split))
             info = _write_split(config, json_fields, split, selections, arrays, tmp, executor, str(work), options, phases)
             manifests[split] = split_manifest(
-                config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression
+                config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression,
+                validation_removed=validation_removed,
             )
             write_manifest(tmp.manifest, manifests[split])
             pairs.append((tmp, finals[split]))
@@ -172,7 +173,7 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             stats = _stats_by_dataset(config, tasks, results)
             arrays = _load_scan_arrays(config, tasks, results)
             if config.dedup is not None:
-                arrays = _deduplicate(config, tasks, arrays, stats, work)
+                arrays, _ = _deduplicate(config, tasks, arrays, stats, work)
             quotas = _quotas(config, stats, arrays, check=False)
     finally:
         executor.close()
@@ -331,35 +332,59 @@ def _deduplicate(
     arrays: dict[tuple[int, str], SourceArrays],
     stats: dict[str, ScanStats],
     work: str,
-) -> dict[tuple[int, str], SourceArrays]:
-    """Drop duplicates across the main sources; count them as removed by `dedup`."""
-    groups = [(i, "main") for i in range(len(config.datasets)) if (i, "main") in arrays]
-    prints = []
-    for task in tasks:
-        if task.role == "main":
-            prints.append(np.load(prints_path(work, task.task_id)))
-    if not prints:
-        return arrays
-    # Tasks of a dataset are contiguous in the plan and datasets come in order, so
-    # the concatenation lines up with the datasets' arrays concatenated in order.
+) -> tuple[dict[tuple[int, str], SourceArrays], dict[str, dict[str, int]]]:
+    """Drop duplicates across the main sources (counted as removed by `dedup`), then the
+    records of validation sources that duplicate a train-source record or each other.
+
+    Returns the arrays and, per dataset with a validation source, what its validation
+    records lost: {"duplicate_of_train": n, "dedup": m}.
+    """
     width = 1 if config.dedup is None or config.dedup.method == "exact" else config.dedup.bands()[0]
-    all_prints = np.concatenate([p.reshape(len(p), width) for p in prints])
-    all_keys = np.concatenate([arrays[g].keys for g in groups])
-    drop = duplicates(all_prints, all_keys)
+    prints: dict[tuple[int, str], list[np.ndarray]] = {}
+    for task in tasks:  # in plan order, as _load_scan_arrays concatenates each group
+        group = (task.dataset, task.role)
+        if group in arrays:
+            table = np.load(prints_path(work, task.task_id))
+            prints.setdefault(group, []).append(table.reshape(len(table), width))
+    main = [(i, "main") for i in range(len(config.datasets)) if (i, "main") in prints]
+    held = [(i, "validation") for i in range(len(config.datasets)) if (i, "validation") in prints]
     result = dict(arrays)
-    start = 0
-    for group in groups:
-        source = arrays[group]
-        n = len(source.keys)
-        keep = ~drop[start : start + n]
-        start += n
+    validation_removed: dict[str, dict[str, int]] = {}
+    if not main:
+        return result, validation_removed
+    main_prints = np.concatenate([np.concatenate(prints[g]) for g in main])
+    drop = duplicates(main_prints, np.concatenate([arrays[g].keys for g in main]))
+    for group, keep in zip(main, _split_mask(~drop, [len(arrays[g].keys) for g in main])):
         name = config.datasets[group[0]].name
-        removed = int(n - keep.sum())
+        removed = int(len(keep) - keep.sum())
         if removed:
             stats[name].removed["dedup"] += removed
             stats[name].kept -= removed
-        result[group] = SourceArrays(source.keys[keep], source.lengths[keep], source.tasks[keep], source.rows[keep])
-    return result
+        result[group] = _kept(arrays[group], keep)
+    if held:
+        # A validation record in the same fingerprint group as any train-source record
+        # would leak train data into validation: drop it (and repeats inside validation).
+        held_prints = np.concatenate([np.concatenate(prints[g]) for g in held])
+        labels = fingerprint_groups(np.concatenate([main_prints, held_prints]))
+        seen_in_train = np.isin(labels[len(main_prints) :], labels[: len(main_prints)])
+        repeated = duplicates(held_prints, np.concatenate([arrays[g].keys for g in held]))
+        sizes = [len(arrays[g].keys) for g in held]
+        for group, in_train, again in zip(held, _split_mask(seen_in_train, sizes), _split_mask(repeated & ~seen_in_train, sizes)):
+            name = config.datasets[group[0]].name
+            validation_removed[name] = {"duplicate_of_train": int(in_train.sum()), "dedup": int(again.sum())}
+            result[group] = _kept(arrays[group], ~(in_train | again))
+            if in_train.any() or again.any():
+                log.info("dataset %r: dropped %d validation records that duplicate train records, %d repeats within validation",
+                         name, int(in_train.sum()), int(again.sum()))
+    return result, validation_removed
+
+
+def _split_mask(mask: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    return np.split(mask, np.cumsum(sizes)[:-1]) if sizes else []
+
+
+def _kept(source: SourceArrays, keep: np.ndarray) -> SourceArrays:
+    return SourceArrays(source.keys[keep], source.lengths[keep], source.tasks[keep], source.rows[keep])
 
 
 def _collect_rejected(

@@ -68,7 +68,7 @@ def duplicates(prints: np.ndarray, keys: np.ndarray) -> np.ndarray:
     n = len(keys)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    labels = _components(prints.reshape(n, -1))
+    labels = fingerprint_groups(prints.reshape(n, -1))
     tie = derive(keys, "dedup")
     order = np.lexsort((np.arange(n), tie, labels))
     first = np.ones(n, dtype=bool)
@@ -78,7 +78,7 @@ def duplicates(prints: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return drop
 
 
-def _components(prints: np.ndarray) -> np.ndarray:
+def fingerprint_groups(prints: np.ndarray) -> np.ndarray:
     """Connected components of 'shares any column value', as a label per row."""
     n = len(prints)
     labels = np.arange(n, dtype=np.int64)

@@ -106,8 +106,13 @@ def split_manifest(
     info: OutputInfo,
     final: SplitFiles,
     parquet_compression: str,
+    validation_removed: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of one split: what was read, removed, available, selected and written."""
+    """The manifest of one split: what was read, removed, available, selected and written.
+
+    `validation_removed`: per dataset, records of its validation source dropped by dedup
+    (as copies of train records, or repeats within validation).
+    """
     sources = {}
     by_source = {}
     for dataset, quota, selection in zip(config.datasets, quotas, selections):
@@ -132,6 +137,8 @@ def split_manifest(
             entry.update(quota=quota.validation, unique=chosen.unique, repeated_records=0, extra_copies=0, repeat_factor=None)
             if dataset.validation_source is not None:
                 entry["validation_source"] = describe_source(dataset.validation_source)
+                if validation_removed is not None and dataset.name in validation_removed:
+                    entry["validation_source_removed"] = validation_removed[dataset.name]
         sources[dataset.name] = entry
         by_source[dataset.name] = len(chosen.rows)
     return {

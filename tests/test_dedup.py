@@ -225,3 +225,32 @@ def test_every_filter_on_gives_the_same_bytes_for_any_worker_count(tmp_path: Pat
         assert one.files[split].read_bytes() == two.files[split].read_bytes()
     rejected = "pretrain_t.rejected.jsonl"
     assert (tmp_path / "w1" / rejected).read_bytes() == (tmp_path / "w2" / rejected).read_bytes()
+
+
+def test_validation_source_copies_of_train_records_are_dropped(tmp_path: Path) -> None:
+    """With dedup on, a validation source may not hold a copy of a train-source record (it
+    would score the model on its training data), nor the same record twice."""
+    docs = documents(60, seed=7)
+    write_jsonl(tmp_path / "train.jsonl", [{"text": d} for d in docs[:50]])
+    copies = [{"text": "  " + docs[i].upper() + "\n"} for i in (0, 1, 2)]
+    write_jsonl(tmp_path / "val.jsonl", copies + [{"text": d} for d in docs[50:58]] + [{"text": docs[50]}])
+    datasets = [{"name": "a", "mix_ratio": 1.0, "source": "train.jsonl", "validation_source": "val.jsonl"}]
+
+    deduplicated = build(mixture(tmp_path, datasets, seed=3, dedup="exact"), tmp_path / "on")
+    validation = [record["text"] for record in read_jsonl(deduplicated.files["validation"])]
+    assert sorted(validation) == sorted(docs[50:58])
+    entry = manifest_of(deduplicated.files["validation"])["sources"]["a"]
+    assert entry["validation_source_removed"] == {"duplicate_of_train": 3, "dedup": 1}
+    assert manifest_of(deduplicated.files["train"])["sources"]["a"]["removed"].get("dedup", 0) == 0
+
+    kept_all = build(mixture(tmp_path, datasets, seed=3, file_name="no_dedup.yaml"), tmp_path / "off")
+    assert len(read_jsonl(kept_all.files["validation"])) == 12
+
+
+def test_near_copies_in_a_validation_source_are_dropped_too(tmp_path: Path) -> None:
+    docs = documents(40, seed=8)
+    write_jsonl(tmp_path / "train.jsonl", [{"text": d} for d in docs[:30]])
+    write_jsonl(tmp_path / "val.jsonl", [{"text": docs[0] + " omega"}] + [{"text": d} for d in docs[30:40]])
+    datasets = [{"name": "a", "mix_ratio": 1.0, "source": "train.jsonl", "validation_source": "val.jsonl"}]
+    result = build(mixture(tmp_path, datasets, seed=3, dedup={"method": "near", "threshold": 0.8}), tmp_path / "out")
+    assert sorted(r["text"] for r in read_jsonl(result.files["validation"])) == sorted(docs[30:40])
