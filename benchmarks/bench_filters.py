@@ -5,8 +5,9 @@
 1. Generated English-like text (seeded Zipfian vocabulary, sentences, paragraphs,
    ~1.3 KB per document): MB/s of `removal_reasons` for the whole chain, single-threaded
    (polars, BLAS and tokenizers are pinned to one thread before they are imported), and
-   the time share of each filter group measured alone. Baseline ratio: py3langid's own
-   per-record `classify` on the same documents.
+   the time share of each filter group measured alone, and the chain again with the
+   language identifier reading 256 bytes per text instead of 512. Baseline ratio:
+   py3langid's own per-record `classify` on the same documents.
 2. ../shared/data/*.jsonl (skipped when absent): per file, the fraction of records that
    each filter removes (blamed on the first failing filter) with the same chain. Text
    records use `text`; SFT records join their message contents; DPO joins prompt and
@@ -124,6 +125,9 @@ def bench_generated(megabytes: float, batch: int) -> None:
     for label, config in groups.items():
         group_seconds, _ = throughput(texts, chain_from(config), batch)
         print(f"  {label:28s} alone: {total_mb / group_seconds:7.1f} MB/s ({group_seconds / seconds:.0%} of the chain's time)")
+    short_prefix = {**CHAIN_CONFIG, "language_prefix_bytes": 256}
+    short_seconds, _ = throughput(texts, chain_from(short_prefix), batch)
+    print(f"full chain with language_prefix_bytes: 256: {total_mb / short_seconds:.1f} MB/s")
     baseline_texts = documents[:300]
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 

@@ -19,7 +19,7 @@ the whole batch when those are nearly all of it (gathering them would cost more)
 Presets expand at parse time into their component filters, so every removal is
 blamed on a named rule: `quality: gopher` is min_words 50 ... min_stop_words 2, and
 an explicit component in the same mapping overrides the preset's threshold.
-Options (`min_language_score`, `tokenizer`) belong to a filter and are folded into
+Options (`min_language_score`, `language_prefix_bytes`, `tokenizer`) belong to a filter and are folded into
 its threshold; an option without its filter is a config error.
 
 Definitions (Gopher = Rae et al. 2021, C4 = Raffel et al. 2020): words are
@@ -33,6 +33,7 @@ Extend by adding entries to `FILTERS` (see `register`).
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Callable, Mapping
@@ -348,11 +349,17 @@ def _min_terminal_punctuation_line_fraction(x: float) -> pl.Expr:
 
 # -- language ---------------------------------------------------------------------
 
+LANGUAGE_PREFIX_BYTES = 512
+"""Bytes of each text the language identifier reads unless `language_prefix_bytes` says otherwise."""
+
+
 @dataclass(frozen=True)
 class LanguageSpec:
     languages: tuple[str, ...]
     min_score: float = 0.0
     """`min_language_score`: the identifier's probability for the detected language."""
+    prefix_bytes: int = LANGUAGE_PREFIX_BYTES
+    """`language_prefix_bytes`: how much of each text is classified (mixprep/langid.py)."""
 
 
 def parse_languages(value: Any) -> LanguageSpec:
@@ -369,24 +376,29 @@ def parse_languages(value: Any) -> LanguageSpec:
     return LanguageSpec(languages=tuple(dict.fromkeys(value)))
 
 
-def _language_struct(texts: pl.Series) -> pl.Series:
-    from mixprep.langid import language_fields
+def language_feature(prefix_bytes: int = LANGUAGE_PREFIX_BYTES) -> Feature:
+    def language_struct(texts: pl.Series) -> pl.Series:
+        from mixprep.langid import language_fields
 
-    return language_fields(texts).to_struct()
+        return language_fields(texts, prefix_bytes).to_struct()
+
+    suffix = "" if prefix_bytes == LANGUAGE_PREFIX_BYTES else f"[{prefix_bytes}]"
+    return Feature(
+        f"__language{suffix}",
+        lambda: pl.col(TEXT).map_batches(language_struct, return_dtype=pl.Struct({"language": pl.String, "language_score": pl.Float32})),
+        costly=True,
+    )
 
 
-LANGUAGE = Feature(
-    "__language",
-    lambda: pl.col(TEXT).map_batches(_language_struct, return_dtype=pl.Struct({"language": pl.String, "language_score": pl.Float32})),
-    costly=True,
-)
+def _language_needs(spec: LanguageSpec) -> tuple[Feature, ...]:
+    return (language_feature(spec.prefix_bytes),)
 
 
 @register("languages", parse_languages,
           "keep texts identified as one of these languages (py3langid), with min_language_score as the least probability",
-          needs=(LANGUAGE,))
+          needs=_language_needs)
 def _languages(spec: LanguageSpec) -> pl.Expr:
-    detected = column(LANGUAGE)
+    detected = column(language_feature(spec.prefix_bytes))
     return detected.struct.field("language").is_in(spec.languages) & (detected.struct.field("language_score") >= spec.min_score)
 
 
@@ -455,6 +467,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 OPTIONS: dict[str, tuple[str, ...]] = {
     "min_language_score": ("languages",),
+    "language_prefix_bytes": ("languages",),
     "tokenizer": ("min_tokens", "max_tokens"),
 }
 """Option key -> the filters it configures (it is an error without one of them)."""
@@ -466,12 +479,24 @@ def _non_empty_string(value: Any) -> str:
     return value
 
 
-OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {"min_language_score": fraction, "tokenizer": _non_empty_string}
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a positive number of bytes, got {value!r}")
+    return value
+
+
+OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "min_language_score": fraction,
+    "language_prefix_bytes": _positive_int,
+    "tokenizer": _non_empty_string,
+}
 
 
 def _apply_option(option: str, value: Any, threshold: Any) -> Any:
     if option == "min_language_score":
-        return LanguageSpec(languages=threshold.languages, min_score=value)
+        return dataclasses.replace(threshold, min_score=value)
+    if option == "language_prefix_bytes":
+        return dataclasses.replace(threshold, prefix_bytes=value)
     return TokenLimit(limit=threshold.limit, tokenizer=value)
 
 

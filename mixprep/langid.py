@@ -16,9 +16,10 @@ multiples of 1/512) with the next rows prefetched. Labels are identical to
 scores agree to ~2e-5 (all 15,836 records of ../shared/data; tests/test_langid.py
 checks 781 mixed-language texts).
 
-What is classified: the first `LANGUAGE_PREFIX_BYTES` bytes of each text, less a
-character the limit cuts, after the normalisation py3langid applies (all-uppercase text
-is lowercased, then NFC) - what py3langid itself does with a byte string. The cost is
+What is classified: the first `LANGUAGE_PREFIX_BYTES` bytes of each text (512, or a
+filter's `language_prefix_bytes`), less a character the limit cuts, after the
+normalisation py3langid applies (all-uppercase text is lowercased, then NFC) - what
+py3langid itself does with a byte string. The cost is
 about 24 ns per prefix byte on this machine (automaton ~6, counting ~4, scoring ~12:
 one 288-byte table row per distinct n-gram), so the bound keeps long documents cheap.
 Agreement with whole-text labels on ../shared/data: 0.9997 at 512 bytes, 0.9996 at
@@ -35,14 +36,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from mixprep.filters import LANGUAGE_PREFIX_BYTES
 from mixprep.intrinsics import load_u64, prefetch
 from mixprep.textstats import _HIGH, _bytes_at_least, utf8_buffers
 
 logger = logging.getLogger(__name__)
-
-LANGUAGE_PREFIX_BYTES = 512
-"""Bytes of each (normalised) text that the identifier reads."""
-
 
 @dataclass(frozen=True)
 class LanguageModel:
@@ -423,7 +421,7 @@ def _run_classifier(model: LanguageModel, data: np.ndarray, starts: np.ndarray, 
     return best, probability
 
 
-def language_scores(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+def language_scores(texts: pl.Series, prefix_bytes: int = LANGUAGE_PREFIX_BYTES) -> tuple[np.ndarray, np.ndarray]:
     """Per text: (class column of the best language, its probability in [0, 1]).
 
     Texts whose prefix is ASCII and not all-uppercase (most of an English corpus) need no
@@ -432,7 +430,7 @@ def language_scores(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """
     model = load_model()
     data, offsets = utf8_buffers(texts)
-    ends, ascii, upper = _prefixes(data, offsets, LANGUAGE_PREFIX_BYTES)
+    ends, ascii, upper = _prefixes(data, offsets, prefix_bytes)
     direct = ascii & ~upper
     best = np.zeros(len(texts), dtype=np.int64)
     probability = np.zeros(len(texts), dtype=np.float64)
@@ -444,10 +442,11 @@ def language_scores(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return best, probability
 
 
-def language_fields(texts: pl.Series) -> pl.DataFrame:
-    """Texts -> DataFrame with `language` (ISO 639 code) and `language_score` (0..1)."""
+def language_fields(texts: pl.Series, prefix_bytes: int = LANGUAGE_PREFIX_BYTES) -> pl.DataFrame:
+    """Texts -> DataFrame with `language` (ISO 639 code) and `language_score` (0..1), from
+    the first `prefix_bytes` of each text."""
     if len(texts) == 0:
         return pl.DataFrame({"language": [], "language_score": []}, schema={"language": pl.String, "language_score": pl.Float32})
-    best, score = language_scores(texts)
+    best, score = language_scores(texts, prefix_bytes)
     labels = pl.Series("language", load_model().labels, dtype=pl.String)
     return pl.DataFrame({"language": labels.gather(best), "language_score": pl.Series(score, dtype=pl.Float32)})

@@ -93,6 +93,17 @@ def test_min_language_score_edge() -> None:
         assert kept([ENGLISH], {"languages": ["en"], "min_language_score": min(1.0, score + 1e-4)}) == [False]
 
 
+def test_language_prefix_bytes_sets_how_much_is_read() -> None:
+    english_then_french = ENGLISH + " " + " ".join([FRENCH] * 8)
+    assert len(ENGLISH.encode()) < 100 < 512 < len(english_then_french.encode())
+    options = {"languages": ["en"], "min_language_score": 0.5}
+    assert kept([english_then_french], options) == [False]
+    assert kept([english_then_french], {**options, "language_prefix_bytes": 88}) == [True]
+    # Both options folded in, whatever their order in the mapping.
+    spec = dict(chain_of({"language_prefix_bytes": 88, "languages": ["en"], "min_language_score": 0.5}))["languages"]
+    assert (spec.prefix_bytes, spec.min_score) == (88, 0.5)
+
+
 def test_language_fields_match_py3langid() -> None:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
@@ -224,6 +235,8 @@ CONFIG_ERRORS = [
     ({"languages": ["en", "klingon"]}, r"^filters\.languages: unknown language code\(s\) 'klingon'; known: ace, af, .*, en, .*, zh, zu, zxx$"),
     ({"languages": []}, r"^filters\.languages: expected a list of ISO 639 language codes such as \[en, de\], got \[\]$"),
     ({"languages": ["en"], "min_language_score": 2}, r"^filters\.min_language_score: expected a fraction between 0 and 1, got 2$"),
+    ({"language_prefix_bytes": 256}, r"^filters\.language_prefix_bytes: only valid together with 'languages' in the same filters mapping$"),
+    ({"languages": ["en"], "language_prefix_bytes": 0}, r"^filters\.language_prefix_bytes: expected a positive number of bytes, got 0$"),
 ]
 
 
