@@ -297,6 +297,16 @@ def _last_clear(bits: np.ndarray, pos: int, low: int) -> int:
 
 
 @numba.njit(inline="always", cache=True)
+def _within(word: np.uint64, base: int, start: int, end: int) -> np.uint64:
+    """The bits of the mask word for bytes base..base+63 that fall inside start..end-1."""
+    if base < start:
+        word &= ~np.uint64(0) << np.uint64(start - base)
+    if base + 64 > end:
+        word &= (np.uint64(1) << np.uint64(end - base)) - np.uint64(1)
+    return word
+
+
+@numba.njit(inline="always", cache=True)
 def _word_edges(space: np.ndarray, start: int, end: int, word_starts: np.ndarray, word_ends: np.ndarray) -> int:
     """Words (maximal runs of non-whitespace bytes) of bytes start..end-1: their count, and
     their first and one-past-last bytes in word_starts / word_ends.
@@ -306,14 +316,9 @@ def _word_edges(space: np.ndarray, start: int, end: int, word_starts: np.ndarray
     """
     count = ended = 0
     carry = np.uint64(0)  # the byte before the block is inside a word
-    everything = ~np.uint64(0)
     for block in range(start >> 6, (end + 63) >> 6):
         base = block << 6
-        inside = ~space[block]
-        if base < start:
-            inside &= everything << np.uint64(start - base)
-        if base + 64 > end:
-            inside &= (np.uint64(1) << np.uint64(end - base)) - np.uint64(1)
+        inside = _within(~space[block], base, start, end)
         before = (inside << np.uint64(1)) | carry
         firsts = inside & ~before
         afters = ~inside & before
@@ -335,14 +340,9 @@ def _word_edges(space: np.ndarray, start: int, end: int, word_starts: np.ndarray
 def _set_positions(bits: np.ndarray, start: int, end: int, out: np.ndarray) -> int:
     """Positions start..end-1 whose bit is set, into out; returns how many."""
     count = 0
-    everything = ~np.uint64(0)
     for block in range(start >> 6, (end + 63) >> 6):
         base = block << 6
-        w = bits[block]
-        if base < start:
-            w &= everything << np.uint64(start - base)
-        if base + 64 > end:
-            w &= (np.uint64(1) << np.uint64(end - base)) - np.uint64(1)
+        w = _within(bits[block], base, start, end)
         while w:
             out[count] = base + np.int64(trailing_zeros(w))
             count += 1
@@ -355,18 +355,13 @@ def _most_words(space: np.ndarray, offsets: np.ndarray) -> int:
     """The most words one text of the batch has: scratch arrays sized by it serve every text
     (sized by bytes instead, one 10 MB record would ask for hundreds of MB)."""
     most = 0
-    everything = ~np.uint64(0)
     for d in range(len(offsets) - 1):
         start, end = offsets[d], offsets[d + 1]
         words = 0
         carry = np.uint64(0)
         for block in range(start >> 6, (end + 63) >> 6):
             base = block << 6
-            inside = ~space[block]
-            if base < start:
-                inside &= everything << np.uint64(start - base)
-            if base + 64 > end:
-                inside &= (np.uint64(1) << np.uint64(end - base)) - np.uint64(1)
+            inside = _within(~space[block], base, start, end)
             words += np.int64(popcount(inside & ~((inside << np.uint64(1)) | carry)))
             carry = inside >> np.uint64(63)
         most = max(most, words)
@@ -377,17 +372,12 @@ def _most_words(space: np.ndarray, offsets: np.ndarray) -> int:
 def _most_set(bits: np.ndarray, offsets: np.ndarray) -> int:
     """The most set bits (e.g. "\n" bytes) that one text of the batch has."""
     most = 0
-    everything = ~np.uint64(0)
     for d in range(len(offsets) - 1):
         start, end = offsets[d], offsets[d + 1]
         count = 0
         for block in range(start >> 6, (end + 63) >> 6):
             base = block << 6
-            w = bits[block]
-            if base < start:
-                w &= everything << np.uint64(start - base)
-            if base + 64 > end:
-                w &= (np.uint64(1) << np.uint64(end - base)) - np.uint64(1)
+            w = _within(bits[block], base, start, end)
             count += np.int64(popcount(w))
         most = max(most, count)
     return most
