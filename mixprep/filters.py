@@ -19,8 +19,8 @@ the whole batch when those are nearly all of it (gathering them would cost more)
 Presets expand at parse time into their component filters, so every removal is
 blamed on a named rule: `quality: gopher` is min_words 50 ... min_stop_words 2, and
 an explicit component in the same mapping overrides the preset's threshold.
-Options (`min_language_score`, `language_prefix_bytes`, `tokenizer`) belong to a filter and are folded into
-its threshold; an option without its filter is a config error.
+Options (`min_language_score`, `language_prefix_bytes`, `tokenizer`) belong to a filter
+and are folded into its threshold; an option without its filter is a config error.
 
 Definitions (Gopher = Rae et al. 2021, C4 = Raffel et al. 2020): words are
 whitespace-separated; lines are newline-separated and blank lines are not counted;
@@ -388,6 +388,13 @@ def language_feature(prefix_bytes: int = LANGUAGE_PREFIX_BYTES) -> Feature:
         lambda: pl.col(TEXT).map_batches(language_struct, return_dtype=pl.Struct({"language": pl.String, "language_score": pl.Float32})),
         costly=True,
     )
+
+
+def language_prefix_of(chain: FilterChain) -> int:
+    """The prefix the chain's `languages` filter reads (the default without one): what
+    `annotate_language` classifies, so an annotation never disagrees with the filter."""
+    specs = [threshold for name, threshold in chain if name == "languages"]
+    return specs[0].prefix_bytes if specs else LANGUAGE_PREFIX_BYTES
 
 
 def _language_needs(spec: LanguageSpec) -> tuple[Feature, ...]:

@@ -197,9 +197,10 @@ def _byte_lengths(values: pa.Array) -> np.ndarray:
 
 def with_language(values: pa.Array, texts: pl.Series, job: ScanJob) -> pa.Array:
     """Output lines with `language` and `language_score` of each record's filter text added."""
+    from mixprep.filters import language_prefix_of
     from mixprep.langid import language_fields
 
-    fields = language_fields(texts)
+    fields = language_fields(texts, language_prefix_of(job.filters))
     if job.schema == "pretrain":
         frame = pl.DataFrame({"text": pl.Series(values), "source": job.task.dataset_name}).hstack(fields)
         encoded = frame.select(pl.struct(pl.all()).struct.json_encode()).to_series()

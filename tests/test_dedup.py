@@ -169,6 +169,17 @@ def test_annotate_language_adds_fields_to_jsonl_and_sidecar(tmp_path: Path) -> N
     assert [(r["text"], r["language"]) for r in sidecar] == [(r["text"], r["language"]) for r in read_jsonl(result.files["train"])]
 
 
+def test_annotation_reads_the_prefix_the_language_filter_reads(tmp_path: Path) -> None:
+    english = "The weather was cold, and the children stayed inside to read their books by the fire."
+    french = "Le temps était froid et les enfants sont restés à la maison pour lire leurs livres."
+    text = english + " " + " ".join([french] * 8)
+    write_jsonl(tmp_path / "a.jsonl", [{"text": text}])
+    filters = {"languages": ["en"], "language_prefix_bytes": 88}
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl", "filters": filters}], annotate_language=True)
+    (record,) = read_jsonl(build(config, tmp_path / "out").files["train"])
+    assert record["language"] == "en"  # kept by the filter, so labelled as the filter saw it
+
+
 def test_annotate_language_must_be_a_flag(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "a.jsonl", [{"text": "x"}])
     config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], annotate_language="yes")
