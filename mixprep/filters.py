@@ -5,16 +5,16 @@ a threshold validator and a builder that turns the threshold into a boolean pola
 expression (True = keep). The expression reads the column `text` and the *feature*
 columns the filter declares (`needs`): per-text statistics such as the word count,
 computed once per batch however many filters share them. Features are native polars
-expressions (character count) or one `map_batches` call over the whole batch into
-compiled code (the quality counts, repetition statistics and language: mixprep/textstats.py,
-mixprep/langid.py) or a tokenizer (token counts). The quality counts are cheap enough for
-every row; the others are marked costly.
+expressions (character count) or one call into compiled code (the quality counts,
+repetition statistics and language: mixprep/textstats.py, mixprep/langid.py) or a
+tokenizer (token counts). The compiled ones share one copy of the batch's text bytes
+(a `TextBatch`) and are told which rows to compute. The quality counts are cheap enough
+for every row; the others are marked costly.
 
 The engine calls `removal_reasons` on a whole record batch and blames each removed
 record on the *first* filter (in config order) that rejects it, so the per-reason
 counts add up to the number removed. Costly filters are evaluated only on the rows
-that no earlier filter has already removed (exactly the same blame, less work), or on
-the whole batch when those are nearly all of it (gathering them would cost more).
+that no earlier filter has already removed (exactly the same blame, less work).
 
 Presets expand at parse time into their component filters, so every removal is
 blamed on a named rule: `quality: gopher` is min_words 50 ... min_stop_words 2, and
@@ -38,10 +38,13 @@ import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from mixprep.textstats import TextBatch
 
 
 TEXT = "text"
@@ -54,13 +57,19 @@ DUPLICATE_NGRAM_SIZES = (5, 6, 7, 8, 9, 10)
 
 @dataclass(frozen=True)
 class Feature:
-    """A per-text statistic that filters share: computed once per batch as column `name`."""
+    """A per-text statistic that filters share: computed once per batch as column `name`.
+
+    Either a native polars expression (`build`) or a function over the batch's shared
+    buffers (`compute`: compiled kernels, a tokenizer) that is given the rows to compute.
+    """
 
     name: str
-    build: Callable[[], pl.Expr]
+    build: Callable[[], pl.Expr] | None = None
     """-> expression over `pl.col(TEXT)`, one value per text."""
+    compute: Callable[[TextBatch, np.ndarray], pl.Series] | None = None
+    """(batch, rows) -> one value per row, in the order of `rows`."""
     costly: bool = False
-    """True for whole-batch Python work (map_batches): evaluated only on rows still undecided."""
+    """True for work worth skipping: evaluated only on the rows that no earlier filter removed."""
 
 
 def no_features(threshold: Any) -> tuple[Feature, ...]:
@@ -152,27 +161,27 @@ def fractions_by_size(sizes: tuple[int, ...]) -> Callable[[Any], tuple[tuple[int
 
 # -- shared features ---------------------------------------------------------
 
-CHARS = Feature("__chars", lambda: pl.col(TEXT).str.len_chars().fill_null(0))
+CHARS = Feature("__chars", build=lambda: pl.col(TEXT).str.len_chars().fill_null(0))
 
 
-def _quality_struct(texts: pl.Series) -> pl.Series:
+def _quality_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:
     from mixprep.textstats import quality_counts
 
-    counts = quality_counts(texts)
+    counts = quality_counts(batch, rows)
     return pl.DataFrame({name: counts[:, i] for i, name in enumerate(QUALITY_FIELDS)}).to_struct()
 
 
-def _line_repetition_struct(texts: pl.Series) -> pl.Series:
+def _line_repetition_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:
     from mixprep.textstats import line_repetition
 
-    fractions = line_repetition(texts)
+    fractions = line_repetition(batch, rows)
     return pl.DataFrame({"line": fractions[:, 0], "paragraph": fractions[:, 1]}).to_struct()
 
 
-def _ngram_repetition_struct(texts: pl.Series) -> pl.Series:
+def _ngram_repetition_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:
     from mixprep.textstats import ngram_repetition
 
-    fractions = ngram_repetition(texts)
+    fractions = ngram_repetition(batch, rows)
     return pl.DataFrame({name: fractions[:, i] for i, name in enumerate(NGRAM_FIELDS)}).to_struct()
 
 
@@ -184,20 +193,9 @@ NGRAM_FIELDS = [f"top_{n}" for n in TOP_NGRAM_SIZES] + [f"duplicate_{n}" for n i
 
 # One compiled pass over each text's bytes gives every count the quality filters read
 # (mixprep/textstats.py defines them); fast enough to run on every row of a batch.
-QUALITY = Feature(
-    "__quality",
-    lambda: pl.col(TEXT).map_batches(_quality_struct, return_dtype=pl.Struct({name: pl.Int64 for name in QUALITY_FIELDS})),
-)
-LINE_REPETITION = Feature(
-    "__line_repetition",
-    lambda: pl.col(TEXT).map_batches(_line_repetition_struct, return_dtype=pl.Struct({"line": pl.Float64, "paragraph": pl.Float64})),
-    costly=True,
-)
-NGRAM_REPETITION = Feature(
-    "__ngram_repetition",
-    lambda: pl.col(TEXT).map_batches(_ngram_repetition_struct, return_dtype=pl.Struct({name: pl.Float64 for name in NGRAM_FIELDS})),
-    costly=True,
-)
+QUALITY = Feature("__quality", compute=_quality_struct)
+LINE_REPETITION = Feature("__line_repetition", compute=_line_repetition_struct, costly=True)
+NGRAM_REPETITION = Feature("__ngram_repetition", compute=_ngram_repetition_struct, costly=True)
 
 
 def column(feature: Feature) -> pl.Expr:
@@ -377,17 +375,13 @@ def parse_languages(value: Any) -> LanguageSpec:
 
 
 def language_feature(prefix_bytes: int = LANGUAGE_PREFIX_BYTES) -> Feature:
-    def language_struct(texts: pl.Series) -> pl.Series:
+    def language_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:
         from mixprep.langid import language_fields
 
-        return language_fields(texts, prefix_bytes).to_struct()
+        return language_fields(batch, prefix_bytes, rows).to_struct()
 
     suffix = "" if prefix_bytes == LANGUAGE_PREFIX_BYTES else f"[{prefix_bytes}]"
-    return Feature(
-        f"__language{suffix}",
-        lambda: pl.col(TEXT).map_batches(language_struct, return_dtype=pl.Struct({"language": pl.String, "language_score": pl.Float32})),
-        costly=True,
-    )
+    return Feature(f"__language{suffix}", compute=language_struct, costly=True)
 
 
 def language_prefix_of(chain: FilterChain) -> int:
@@ -421,11 +415,11 @@ class TokenLimit:
 def token_feature(tokenizer: str) -> Feature:
     from mixprep.tokens import token_counts
 
-    return Feature(
-        f"__tokens[{tokenizer}]",
-        lambda: pl.col(TEXT).map_batches(lambda texts: token_counts(texts, tokenizer), return_dtype=pl.Int64),
-        costly=True,
-    )
+    def tokens(batch: TextBatch, rows: np.ndarray) -> pl.Series:
+        texts = batch.texts if len(rows) == len(batch) else batch.texts.gather(rows)
+        return pl.Series(token_counts(texts, tokenizer), dtype=pl.Int64)
+
+    return Feature(f"__tokens[{tokenizer}]", compute=tokens, costly=True)
 
 
 def _token_needs(limit: TokenLimit) -> tuple[Feature, ...]:
@@ -597,12 +591,19 @@ def _features_of(chain: FilterChain, indices: list[int]) -> dict[str, Feature]:
     return features
 
 
-def _keep_masks(frame: pl.DataFrame, chain: FilterChain, indices: list[int]) -> pl.DataFrame:
+def _keep_masks(batch: TextBatch, chain: FilterChain, indices: list[int], rows: np.ndarray) -> pl.DataFrame:
+    """Column f"_{i}" per filter i of `indices`: whether it keeps each text of `rows`."""
     features = _features_of(chain, indices)
-    with_features = frame.with_columns([feature.build().alias(name) for name, feature in features.items()])
-    return with_features.select(
-        [FILTERS[chain[i][0]].keep(chain[i][1]).fill_null(False).alias(f"_{i}") for i in indices]
-    )
+    keeps = [FILTERS[chain[i][0]].keep(chain[i][1]).fill_null(False).alias(f"_{i}") for i in indices]
+    expressions = [feature.build().alias(name) for name, feature in features.items() if feature.build]
+    columns = [feature.compute(batch, rows).alias(name) for name, feature in features.items() if feature.compute]
+    if expressions or any(TEXT in keep.meta.root_names() for keep in keeps):
+        texts = batch.texts if len(rows) == len(batch) else batch.texts.gather(rows)
+        columns.insert(0, texts.alias(TEXT))
+    frame = pl.DataFrame(columns) if columns else pl.DataFrame({"_row": rows})
+    # with_columns, not select: a filter switched off (`drop_curly_brace: false`) is a
+    # literal, which select would leave as one row.
+    return frame.with_columns(expressions).with_columns(keeps).select([f"_{i}" for i in indices])
 
 
 def _costly_groups(chain: FilterChain) -> tuple[list[int], dict[str, list[int]]]:
@@ -618,34 +619,30 @@ def _costly_groups(chain: FilterChain) -> tuple[list[int], dict[str, list[int]]]
     return cheap, costly
 
 
-WHOLE_BATCH_FRACTION = 0.9
-"""A costly feature is computed on the whole batch when at least this share of it is undecided."""
-
-
 def removal_reasons(texts: pl.Series, chain: FilterChain) -> np.ndarray:
     """Per row: 0 when every filter keeps it, else 1 + index of the first filter that removes it."""
+    from mixprep.textstats import TextBatch
+
     n = len(texts)
     if not chain or n == 0:
         return np.zeros(n, dtype=np.int16)
-    frame = pl.DataFrame({TEXT: texts})
+    batch = TextBatch(texts)
     # blame[row] = index of the first failing filter found so far; len(chain) = none.
     blame = np.full(n, len(chain), dtype=np.int32)
     cheap, costly = _costly_groups(chain)
     if cheap:
-        masks = _keep_masks(frame, chain, cheap)
+        masks = _keep_masks(batch, chain, cheap, np.arange(n, dtype=np.int64))
         for i in cheap:
             removed = ~masks.get_column(f"_{i}").to_numpy()
             blame[removed] = np.minimum(blame[removed], i)
     for members in costly.values():
-        # Rows already blamed on an earlier filter cannot change blame: skip them, unless
-        # they are so few that gathering the others (a copy of their texts) costs more.
+        # Rows already blamed on an earlier filter cannot change blame: the costly
+        # feature reads only the others (in place, from the batch's shared buffer).
         rows = np.flatnonzero(blame > members[0])
         if len(rows) == 0:
             continue
-        whole = len(rows) >= WHOLE_BATCH_FRACTION * n
-        masks = _keep_masks(frame if whole else frame[rows], chain, members)
+        masks = _keep_masks(batch, chain, members, rows)
         for i in members:
-            keep = masks.get_column(f"_{i}").to_numpy()
-            removed = rows[~(keep[rows] if whole else keep)]
+            removed = rows[~masks.get_column(f"_{i}").to_numpy()]
             blame[removed] = np.minimum(blame[removed], i)
     return np.where(blame == len(chain), 0, blame + 1).astype(np.int16)

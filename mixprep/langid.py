@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from mixprep.filters import LANGUAGE_PREFIX_BYTES
 from mixprep.intrinsics import load_u64, prefetch
-from mixprep.textstats import _HIGH, _bytes_at_least, utf8_buffers
+from mixprep.textstats import _HIGH, TextBatch, _bytes_at_least, utf8_buffers
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _gather_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tu
 
 
 @numba.njit(cache=True)
-def _prefixes(data: np.ndarray, offsets: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _prefixes(data: np.ndarray, starts: np.ndarray, stops: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per text: (end of its prefix, whether the prefix is ASCII, whether it is all-uppercase ASCII).
 
     The prefix is the first `limit` bytes, less a character that the limit cuts (what
@@ -170,14 +170,14 @@ def _prefixes(data: np.ndarray, offsets: np.ndarray, limit: int) -> tuple[np.nda
     (ASCII is always normalised), and "all uppercase" is then: at least one A-Z and no
     a-z, which is what py3langid's `isupper()` asks.
     """
-    n = len(offsets) - 1
+    n = len(starts)
     ends = np.empty(n, dtype=np.int64)
     ascii = np.ones(n, dtype=np.bool_)
     upper = np.zeros(n, dtype=np.bool_)
     for d in range(n):
-        start = offsets[d]
-        end = min(offsets[d + 1], start + limit)
-        if end < offsets[d + 1]:
+        start = starts[d]
+        end = min(stops[d], start + limit)
+        if end < stops[d]:
             while end > start and (data[end] & 0xC0) == 0x80:  # data[end] continues a cut character
                 end -= 1
         ends[d] = end
@@ -421,32 +421,39 @@ def _run_classifier(model: LanguageModel, data: np.ndarray, starts: np.ndarray, 
     return best, probability
 
 
-def language_scores(texts: pl.Series, prefix_bytes: int = LANGUAGE_PREFIX_BYTES) -> tuple[np.ndarray, np.ndarray]:
-    """Per text: (class column of the best language, its probability in [0, 1]).
+def language_scores(
+    texts: pl.Series | TextBatch, prefix_bytes: int = LANGUAGE_PREFIX_BYTES, rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per text of `rows` (all by default): (class column of the best language, its probability in [0, 1]).
 
     Texts whose prefix is ASCII and not all-uppercase (most of an English corpus) need no
     normalisation and are classified straight from the batch's own buffer; only the
     others go through polars' lowercasing and NFC first.
     """
     model = load_model()
-    data, offsets = utf8_buffers(texts)
-    ends, ascii, upper = _prefixes(data, offsets, prefix_bytes)
+    batch = texts if isinstance(texts, TextBatch) else TextBatch(texts)
+    rows = np.arange(len(batch), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    data, offsets = batch.data, batch.offsets
+    starts, stops = offsets[rows], offsets[rows + 1]
+    ends, ascii, upper = _prefixes(data, starts, stops, prefix_bytes)
     direct = ascii & ~upper
-    best = np.zeros(len(texts), dtype=np.int64)
-    probability = np.zeros(len(texts), dtype=np.float64)
-    best[direct], probability[direct] = _run_classifier(model, data, offsets[:-1][direct], ends[direct])
+    best = np.zeros(len(rows), dtype=np.int64)
+    probability = np.zeros(len(rows), dtype=np.float64)
+    best[direct], probability[direct] = _run_classifier(model, data, starts[direct], ends[direct])
     others = np.flatnonzero(~direct)
     if len(others):
-        normalized, normalized_offsets = normalized_prefixes(data, offsets[others], ends[others])
+        normalized, normalized_offsets = normalized_prefixes(data, starts[others], ends[others])
         best[others], probability[others] = _run_classifier(model, normalized, normalized_offsets[:-1], normalized_offsets[1:])
     return best, probability
 
 
-def language_fields(texts: pl.Series, prefix_bytes: int = LANGUAGE_PREFIX_BYTES) -> pl.DataFrame:
-    """Texts -> DataFrame with `language` (ISO 639 code) and `language_score` (0..1), from
-    the first `prefix_bytes` of each text."""
-    if len(texts) == 0:
+def language_fields(
+    texts: pl.Series | TextBatch, prefix_bytes: int = LANGUAGE_PREFIX_BYTES, rows: np.ndarray | None = None,
+) -> pl.DataFrame:
+    """Texts (of `rows`, all by default) -> DataFrame with `language` (ISO 639 code) and
+    `language_score` (0..1), from the first `prefix_bytes` of each text."""
+    if len(texts) == 0 or (rows is not None and len(rows) == 0):
         return pl.DataFrame({"language": [], "language_score": []}, schema={"language": pl.String, "language_score": pl.Float32})
-    best, score = language_scores(texts, prefix_bytes)
+    best, score = language_scores(texts, prefix_bytes, rows)
     labels = pl.Series("language", load_model().labels, dtype=pl.String)
     return pl.DataFrame({"language": labels.gather(best), "language_score": pl.Series(score, dtype=pl.Float32)})

@@ -110,6 +110,46 @@ PADDING = 8
 """Zero bytes after the texts that the kernels below read past a word's end."""
 
 
+class TextBatch:
+    """A record batch's texts as the kernels read them, made once per batch and shared by
+    every compiled feature (quality, repetition, language): one UTF-8 copy followed by
+    PADDING zero bytes, n+1 offsets, and, when first asked for, the whitespace and "\n"
+    bytes as bits. The kernels take the rows to compute, so a feature that runs only on
+    the rows no earlier filter removed reads them in place instead of from a gathered copy.
+    Nothing is copied until a kernel asks (a chain of polars-only filters never does).
+    """
+
+    def __init__(self, texts: pl.Series) -> None:
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @functools.cached_property
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        return utf8_buffers(self.texts, padding=PADDING)
+
+    @property
+    def data(self) -> np.ndarray:
+        """uint8: the texts back to back, then PADDING zero bytes."""
+        return self._buffers[0]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """int64 (n+1): text d is data[offsets[d]:offsets[d + 1]]."""
+        return self._buffers[1]
+
+    @functools.cached_property
+    def whitespace(self) -> tuple[np.ndarray, np.ndarray]:
+        """(whitespace bytes, "\n" bytes) of the whole buffer as bits (bit i of word i >> 6 = byte i)."""
+        return _whitespace_bits(self.data, self.offsets[0], self.offsets[-1], _ASCII_SPACE)
+
+
+def _batch_rows(texts: pl.Series | TextBatch, rows: np.ndarray | None) -> tuple[TextBatch, np.ndarray]:
+    batch = texts if isinstance(texts, TextBatch) else TextBatch(texts)
+    return batch, np.arange(len(batch), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+
+
 # -- byte-level helpers (compiled) ----------------------------------------------------
 
 @numba.njit(inline="always", cache=True)
@@ -351,11 +391,11 @@ def _set_positions(bits: np.ndarray, start: int, end: int, out: np.ndarray) -> i
 
 
 @numba.njit(cache=True)
-def _most_words(space: np.ndarray, offsets: np.ndarray) -> int:
-    """The most words one text of the batch has: scratch arrays sized by it serve every text
-    (sized by bytes instead, one 10 MB record would ask for hundreds of MB)."""
+def _most_words(space: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> int:
+    """The most words one of the texts `rows` has: scratch arrays sized by it serve every
+    text (sized by bytes instead, one 10 MB record would ask for hundreds of MB)."""
     most = 0
-    for d in range(len(offsets) - 1):
+    for d in rows:
         start, end = offsets[d], offsets[d + 1]
         words = 0
         carry = np.uint64(0)
@@ -369,10 +409,10 @@ def _most_words(space: np.ndarray, offsets: np.ndarray) -> int:
 
 
 @numba.njit(cache=True)
-def _most_set(bits: np.ndarray, offsets: np.ndarray) -> int:
-    """The most set bits (e.g. "\n" bytes) that one text of the batch has."""
+def _most_set(bits: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> int:
+    """The most set bits (e.g. "\n" bytes) that one of the texts `rows` has."""
     most = 0
-    for d in range(len(offsets) - 1):
+    for d in rows:
         start, end = offsets[d], offsets[d + 1]
         count = 0
         for block in range(start >> 6, (end + 63) >> 6):
@@ -579,8 +619,10 @@ def _stop_words_of_short_word(x: np.uint64, upper: np.uint64, word_byte: np.uint
 def _quality_kernel(
     data: np.ndarray,
     offsets: np.ndarray,
+    rows: np.ndarray,
+    space: np.ndarray,
+    newline: np.ndarray,
     ascii_classes: np.ndarray,
-    ascii_space: np.ndarray,
     alphabetic: np.ndarray,
     stop_multiplier: int,
     stop_slots: np.ndarray,
@@ -591,14 +633,12 @@ def _quality_kernel(
     """A word at a time, from the whitespace bits. A word of up to 8 ASCII bytes (most
     words) is one 8-byte load, classified with SWAR arithmetic and no data-dependent
     branch; any other word goes through `_word_counts` a character at a time."""
-    if len(offsets) < 2:
-        return
-    space, newline = _whitespace_bits(data, offsets[0], offsets[-1], ascii_space)
-    most_words = _most_words(space, offsets)
+    most_words = _most_words(space, offsets, rows)
     word_starts = np.empty(most_words + 1, dtype=np.int64)
     word_ends = np.empty(most_words + 1, dtype=np.int64)
-    newlines = np.empty(_most_set(newline, offsets) + 1, dtype=np.int64)
-    for d in range(len(offsets) - 1):
+    newlines = np.empty(_most_set(newline, offsets, rows) + 1, dtype=np.int64)
+    for r in range(len(rows)):
+        d = rows[r]
         words = _word_edges(space, offsets[d], offsets[d + 1], word_starts, word_ends)
         n_newlines = _set_positions(newline, offsets[d], offsets[d + 1], newlines)
         newlines[n_newlines] = offsets[d + 1]  # sentinel
@@ -667,7 +707,7 @@ def _quality_kernel(
         bullet_lines += first_bullet
         ellipsis_lines += ends_ellipsis
         terminal_lines += last_terminal
-        row = out[d]
+        row = out[r]
         row[0] = words
         row[1] = word_chars
         row[2] = hashes
@@ -680,23 +720,26 @@ def _quality_kernel(
         row[9] = stops
 
 
-def quality_counts(texts: pl.Series) -> np.ndarray:
-    """int64 (n, len(QUALITY_FIELDS)): the counts the Gopher quality and C4 line filters read."""
-    data, offsets = utf8_buffers(texts, padding=PADDING)
-    out = np.zeros((len(offsets) - 1, len(QUALITY_FIELDS)), dtype=np.int64)
-    _quality_kernel(data, offsets, _ASCII_CLASSES, _ASCII_SPACE, alphabetic_table(), _STOP_MULTIPLIER, _STOP_SLOTS, _BULLETS, _TERMINALS, out)
+def quality_counts(texts: pl.Series | TextBatch, rows: np.ndarray | None = None) -> np.ndarray:
+    """int64 (rows, len(QUALITY_FIELDS)): the counts the Gopher quality and C4 line filters
+    read, for `rows` of the batch (all of them by default)."""
+    batch, rows = _batch_rows(texts, rows)
+    out = np.zeros((len(rows), len(QUALITY_FIELDS)), dtype=np.int64)
+    if len(rows):
+        space, newline = batch.whitespace
+        _quality_kernel(batch.data, batch.offsets, rows, space, newline, _ASCII_CLASSES, alphabetic_table(),
+                        _STOP_MULTIPLIER, _STOP_SLOTS, _BULLETS, _TERMINALS, out)
     return out
 
 
 # -- line and paragraph repetition ------------------------------------------------------
 
 @numba.njit(cache=True)
-def _line_repetition_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray, out: np.ndarray) -> None:
+def _line_repetition_kernel(
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space: np.ndarray, newline: np.ndarray, out: np.ndarray,
+) -> None:
     """Lines from the "\n" bits, stripped with the whitespace bits; each hashed 8 bytes per step."""
-    if len(offsets) < 2:
-        return
-    space, newline = _whitespace_bits(data, offsets[0], offsets[-1], ascii_space)
-    most_lines = _most_set(newline, offsets) + 1
+    most_lines = _most_set(newline, offsets, rows) + 1
     line_keys = np.empty(most_lines, dtype=np.uint64)
     paragraph_keys = np.empty(most_lines, dtype=np.uint64)
     newlines = np.empty(most_lines, dtype=np.int64)
@@ -704,7 +747,8 @@ def _line_repetition_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: 
     slots = np.zeros(capacity, dtype=np.uint64)
     counts = np.zeros(capacity, dtype=np.int32)
     where = np.empty(most_lines, dtype=np.int64)
-    for d in range(len(offsets) - 1):
+    for r in range(len(rows)):
+        d = rows[r]
         end = offsets[d + 1]
         n_newlines = _set_positions(newline, offsets[d], end, newlines)
         newlines[n_newlines] = end  # the text's end closes its last line
@@ -730,27 +774,26 @@ def _line_repetition_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: 
             paragraph_keys[n_paragraphs] = _hash_bytes(data, paragraph_start, paragraph_end)
             n_paragraphs += 1
         if n_lines:
-            out[d, 0] = _repeats_of_earlier(line_keys, n_lines, slots, counts, where) / n_lines
+            out[r, 0] = _repeats_of_earlier(line_keys, n_lines, slots, counts, where) / n_lines
         if n_paragraphs:
-            out[d, 1] = _repeats_of_earlier(paragraph_keys, n_paragraphs, slots, counts, where) / n_paragraphs
+            out[r, 1] = _repeats_of_earlier(paragraph_keys, n_paragraphs, slots, counts, where) / n_paragraphs
 
 
-def line_repetition(texts: pl.Series) -> np.ndarray:
-    """float64 (n, 2): duplicate line fraction, duplicate paragraph fraction (by count)."""
-    data, offsets = utf8_buffers(texts, padding=PADDING)
-    out = np.zeros((len(offsets) - 1, 2))
-    _line_repetition_kernel(data, offsets, _ASCII_SPACE, out)
+def line_repetition(texts: pl.Series | TextBatch, rows: np.ndarray | None = None) -> np.ndarray:
+    """float64 (rows, 2): duplicate line fraction, duplicate paragraph fraction (by count)."""
+    batch, rows = _batch_rows(texts, rows)
+    out = np.zeros((len(rows), 2))
+    if len(rows):
+        space, newline = batch.whitespace
+        _line_repetition_kernel(batch.data, batch.offsets, rows, space, newline, out)
     return out
 
 
 # -- n-gram repetition ---------------------------------------------------------------
 
 @numba.njit(cache=True)
-def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray, out: np.ndarray) -> None:
-    if len(offsets) < 2:
-        return
-    space, _ = _whitespace_bits(data, offsets[0], offsets[-1], ascii_space)
-    capacity = _most_words(space, offsets) + 1
+def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space: np.ndarray, out: np.ndarray) -> None:
+    capacity = _most_words(space, offsets, rows) + 1
     word_hash = np.empty(capacity, dtype=np.uint64)
     char_prefix = np.zeros(capacity + 1, dtype=np.int64)
     gram = np.empty(capacity, dtype=np.uint64)
@@ -764,7 +807,8 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray
     where = np.empty(capacity, dtype=np.int64)
     word_starts = np.empty(capacity, dtype=np.int64)
     word_ends = np.empty(capacity, dtype=np.int64)
-    for d in range(len(offsets) - 1):
+    for r in range(len(rows)):
+        d = rows[r]
         # Words: hash of their bytes, and a prefix sum of their characters.
         m = _word_edges(space, offsets[d], offsets[d + 1], word_starts, word_ends)
         for k in range(m):
@@ -839,14 +883,15 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, ascii_space: np.ndarray
                         covered += char_prefix[s + n] - char_prefix[first]
                         covered_until = s + n
             if n <= 4:
-                out[d, n - 2] = best_count * best_chars / total
+                out[r, n - 2] = best_count * best_chars / total
             else:
-                out[d, n - 2] = covered / total
+                out[r, n - 2] = covered / total
 
 
-def ngram_repetition(texts: pl.Series) -> np.ndarray:
-    """float64 (n, 9): top 2..4-gram fractions, then duplicate 5..10-gram fractions."""
-    data, offsets = utf8_buffers(texts, padding=PADDING)
-    out = np.zeros((len(offsets) - 1, len(NGRAM_FIELDS)))
-    _ngram_kernel(data, offsets, _ASCII_SPACE, out)
+def ngram_repetition(texts: pl.Series | TextBatch, rows: np.ndarray | None = None) -> np.ndarray:
+    """float64 (rows, 9): top 2..4-gram fractions, then duplicate 5..10-gram fractions."""
+    batch, rows = _batch_rows(texts, rows)
+    out = np.zeros((len(rows), len(NGRAM_FIELDS)))
+    if len(rows):
+        _ngram_kernel(batch.data, batch.offsets, rows, batch.whitespace[0], out)
     return out

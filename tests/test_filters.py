@@ -161,15 +161,34 @@ def test_blame_with_costly_filter_before_and_after_cheap_ones() -> None:
 
 
 @pytest.mark.parametrize("short_rows", [1, 15])
-def test_costly_filter_blame_is_the_same_on_whole_batches_and_gathered_rows(short_rows: int) -> None:
-    """With few rows decided by a cheap filter the costly feature runs on the whole batch,
-    with many it runs on the undecided rows only; either way blame is per row."""
+def test_costly_feature_reads_only_the_rows_no_earlier_filter_removed(short_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mixprep.textstats as textstats
+
+    asked: list[list[int]] = []
+    line_repetition = textstats.line_repetition
+
+    def recording(batch: textstats.TextBatch, rows: np.ndarray) -> np.ndarray:
+        asked.append(rows.tolist())
+        return line_repetition(batch, rows)
+
+    monkeypatch.setattr(textstats, "line_repetition", recording)
     repeated = "same line\nsame line\nsame line\nother line"
     varied = "first line\nsecond line\nthird line\nfourth line"
     texts = ["x"] * short_rows + [repeated if i % 2 else varied for i in range(20 - short_rows)]
     chain = chain_of({"min_chars": 5, "max_duplicate_line_fraction": 0.3})
     expected = [1 if text == "x" else 2 if text == repeated else 0 for text in texts]
     assert removal_reasons(pl.Series(texts), chain).tolist() == expected
+    assert asked == [list(range(short_rows, 20))]
+
+
+@pytest.mark.parametrize("flag", ["drop_curly_brace", "drop_lorem_ipsum", "drop_javascript_notice"])
+def test_flag_filter_switched_off_keeps_every_row(flag: str) -> None:
+    """A switched-off flag is a literal True: it must cover every row, alone or with others."""
+    texts = pl.Series(["a {", "lorem ipsum b c", "enable javascript in your browser", "d e f"])
+    assert removal_reasons(texts, chain_of({flag: False})).tolist() == [0, 0, 0, 0]
+    assert removal_reasons(texts, chain_of({flag: False, "min_words": 3})).tolist() == [2, 0, 0, 0]
+
+
 def test_gopher_preset_expands_into_named_rules() -> None:
     chain = chain_of({"quality": "gopher"})
     assert [name for name, _ in chain] == list(GOPHER_QUALITY)

@@ -72,7 +72,7 @@ def test_int16_table_is_exact_and_float_fallback_agrees() -> None:
     assert rows.dtype == np.float32 and scale == 1.0
     as_float = langid.LanguageModel(**{**model.__dict__, "feature_rows": rows, "row_scale": scale})
     data, offsets = langid.utf8_buffers(pl.Series(texts))
-    ends, ascii_prefix, upper = langid._prefixes(data, offsets, langid.LANGUAGE_PREFIX_BYTES)
+    ends, ascii_prefix, upper = langid._prefixes(data, offsets[:-1], offsets[1:], langid.LANGUAGE_PREFIX_BYTES)
     direct = np.flatnonzero(ascii_prefix & ~upper)
     best, probability = langid._run_classifier(as_float, data, offsets[:-1][direct], ends[direct])
     assert best.tolist() == exact[0][direct].tolist()

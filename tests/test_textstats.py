@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from filter_reference import line_repetition as reference_line_repetition
 from filter_reference import ngram_repetition as reference_ngram_repetition
 from filter_reference import quality_counts as reference_quality_counts
-from mixprep.textstats import line_repetition, ngram_repetition, quality_counts
+from mixprep.textstats import TextBatch, line_repetition, ngram_repetition, quality_counts
 
 # Pieces that sit on the edges of the definitions: Unicode and ASCII whitespace, CR,
 # bullets, ellipses in both spellings, terminal punctuation, letters with and without
@@ -54,6 +54,18 @@ REPETITIVE = st.lists(st.sampled_from(["a", "b", "cc", "é", "a.", "\n", " ", " 
 def test_ngram_repetition_matches_reference(texts: list[str]) -> None:
     series = pl.Series(texts, dtype=pl.String)
     np.testing.assert_allclose(ngram_repetition(series), reference_ngram_repetition(series))
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts_strategy(), st.data())
+def test_kernels_on_chosen_rows_read_those_rows_of_the_shared_batch(texts: list[str], data: st.DataObject) -> None:
+    """What a costly filter does with the rows no earlier filter removed: each row's
+    numbers are those of the whole batch, in the order asked for (repeats allowed)."""
+    series = pl.Series(texts, dtype=pl.String)
+    rows = np.array(data.draw(st.lists(st.integers(0, len(texts) - 1), max_size=len(texts) + 2)), dtype=np.int64)
+    batch = TextBatch(series)
+    for kernel in (quality_counts, line_repetition, ngram_repetition):
+        np.testing.assert_array_equal(kernel(batch, rows), kernel(series)[rows])
 
 
 def test_nulls_and_empty_texts_count_nothing() -> None:
