@@ -84,3 +84,30 @@ def test_table_that_is_not_a_multiple_of_one_512th_stays_float() -> None:
     assert rows.dtype == np.float32 and scale == 1.0 and rows.shape == (1, langid.ROW_WIDTH)
     rows, scale = langid.feature_rows(np.array([[-1.0, -2.5]], dtype=np.float32))
     assert rows.dtype == np.int16 and rows[0, :3].tolist() == [-512, -1280, 0]
+
+
+def test_softmax_winner_matches_numpy() -> None:
+    """The vectorised exp and the alias folding against numpy's softmax, on rows with
+    close and far scores, ties, a featureless (all-zero) row and a duplicate column on top."""
+    rng = np.random.default_rng(3)
+    rows = list(rng.normal(-300, 80, (300, 142)) / 22)
+    rows.append(np.zeros(142))
+    tied = np.full(142, -5.0)
+    tied[[10, 20]] = -1.0
+    rows.append(tied)
+    duplicate_on_top = rng.normal(-20, 5, 142)
+    duplicate_on_top[60] = 0.0
+    duplicate_on_top[3] = -0.5
+    rows.append(duplicate_on_top)
+    deep = np.full(142, -1e6)
+    deep[7] = 0.0
+    rows.append(deep)
+    first, duplicate = np.array([3, 50]), np.array([60, 90])
+    for row in rows:
+        expected = np.exp(row - row.max())
+        expected /= expected.sum()
+        expected[first] += expected[duplicate]
+        expected[duplicate] = 0.0
+        winner, probability = langid._most_probable(row.copy(), np.empty(142), np.empty(142), first, duplicate)
+        assert winner == int(np.argmax(expected))
+        assert probability == pytest.approx(expected[winner], rel=1e-12)
