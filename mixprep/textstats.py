@@ -801,7 +801,7 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space
     starts = np.empty(capacity, dtype=np.int64)
     keys = np.empty(capacity, dtype=np.uint64)
     occurrences = np.empty(capacity, dtype=np.int64)
-    table_capacity = _table_size(capacity)
+    table_capacity = _table_size(2 * capacity)  # load factor <= 1/4: fewer probe collisions
     slots = np.zeros(table_capacity, dtype=np.uint64)
     counts = np.zeros(table_capacity, dtype=np.int32)
     where = np.empty(capacity, dtype=np.int64)
@@ -849,7 +849,7 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space
             # occurrences[k] = how many of keys[:count] equal keys[k]: open addressing,
             # linear probing. (Written out here: numba would count references to the five
             # arrays on every call of a helper, which cost more than the counting.)
-            mask = np.uint64(_table_size(count) - 1)
+            mask = np.uint64(_table_size(2 * count) - 1)
             for k in range(count):
                 slot = keys[k] & mask
                 while counts[slot] > 0 and slots[slot] != keys[k]:
@@ -857,14 +857,16 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space
                 slots[slot] = keys[k]
                 counts[slot] += 1
                 where[k] = np.int64(slot)
+            if n == 1:
+                for k in range(m):
+                    repeated[k] = counts[where[k]] >= 2
+                for k in range(m):
+                    counts[where[k]] = 0
+                continue
             for k in range(count):
                 occurrences[k] = counts[where[k]]
             for k in range(count):
                 counts[where[k]] = 0
-            if n == 1:
-                for k in range(m):
-                    repeated[k] = occurrences[k] >= 2
-                continue
             best_count = best_chars = 0
             covered_until = covered = 0
             for k in range(count):
