@@ -3,10 +3,12 @@
 The filters in mixprep/filters.py read these numbers; this module computes them with
 numba over the Arrow buffers of a whole record batch (one uint8 data buffer, n+1
 offsets), so no Python runs per record and no per-word strings are built. Each kernel
-first marks the batch's whitespace and "\n" bytes as bits (eight ASCII bytes per SWAR
+reads the batch's whitespace and "\n" bytes as bits (eight ASCII bytes per SWAR
 step), takes word and line edges off 64-bit masks instead of branching at every byte,
 and reads words eight bytes per load (texts are copied with PADDING zero bytes after
-them, so no load needs a bounds branch). Three kernels:
+them, so no load needs a bounds branch). The copy (which language id reads too) and the
+bits are made once per batch (`TextBatch`) and shared by the kernels; each kernel is
+given the rows to compute. Three kernels:
 
 - `quality_counts`: words, their characters, '#', ellipses, non-blank / bullet /
   ellipsis-ended / terminal-punctuated lines, words with a letter, Gopher stop words.

@@ -18,6 +18,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_build  # noqa: E402
+import bench_langid  # noqa: E402
 import common  # noqa: E402
 import gen_corpus  # noqa: E402
 
@@ -236,3 +237,51 @@ def test_bench_build_end_to_end_on_a_tiny_input(tmp_path: Path, capsys: pytest.C
     assert "| contender" in printed and "polars-floor" in printed
     assert (work / "mixture.yaml").exists() and not (work / "out" / "json-script").exists()
     assert payload["machine"]["cpus"] >= 1 and payload["targets"][0]["met"] is None
+
+
+# -- bench_langid ---------------------------------------------------------------------------
+
+def write_mo(path: Path, messages: dict[str, str]) -> None:
+    """A gettext catalog in the GNU .mo layout (what msgfmt writes), header entry included."""
+    import struct
+
+    entries = sorted({"": "Content-Type: text/plain; charset=UTF-8\n", **messages}.items())
+    sources = [key.encode() for key, _ in entries]
+    targets = [value.encode() for _, value in entries]
+    start = 7 * 4 + 16 * len(entries)
+    blob = b""
+    source_table, target_table = [], []
+    for text in sources + targets:
+        (source_table if len(source_table) < len(sources) else target_table).append((len(text), start + len(blob)))
+        blob += text + b"\0"
+    header = struct.pack("<7I", 0x950412DE, 0, len(entries), 28, 28 + 8 * len(entries), 0, 0)
+    tables = b"".join(struct.pack("<2I", *pair) for pair in source_table + target_table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + tables + blob)
+
+
+@pytest.mark.parametrize(("path", "language"), [
+    ("/usr/share/locale/pt_BR/LC_MESSAGES/x.mo", "pt"),
+    ("/usr/share/vim/vim90/lang/pl.UTF-8/LC_MESSAGES/vim.mo", "pl"),
+    ("/usr/share/locale/sr@latin/LC_MESSAGES/x.mo", "sr"),
+])
+def test_langid_bench_reads_the_language_off_the_catalog_folder(path: str, language: str) -> None:
+    assert bench_langid.catalog_language(path) == language
+
+
+def test_langid_bench_keeps_real_translations_and_builds_labelled_documents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench_langid, "MIN_MESSAGES", 3)
+    german = {f"Message number {i}": f"Die Nachricht Nummer {i} wurde %s gespeichert" for i in range(40)}
+    german["Kept as is"] = "Kept as is"  # untranslated: dropped
+    german["Short"] = "Kurz"  # under 20 bytes: dropped
+    write_mo(tmp_path / "de" / "LC_MESSAGES" / "app.mo", german)
+    write_mo(tmp_path / "en_GB" / "LC_MESSAGES" / "app.mo", {"Colour": "Colour of the window frame here"})
+    write_mo(tmp_path / "fr" / "LC_MESSAGES" / "app.mo", {"One message": "Un seul message ne suffit pas ici"})
+    (tmp_path / "xx" / "LC_MESSAGES").mkdir(parents=True)
+    (tmp_path / "xx" / "LC_MESSAGES" / "broken.mo").write_bytes(b"not a catalog")
+    paths = sorted(str(path) for path in tmp_path.glob("*/LC_MESSAGES/*.mo"))
+    found = bench_langid.translations(paths, frozenset({"de", "en", "fr", "xx"}))
+    assert list(found) == ["de"]  # English is the source language; French has too few messages
+    assert len(found["de"]) == 40 and all("%s" not in text for text in found["de"])
+    texts, truth = bench_langid.documents(found, per_language=1)
+    assert truth.tolist() == ["de"] and len(texts[0].encode()) >= bench_langid.DOCUMENT_BYTES
