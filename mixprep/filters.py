@@ -71,6 +71,10 @@ class Feature:
     costly: bool = False
     """True for work worth skipping: evaluated only on the rows that no earlier filter removed."""
 
+    def __post_init__(self) -> None:
+        if (self.build is None) == (self.compute is None):
+            raise ValueError(f"feature {self.name!r} needs exactly one of build (a polars expression) or compute")
+
 
 def no_features(threshold: Any) -> tuple[Feature, ...]:
     return ()
@@ -416,8 +420,7 @@ def token_feature(tokenizer: str) -> Feature:
     from mixprep.tokens import token_counts
 
     def tokens(batch: TextBatch, rows: np.ndarray) -> pl.Series:
-        texts = batch.texts if len(rows) == len(batch) else batch.texts.gather(rows)
-        return pl.Series(token_counts(texts, tokenizer), dtype=pl.Int64)
+        return pl.Series(token_counts(batch.texts_at(rows), tokenizer), dtype=pl.Int64)
 
     return Feature(f"__tokens[{tokenizer}]", compute=tokens, costly=True)
 
@@ -598,8 +601,7 @@ def _keep_masks(batch: TextBatch, chain: FilterChain, indices: list[int], rows: 
     expressions = [feature.build().alias(name) for name, feature in features.items() if feature.build]
     columns = [feature.compute(batch, rows).alias(name) for name, feature in features.items() if feature.compute]
     if expressions or any(TEXT in keep.meta.root_names() for keep in keeps):
-        texts = batch.texts if len(rows) == len(batch) else batch.texts.gather(rows)
-        columns.insert(0, texts.alias(TEXT))
+        columns.insert(0, batch.texts_at(rows).alias(TEXT))
     frame = pl.DataFrame(columns) if columns else pl.DataFrame({"_row": rows})
     # with_columns, not select: a filter switched off (`drop_curly_brace: false`) is a
     # literal, which select would leave as one row.

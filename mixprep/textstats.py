@@ -127,6 +127,12 @@ class TextBatch:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def texts_at(self, rows: np.ndarray) -> pl.Series:
+        """The texts of `rows`, in that order (the series itself when they are all rows in order)."""
+        if len(rows) == len(self) and np.array_equal(rows, np.arange(len(self))):
+            return self.texts
+        return self.texts.gather(rows)
+
     @functools.cached_property
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         return utf8_buffers(self.texts, padding=PADDING)

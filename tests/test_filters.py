@@ -138,6 +138,31 @@ def test_token_limits_at_edge(word_tokenizer: str) -> None:
     assert removal_reasons(pl.Series(["a", "a b", "a b c d"]), chain_of(both)).tolist() == [1, 0, 2]
 
 
+def test_token_limit_after_a_cheap_filter_counts_the_remaining_rows(word_tokenizer: str) -> None:
+    """The token counts of the rows a cheap filter left, each matched to its own row."""
+    texts = pl.Series(["x", "a b c d e", "y", "a b", "a b c d"])
+    chain = chain_of({"min_chars": 2, "max_tokens": 3, "tokenizer": word_tokenizer})
+    assert removal_reasons(texts, chain).tolist() == [1, 2, 1, 0, 2]
+
+
+def test_text_batch_gives_the_texts_of_rows_in_their_order() -> None:
+    from mixprep.textstats import TextBatch
+
+    batch = TextBatch(pl.Series(["a", "b", "c"]))
+    assert batch.texts_at(np.array([0, 1, 2])) is batch.texts
+    assert batch.texts_at(np.array([2, 0, 1])).to_list() == ["c", "a", "b"]
+    assert batch.texts_at(np.array([1, 1])).to_list() == ["b", "b"]
+
+
+def test_feature_needs_an_expression_or_a_computation() -> None:
+    from mixprep.filters import Feature
+
+    with pytest.raises(ValueError, match="exactly one of build"):
+        Feature("__nothing")
+    with pytest.raises(ValueError, match="exactly one of build"):
+        Feature("__both", build=lambda: pl.col("text"), compute=lambda batch, rows: pl.Series([]))
+
+
 def test_missing_tokenizer_is_a_config_error(tmp_path) -> None:
     chain = chain_of({"max_tokens": 3, "tokenizer": str(tmp_path / "nope")})
     with pytest.raises(ConfigError, match=r"tokenizer '.*nope': no such file or folder .*expected a tokenizer.json file"):
