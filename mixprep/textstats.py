@@ -322,17 +322,6 @@ def _next_clear(bits: np.ndarray, pos: int, end: int) -> int:
 
 
 @numba.njit(inline="always", cache=True)
-def _next_set(bits: np.ndarray, pos: int, end: int) -> int:
-    """The first position in pos..end-1 whose bit is 1, else end."""
-    while pos < end:
-        w = bits[pos >> 6] >> np.uint64(pos & 63)
-        if w != 0:
-            return min(pos + np.int64(trailing_zeros(w)), end)
-        pos = (pos | 63) + 1
-    return end
-
-
-@numba.njit(inline="always", cache=True)
 def _last_clear(bits: np.ndarray, pos: int, low: int) -> int:
     """The last position in low..pos-1 whose bit is 0, else low - 1."""
     p = pos - 1
