@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from mixprep.filters import LANGUAGE_PREFIX_BYTES
 from mixprep.intrinsics import load_u64, prefetch
-from mixprep.textstats import _HIGH, TextBatch, _bytes_at_least, utf8_buffers
+from mixprep.textstats import _HIGH, TextBatch, _batch_rows, _bytes_at_least, utf8_buffers
 
 logger = logging.getLogger(__name__)
 
@@ -541,8 +541,7 @@ def language_scores(
     others go through polars' lowercasing and NFC first.
     """
     model = load_model()
-    batch = texts if isinstance(texts, TextBatch) else TextBatch(texts)
-    rows = np.arange(len(batch), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    batch, rows = _batch_rows(texts, rows)
     data, offsets = batch.data, batch.offsets
     starts, stops = offsets[rows], offsets[rows + 1]
     ends, ascii, upper = _prefixes(data, starts, stops, prefix_bytes)
