@@ -25,7 +25,7 @@ import numpy as np
 from mixprep import __version__
 from mixprep.config import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SamplingError
-from mixprep.dedup import duplicates, fingerprint_groups
+from mixprep.dedup import all_but_survivors, duplicates, fingerprint_groups
 from mixprep.executors import Executor, LocalExecutor, make_executor  # noqa: F401 - LocalExecutor re-exported
 from mixprep.manifest import build_key, input_fingerprints, outputs_intact, read_manifest, split_manifest, write_manifest
 from mixprep.plan import ScanTask, make_plan
@@ -366,8 +366,11 @@ def _deduplicate(
         # would leak train data into validation: drop it (and repeats inside validation).
         held_prints = np.concatenate([np.concatenate(prints[g]) for g in held])
         labels = fingerprint_groups(np.concatenate([main_prints, held_prints]))
-        seen_in_train = np.isin(labels[len(main_prints) :], labels[: len(main_prints)])
-        repeated = duplicates(held_prints, np.concatenate([arrays[g].keys for g in held]))
+        held_labels = labels[len(main_prints) :]
+        seen_in_train = np.isin(held_labels, labels[: len(main_prints)])
+        # A group with no train record is a group of validation records alone: the same
+        # survivor as deduplicating validation by itself.
+        repeated = all_but_survivors(held_labels, np.concatenate([arrays[g].keys for g in held]))
         sizes = [len(arrays[g].keys) for g in held]
         for group, in_train, again in zip(held, _split_mask(seen_in_train, sizes), _split_mask(repeated & ~seen_in_train, sizes)):
             name = config.datasets[group[0]].name

@@ -68,7 +68,12 @@ def duplicates(prints: np.ndarray, keys: np.ndarray) -> np.ndarray:
     n = len(keys)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    labels = fingerprint_groups(prints.reshape(n, -1))
+    return all_but_survivors(fingerprint_groups(prints.reshape(n, -1)), keys)
+
+
+def all_but_survivors(labels: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Boolean mask: every record but one per label, the survivor chosen by the seeded keys."""
+    n = len(keys)
     tie = derive(keys, "dedup")
     order = np.lexsort((np.arange(n), tie, labels))
     first = np.ones(n, dtype=bool)

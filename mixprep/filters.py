@@ -11,10 +11,12 @@ tokenizer (token counts). The compiled ones share one copy of the batch's text b
 (a `TextBatch`) and are told which rows to compute. The quality counts are cheap enough
 for every row; the others are marked costly.
 
-The engine calls `removal_reasons` on a whole record batch and blames each removed
-record on the *first* filter (in config order) that rejects it, so the per-reason
-counts add up to the number removed. Costly filters are evaluated only on the rows
-that no earlier filter has already removed (exactly the same blame, less work).
+The engine calls `filter_batch` (`removal_reasons` gives its blame alone) on a whole
+record batch and blames each removed record on the *first* filter (in config order)
+that rejects it, so the per-reason counts add up to the number removed. Costly filters
+are evaluated only on the rows that no earlier filter has already removed (exactly the
+same blame, less work). Features the engine also writes out (`annotate_language`) are
+handed back for the kept rows, from the filter that computed them where there is one.
 
 Presets expand at parse time into their component filters, so every removal is
 blamed on a named rule: `quality: gopher` is min_words 50 ... min_stop_words 2, and
@@ -595,17 +597,21 @@ def _features_of(chain: FilterChain, indices: list[int]) -> dict[str, Feature]:
 
 
 def _keep_masks(batch: TextBatch, chain: FilterChain, indices: list[int], rows: np.ndarray) -> pl.DataFrame:
-    """Column f"_{i}" per filter i of `indices`: whether it keeps each text of `rows`."""
+    """Column f"_{i}" per filter i of `indices`: whether it keeps each text of `rows`; and
+    the compiled feature columns it read, for `filter_batch` to hand on."""
     features = _features_of(chain, indices)
     keeps = [FILTERS[chain[i][0]].keep(chain[i][1]).fill_null(False).alias(f"_{i}") for i in indices]
     expressions = [feature.build().alias(name) for name, feature in features.items() if feature.build]
-    columns = [feature.compute(batch, rows).alias(name) for name, feature in features.items() if feature.compute]
+    computed = [feature.compute(batch, rows).alias(name) for name, feature in features.items() if feature.compute]
+    columns = list(computed)
     if expressions or any(TEXT in keep.meta.root_names() for keep in keeps):
         columns.insert(0, batch.texts_at(rows).alias(TEXT))
     frame = pl.DataFrame(columns) if columns else pl.DataFrame({"_row": rows})
     # with_columns, not select: a filter switched off (`drop_curly_brace: false`) is a
     # literal, which select would leave as one row.
-    return frame.with_columns(expressions).with_columns(keeps).select([f"_{i}" for i in indices])
+    return frame.with_columns(expressions).with_columns(keeps).select(
+        [f"_{i}" for i in indices] + [column.name for column in computed]
+    )
 
 
 def _costly_groups(chain: FilterChain) -> tuple[list[int], dict[str, list[int]]]:
@@ -621,30 +627,52 @@ def _costly_groups(chain: FilterChain) -> tuple[list[int], dict[str, list[int]]]
     return cheap, costly
 
 
+@dataclass(frozen=True)
+class Verdict:
+    reasons: np.ndarray
+    """int16 per row: 0 when every filter keeps it, else 1 + index of the first filter that removes it."""
+    kept_features: dict[str, pl.Series]
+    """Per feature asked for: its value for each kept row (reasons == 0), in row order."""
+
+
 def removal_reasons(texts: pl.Series, chain: FilterChain) -> np.ndarray:
     """Per row: 0 when every filter keeps it, else 1 + index of the first filter that removes it."""
+    return filter_batch(texts, chain).reasons
+
+
+def filter_batch(texts: pl.Series, chain: FilterChain, wanted: tuple[Feature, ...] = ()) -> Verdict:
+    """Blame per row, and the `wanted` features of the rows kept. A wanted feature that a
+    filter already computed (every kept row passed that filter, so it was computed for all
+    of them) is taken from there; any other is computed for the kept rows only."""
     from mixprep.textstats import TextBatch
 
     n = len(texts)
-    if not chain or n == 0:
-        return np.zeros(n, dtype=np.int16)
     batch = TextBatch(texts)
     # blame[row] = index of the first failing filter found so far; len(chain) = none.
     blame = np.full(n, len(chain), dtype=np.int32)
+    computed: dict[str, tuple[np.ndarray, pl.Series]] = {}  # feature -> (rows, values)
     cheap, costly = _costly_groups(chain)
-    if cheap:
-        masks = _keep_masks(batch, chain, cheap, np.arange(n, dtype=np.int64))
-        for i in cheap:
-            removed = ~masks.get_column(f"_{i}").to_numpy()
-            blame[removed] = np.minimum(blame[removed], i)
-    for members in costly.values():
-        # Rows already blamed on an earlier filter cannot change blame: the costly
-        # feature reads only the others (in place, from the batch's shared buffer).
-        rows = np.flatnonzero(blame > members[0])
+    groups = ([cheap] if cheap else []) + list(costly.values())
+    for members in groups:
+        # Rows already blamed on an earlier filter cannot change blame: a costly feature
+        # reads only the others (in place, from the batch's shared buffer).
+        rows = np.arange(n, dtype=np.int64) if members is cheap else np.flatnonzero(blame > members[0])
         if len(rows) == 0:
             continue
         masks = _keep_masks(batch, chain, members, rows)
         for i in members:
             removed = rows[~masks.get_column(f"_{i}").to_numpy()]
             blame[removed] = np.minimum(blame[removed], i)
-    return np.where(blame == len(chain), 0, blame + 1).astype(np.int16)
+        for column in masks.columns[len(members):]:
+            computed[column] = (rows, masks.get_column(column))
+    kept = np.flatnonzero(blame == len(chain))
+    kept_features = {}
+    for feature in wanted:
+        if feature.name in computed:
+            rows, values = computed[feature.name]
+            kept_features[feature.name] = values.gather(np.searchsorted(rows, kept))
+        elif feature.compute is not None:
+            kept_features[feature.name] = feature.compute(batch, kept)
+        else:
+            kept_features[feature.name] = pl.DataFrame({TEXT: batch.texts_at(kept)}).select(feature.build()).to_series()
+    return Verdict(np.where(blame == len(chain), 0, blame + 1).astype(np.int16), kept_features)

@@ -30,7 +30,7 @@ import xxhash
 from mixprep.config import Phase
 from mixprep.dedup import DedupSpec, fingerprints
 from mixprep.errors import RecordError
-from mixprep.filters import FilterChain, removal_reasons
+from mixprep.filters import FilterChain, filter_batch, language_feature, language_prefix_of
 from mixprep.plan import ScanTask
 from mixprep.sampler import splitmix64
 from mixprep.sources import LineBlock, TableBlock, line_number, load_json_object, read_blocks
@@ -133,6 +133,9 @@ def scan_task(job: ScanJob) -> ScanResult:
     keys: list[np.ndarray] = []
     prints: list[np.ndarray] = []
     schema = TEXT_SCHEMA if job.text_values else LINE_SCHEMA
+    # The annotation reads the prefix the `languages` filter reads, so where that filter
+    # runs its verdicts are reused instead of classifying the kept records again.
+    annotation = (language_feature(language_prefix_of(job.filters)),) if job.annotate_language else ()
     tmp_rows = unique_tmp(out_rows)
     rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
     with pa.OSFile(tmp_rows, "wb") as sink, ipc.new_file(sink, schema) as writer:
@@ -141,16 +144,17 @@ def scan_task(job: ScanJob) -> ScanResult:
             stats.read += len(parsed.positions) + len(parsed.bad)
             if parsed.bad:
                 _handle_bad(block, parsed.bad, job, stats)
-            reasons = removal_reasons(parsed.filter_text, job.filters)
+            verdict = filter_batch(parsed.filter_text, job.filters, annotation)
+            reasons = verdict.reasons
             keep = reasons == 0
             if rejected is not None:
                 _write_rejected(rejected, block, parsed, reasons, job)
             for i, count in zip(*np.unique(reasons[~keep], return_counts=True)):
                 stats.removed[job.filters[int(i) - 1][0]] += int(count)
             kept_values = parsed.values.filter(pa.array(keep)) if not keep.all() else parsed.values
-            kept_texts = parsed.filter_text.filter(pl.Series(keep)) if job.annotate_language or job.dedup else None
-            if job.annotate_language and len(kept_values):
-                kept_values = with_language(kept_values, kept_texts, job)
+            kept_texts = parsed.filter_text.filter(pl.Series(keep)) if job.dedup else None
+            if annotation and len(kept_values):
+                kept_values = with_language(kept_values, verdict.kept_features[annotation[0].name].struct.unnest(), job)
             stats.kept += len(kept_values)
             stats.field_kinds.update(parsed.field_kinds)
             if len(kept_values):
@@ -195,12 +199,8 @@ def _byte_lengths(values: pa.Array) -> np.ndarray:
     return np.diff(offsets).astype(np.uint64)
 
 
-def with_language(values: pa.Array, texts: pl.Series, job: ScanJob) -> pa.Array:
-    """Output lines with `language` and `language_score` of each record's filter text added."""
-    from mixprep.filters import language_prefix_of
-    from mixprep.langid import language_fields
-
-    fields = language_fields(texts, language_prefix_of(job.filters))
+def with_language(values: pa.Array, fields: pl.DataFrame, job: ScanJob) -> pa.Array:
+    """Output lines with `language` and `language_score` (the columns of `fields`, one row per line) added."""
     if job.schema == "pretrain":
         frame = pl.DataFrame({"text": pl.Series(values), "source": job.task.dataset_name}).hstack(fields)
         encoded = frame.select(pl.struct(pl.all()).struct.json_encode()).to_series()
