@@ -297,11 +297,10 @@ def test_every_problem_is_reported_at_once() -> None:
     assert all(problem.startswith("datasets[1].filters.") for problem in problems)
 
 
-def test_filter_batch_hands_on_the_language_verdicts_of_the_kept_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """annotate_language with a `languages` filter: each text is classified once, and the
-    kept rows get the very values the filter decided on (what language_fields gives them)."""
+@pytest.fixture
+def language_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The rows of each call of the language identifier during the test."""
     import mixprep.langid as langid
-    from mixprep.filters import filter_batch, language_feature
 
     asked: list[list[int]] = []
     language_fields = langid.language_fields
@@ -311,31 +310,31 @@ def test_filter_batch_hands_on_the_language_verdicts_of_the_kept_rows(monkeypatc
         return language_fields(batch, prefix_bytes, rows)
 
     monkeypatch.setattr(langid, "language_fields", recording)
+    return asked
+
+
+def test_filter_batch_hands_on_the_language_verdicts_of_the_kept_rows(language_calls: list[list[int]]) -> None:
+    """annotate_language with a `languages` filter: each text is classified once, and the
+    kept rows get the very values the filter decided on (what language_fields gives them)."""
+    from mixprep.filters import filter_batch, language_feature
+    from mixprep.langid import language_fields
+
     texts = pl.Series(["x", ENGLISH, FRENCH, ENGLISH + " Again.", "y"])
     chain = chain_of({"min_chars": 2, "languages": ["en"]})
     verdict = filter_batch(texts, chain, (language_feature(),))
     assert verdict.reasons.tolist() == [1, 0, 2, 0, 1]
-    assert asked == [[1, 2, 3]]
+    assert language_calls == [[1, 2, 3]]
     kept = verdict.kept_features[language_feature().name].struct.unnest()
     expected = language_fields(pl.Series([ENGLISH, ENGLISH + " Again."]))
     assert kept.equals(expected)
 
 
-def test_filter_batch_computes_a_wanted_feature_for_the_kept_rows_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mixprep.langid as langid
+def test_filter_batch_computes_a_wanted_feature_for_the_kept_rows_only(language_calls: list[list[int]]) -> None:
     from mixprep.filters import filter_batch, language_feature
 
-    asked: list[list[int]] = []
-    language_fields = langid.language_fields
-
-    def recording(batch, prefix_bytes, rows):  # type: ignore[no-untyped-def]
-        asked.append(list(rows))
-        return language_fields(batch, prefix_bytes, rows)
-
-    monkeypatch.setattr(langid, "language_fields", recording)
     texts = pl.Series(["x", FRENCH, "y", ENGLISH])
     verdict = filter_batch(texts, chain_of({"min_chars": 2}), (language_feature(),))
-    assert asked == [[1, 3]]
+    assert language_calls == [[1, 3]]
     assert verdict.kept_features[language_feature().name].struct.field("language").to_list() == ["fr", "en"]
     everything = filter_batch(texts, (), (language_feature(),))
     assert everything.reasons.tolist() == [0, 0, 0, 0]
