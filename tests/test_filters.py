@@ -305,8 +305,8 @@ def language_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     asked: list[list[int]] = []
     language_fields = langid.language_fields
 
-    def recording(batch, prefix_bytes, rows):  # type: ignore[no-untyped-def]
-        asked.append(list(rows))
+    def recording(batch, prefix_bytes=langid.LANGUAGE_PREFIX_BYTES, rows=None):  # type: ignore[no-untyped-def]
+        asked.append(list(range(len(batch))) if rows is None else list(rows))
         return language_fields(batch, prefix_bytes, rows)
 
     monkeypatch.setattr(langid, "language_fields", recording)
