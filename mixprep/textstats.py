@@ -50,7 +50,7 @@ import polars as pl
 import pyarrow as pa
 
 from mixprep.filters import GOPHER_STOP_WORDS, NGRAM_FIELDS, QUALITY_FIELDS
-from mixprep.intrinsics import leading_zeros, load_u64, popcount, trailing_zeros
+from mixprep.intrinsics import bytes_between, leading_zeros, load_u64, popcount, trailing_zeros
 
 BULLETS = "-*•‣◦▪●"
 TERMINAL_PUNCTUATION = ".!?\"'”’…"
@@ -283,6 +283,13 @@ def _whitespace_bits(data: np.ndarray, start: int, end: int, ascii_space: np.nda
     newline = np.zeros(end // 64 + 2, dtype=np.uint64)
     i = start
     while i < end:
+        if i & 31 == 0 and i + 32 <= end and bytes_between(data, i, 128, 255) == 0:  # 32 ASCII bytes
+            shift = np.uint64(i & 63)
+            blank = bytes_between(data, i, 32, 32) | bytes_between(data, i, 9, 13)
+            space[i >> 6] |= blank << shift
+            newline[i >> 6] |= bytes_between(data, i, 10, 10) << shift
+            i += 32
+            continue
         if i & 7 == 0 and i + 8 <= end:
             x = load_u64(data, i)
             if x & _HIGH == 0:

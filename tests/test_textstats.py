@@ -122,3 +122,48 @@ def test_block_edges_and_long_words_match_reference() -> None:
         np.testing.assert_array_equal(quality_counts(series), reference_quality_counts(series))
         np.testing.assert_allclose(line_repetition(series), reference_line_repetition(series))
         np.testing.assert_allclose(ngram_repetition(series), reference_ngram_repetition(series))
+
+
+def _reference_whitespace_bits(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per byte of the texts back to back: in a whitespace character (Python's isspace, less
+    the four separators \\x1c-\\x1f), and is "\\n"."""
+    space, newline = [], []
+    for text in texts:
+        for character in text:
+            width = len(character.encode())
+            space += [character.isspace() and character not in "\x1c\x1d\x1e\x1f"] * width
+            newline += [character == "\n"] * width
+    return np.array(space, dtype=bool), np.array(newline, dtype=bool)
+
+
+# Long ASCII runs, so whole 32-byte blocks (read with one vector compare) alternate with
+# blocks that hold multi-byte characters or end a text.
+WHITESPACE_PIECES = PIECES + ["x" * 33, " " * 40, "\n" * 35, "\t\x0b\x0c\r " * 7, "word " * 9, "\x1c\x1f" * 20]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(WHITESPACE_PIECES), max_size=30).map("".join), min_size=1, max_size=8))
+def test_whitespace_bits_match_python(texts: list[str]) -> None:
+    batch = TextBatch(pl.Series(texts, dtype=pl.String))
+    space_bits, newline_bits = batch.whitespace
+    size = int(batch.offsets[-1])
+    for bits, expected in zip((space_bits, newline_bits), _reference_whitespace_bits(texts)):
+        found = np.unpackbits(bits.view(np.uint8), bitorder="little")[:size].astype(bool)
+        np.testing.assert_array_equal(found, expected)
+
+
+def test_bytes_between_marks_the_bytes_in_range() -> None:
+    import numba
+
+    from mixprep.intrinsics import bytes_between
+
+    mark = numba.njit(lambda data, i, low, high: bytes_between(data, i, low, high))
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        data = rng.integers(0, 256, 80).astype(np.uint8)
+        i = int(rng.integers(0, 48))
+        low = int(rng.integers(0, 256))
+        high = int(rng.integers(low, 256))
+        window = data[i : i + 32]
+        expected = int(np.sum((1 << np.arange(32, dtype=np.uint64)[(window >= low) & (window <= high)]).astype(np.uint64)))
+        assert mark(data, i, low, high) == expected
