@@ -818,13 +818,19 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space
         for k in range(m):
             start = word_starts[k]
             stop = word_ends[k]
-            word_hash[k] = _hash_bytes(data, start, stop)
+            # _hash_bytes, with the characters counted from the same loads
+            h = _HASH_SEED ^ np.uint64(stop - start)
             chars = stop - start
             chunk = start
-            while chunk < stop:  # continuation bytes are not characters
-                x = _first_bytes(load_u64(data, chunk), stop - chunk)
-                chars -= np.int64(popcount(x & ~(x << np.uint64(1)) & _HIGH))
+            while chunk + 8 <= stop:
+                x = load_u64(data, chunk)
+                chars -= np.int64(popcount(x & ~(x << np.uint64(1)) & _HIGH))  # continuation bytes are not characters
+                h = (h ^ x) * _MIX_1
+                h ^= h >> np.uint64(29)
                 chunk += 8
+            x = load_u64(data, chunk) & ((np.uint64(1) << np.uint64(8 * (stop - chunk))) - np.uint64(1))  # the last 0-7 bytes
+            chars -= np.int64(popcount(x & ~(x << np.uint64(1)) & _HIGH))
+            word_hash[k] = _mix((h ^ x) * _MIX_2)
             char_prefix[k + 1] = char_prefix[k] + chars
         total = char_prefix[m]
         if total == 0:
