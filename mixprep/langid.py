@@ -411,6 +411,21 @@ _ROUNDING_SHIFT = 6755399441055744.0  # 1.5 * 2**52: x + it rounds x to an integ
 _ROUNDING_SHIFT_BITS = 0x4338000000000000
 
 
+@numba.njit(inline="always", cache=True)
+def _largest(values: np.ndarray) -> float:
+    """max(values), four running maxima at a time (the compiler does not vectorise a
+    floating-point max; one running maximum waits on the last at every element)."""
+    n = len(values)
+    n4 = n - n % 4
+    top0 = top1 = top2 = top3 = values[0]
+    for c in range(0, n4, 4):
+        top0, top1 = max(top0, values[c]), max(top1, values[c + 1])
+        top2, top3 = max(top2, values[c + 2]), max(top3, values[c + 3])
+    for c in range(n4, n):
+        top0 = max(top0, values[c])
+    return max(max(top0, top1), max(top2, top3))
+
+
 @numba.njit(fastmath={"nnan", "ninf", "nsz", "contract"}, cache=True)
 def _most_probable(
     row: np.ndarray, exps: np.ndarray, powers: np.ndarray, alias_first: np.ndarray, alias_duplicate: np.ndarray,
@@ -426,13 +441,7 @@ def _most_probable(
     """
     n = len(row)
     n4 = n - n % 4
-    top0 = top1 = top2 = top3 = row[0]
-    for c in range(0, n4, 4):
-        top0, top1 = max(top0, row[c]), max(top1, row[c + 1])
-        top2, top3 = max(top2, row[c + 2]), max(top3, row[c + 3])
-    for c in range(n4, n):
-        top0 = max(top0, row[c])
-    top = max(max(top0, top1), max(top2, top3))
+    top = _largest(row)
     for c in range(n):
         x = max(row[c] - top, -700.0)  # exp(-700) ~ 1e-304: nothing next to the top's 1
         shifted = x * _LOG2_E + _ROUNDING_SHIFT
@@ -459,11 +468,11 @@ def _most_probable(
     for k in range(len(alias_first)):
         exps[alias_first[k]] += exps[alias_duplicate[k]]
         exps[alias_duplicate[k]] = 0.0
+    best = _largest(exps)
     winner = 0
-    for c in range(1, n):
-        if exps[c] > exps[winner]:
-            winner = c
-    return winner, exps[winner] / total
+    while exps[winner] != best:  # the first column holding it, as a strict ">" scan finds
+        winner += 1
+    return winner, best / total
 
 
 ONCE_GROUP = 4
