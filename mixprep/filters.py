@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -587,30 +588,53 @@ def merge_chains(global_chain: FilterChain, local_chain: FilterChain) -> FilterC
 
 # -- evaluation ---------------------------------------------------------------
 
-def _features_of(chain: FilterChain, indices: list[int]) -> dict[str, Feature]:
+@dataclass(frozen=True)
+class _GroupPlan:
+    """What `_keep_masks` evaluates for some filters of a chain, built once per chain."""
+
+    keeps: list[pl.Expr]
+    """Per filter: whether it keeps a text, as column f"_{i}"."""
+    expressions: dict[str, pl.Expr]
+    """Features that are polars expressions, by name."""
+    computed: dict[str, Feature]
+    """Features a compiled kernel computes, by name."""
+    reads_text: bool
+    """Whether an expression reads the text column itself."""
+
+
+@functools.lru_cache(maxsize=256)
+def _group_plan(chain: FilterChain, indices: tuple[int, ...]) -> _GroupPlan:
     features: dict[str, Feature] = {}
     for i in indices:
         name, threshold = chain[i]
         for feature in FILTERS[name].needs(threshold):
             features.setdefault(feature.name, feature)
-    return features
+    keeps = [FILTERS[chain[i][0]].keep(chain[i][1]).fill_null(False).alias(f"_{i}") for i in indices]
+    expressions = {name: feature.build().alias(name) for name, feature in features.items() if feature.build}
+    return _GroupPlan(
+        keeps=keeps,
+        expressions=expressions,
+        computed={name: feature for name, feature in features.items() if feature.compute},
+        reads_text=bool(expressions) or any(TEXT in keep.meta.root_names() for keep in keeps),
+    )
 
 
 def _keep_masks(batch: TextBatch, chain: FilterChain, indices: list[int], rows: np.ndarray) -> pl.DataFrame:
     """Column f"_{i}" per filter i of `indices`: whether it keeps each text of `rows`; and
     the compiled feature columns it read, for `filter_batch` to hand on."""
-    features = _features_of(chain, indices)
-    keeps = [FILTERS[chain[i][0]].keep(chain[i][1]).fill_null(False).alias(f"_{i}") for i in indices]
-    expressions = [feature.build().alias(name) for name, feature in features.items() if feature.build]
-    computed = [feature.compute(batch, rows).alias(name) for name, feature in features.items() if feature.compute]
-    columns = list(computed)
-    if expressions or any(TEXT in keep.meta.root_names() for keep in keeps):
+    plan = _group_plan(chain, tuple(indices))
+    columns = [feature.compute(batch, rows).alias(name) for name, feature in plan.computed.items()]
+    if plan.reads_text:
         columns.insert(0, batch.texts_at(rows).alias(TEXT))
     frame = pl.DataFrame(columns) if columns else pl.DataFrame({"_row": rows})
     # with_columns, not select: a filter switched off (`drop_curly_brace: false`) is a
-    # literal, which select would leave as one row.
-    return frame.with_columns(expressions).with_columns(keeps).select(
-        [f"_{i}" for i in indices] + [column.name for column in computed]
+    # literal, which select would leave as one row. One query, so one plan per batch.
+    return (
+        frame.lazy()
+        .with_columns(list(plan.expressions.values()))
+        .with_columns(plan.keeps)
+        .select([f"_{i}" for i in indices] + list(plan.computed))
+        .collect()
     )
 
 
