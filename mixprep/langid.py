@@ -47,15 +47,25 @@ from mixprep.textstats import _HIGH, TextBatch, _batch_rows, _bytes_at_least, ut
 logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
-class LanguageModel:
-    """py3langid's model as flat numpy arrays."""
+class Automaton:
+    """py3langid's byte automaton: the state after each byte, and the n-gram it completes."""
 
     next_state: np.ndarray
-    """uint32 transition table, indexed by row_base[state] + byte."""
+    """Transition table (uint32 or uint16), indexed by row_base[state] + byte."""
     row_base: np.ndarray
     """uint32, per state: the first index of its row in `next_state`."""
     feature_of_state: np.ndarray
     """int32, per state: the n-gram feature it emits, or the number of features (none)."""
+
+
+@dataclass(frozen=True)
+class LanguageModel:
+    """py3langid's model as flat numpy arrays."""
+
+    automaton: Automaton
+    """Rows of 256 bytes, every state (39 MB)."""
+    ascii_automaton: Automaton
+    """The same walk for ASCII text: the states ASCII bytes reach, rows of 128 (4 MB)."""
     feature_rows: np.ndarray
     """(features x ROW_WIDTH): log P(feature | language) * row_scale, zero-padded past the classes."""
     row_scale: float
@@ -105,6 +115,35 @@ def feature_rows(log_prob: np.ndarray) -> tuple[np.ndarray, float]:
     return _huge_page_copy(rows), scale
 
 
+def ascii_automaton(full: Automaton) -> Automaton:
+    """`full` restricted to the states that ASCII bytes reach from the start state (47,350
+    of 104,583 for py3langid's model), renumbered from 0 (the start state stays 0), each
+    with a row of 128 next states (uint16 where they fit): 4 MB instead of 39. Most text
+    is ASCII, and its walk then reads a table whose busy rows stay in the core's cache
+    (~25% less time per byte). Identical walks on ASCII input.
+    """
+    row_width = 256
+    reached = np.zeros(len(full.row_base), dtype=np.bool_)
+    reached[0] = True
+    frontier = np.zeros(1, dtype=np.int64)
+    while len(frontier):  # breadth first: one level per byte of the longest n-gram
+        successors = np.zeros(len(full.row_base), dtype=np.bool_)
+        successors[full.next_state[(full.row_base[frontier][:, None] + np.arange(128)).ravel()]] = True
+        frontier = np.flatnonzero(successors & ~reached)
+        reached[frontier] = True
+    states = np.flatnonzero(reached)
+    renumbered = np.zeros(len(full.row_base), dtype=np.int64)
+    renumbered[states] = np.arange(len(states))
+    # States that share a row in `full` share it here too.
+    full_rows, row_of_state = np.unique(full.row_base[states] // row_width, return_inverse=True)
+    targets = renumbered[full.next_state[(full_rows[:, None] * row_width + np.arange(128)).ravel()]]
+    return Automaton(
+        next_state=_huge_page_copy(targets.astype(np.uint16 if len(states) <= 1 << 16 else np.uint32)),
+        row_base=row_of_state.astype(np.uint32) << 7,
+        feature_of_state=full.feature_of_state[states],
+    )
+
+
 @functools.lru_cache(maxsize=1)
 def load_model() -> LanguageModel:
     """Load py3langid's bundled model once per process (about 0.5 s)."""
@@ -121,10 +160,14 @@ def load_model() -> LanguageModel:
             first[label] = column
     logger.debug("loaded py3langid model: %d languages, %d features", len(first), identifier.nb_ptc.shape[0])
     rows, scale = feature_rows(np.asarray(identifier.nb_ptc, dtype=np.float32))
-    return LanguageModel(
+    automaton = Automaton(
         next_state=_huge_page_copy(np.frombuffer(identifier.tk_nextmove, dtype=np.uint32)),
         row_base=np.asarray(identifier.tk_row, dtype=np.uint32) << 8,
         feature_of_state=np.where(np.asarray(identifier.tk_output) < 0, rows.shape[0], identifier.tk_output).astype(np.int32),
+    )
+    return LanguageModel(
+        automaton=automaton,
+        ascii_automaton=ascii_automaton(automaton),
         feature_rows=rows,
         row_scale=scale,
         log_prior=np.asarray(identifier.nb_pc, dtype=np.float32),
@@ -593,14 +636,16 @@ def _classify(
             best[d], probability[d] = _most_probable(row, exps, powers, alias_first, alias_duplicate)
 
 
-def _run_classifier(model: LanguageModel, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _run_classifier(
+    model: LanguageModel, automaton: Automaton, data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     best = np.zeros(len(starts), dtype=np.int64)
     probability = np.zeros(len(starts), dtype=np.float64)
     if len(starts):
         first = np.array([pair[0] for pair in model.alias_pairs], dtype=np.int64)
         duplicate = np.array([pair[1] for pair in model.alias_pairs], dtype=np.int64)
         sums = np.zeros(ROW_WIDTH, dtype=np.int32 if model.feature_rows.dtype == np.int16 else np.float64)
-        _classify(data, starts, ends, model.next_state, model.row_base, model.feature_of_state, model.feature_rows,
+        _classify(data, starts, ends, automaton.next_state, automaton.row_base, automaton.feature_of_state, model.feature_rows,
                   model.row_scale, model.log_prior, LOG1P_COUNTS, first, duplicate, sums, best, probability)
     return best, probability
 
@@ -611,8 +656,8 @@ def language_scores(
     """Per text of `rows` (all by default): (class column of the best language, its probability in [0, 1]).
 
     Texts whose prefix is ASCII and not all-uppercase (most of an English corpus) need no
-    normalisation and are classified straight from the batch's own buffer; only the
-    others go through polars' lowercasing and NFC first.
+    normalisation: they are classified straight from the batch's own buffer, with the
+    automaton's ASCII part. Only the others go through polars' lowercasing and NFC first.
     """
     model = load_model()
     batch, rows = _batch_rows(texts, rows)
@@ -622,11 +667,12 @@ def language_scores(
     direct = ascii & ~upper
     best = np.zeros(len(rows), dtype=np.int64)
     probability = np.zeros(len(rows), dtype=np.float64)
-    best[direct], probability[direct] = _run_classifier(model, data, starts[direct], ends[direct])
+    best[direct], probability[direct] = _run_classifier(model, model.ascii_automaton, data, starts[direct], ends[direct])
     others = np.flatnonzero(~direct)
     if len(others):
         normalized, normalized_offsets = normalized_prefixes(data, starts[others], ends[others])
-        best[others], probability[others] = _run_classifier(model, normalized, normalized_offsets[:-1], normalized_offsets[1:])
+        best[others], probability[others] = _run_classifier(
+            model, model.automaton, normalized, normalized_offsets[:-1], normalized_offsets[1:])
     return best, probability
 
 

@@ -74,7 +74,7 @@ def test_int16_table_is_exact_and_float_fallback_agrees() -> None:
     data, offsets = langid.utf8_buffers(pl.Series(texts))
     ends, ascii_prefix, upper = langid._prefixes(data, offsets[:-1], offsets[1:], langid.LANGUAGE_PREFIX_BYTES)
     direct = np.flatnonzero(ascii_prefix & ~upper)
-    best, probability = langid._run_classifier(as_float, data, offsets[:-1][direct], ends[direct])
+    best, probability = langid._run_classifier(as_float, model.ascii_automaton, data, offsets[:-1][direct], ends[direct])
     assert best.tolist() == exact[0][direct].tolist()
     assert probability == pytest.approx(exact[1][direct], abs=1e-4)
 
@@ -111,3 +111,28 @@ def test_softmax_winner_matches_numpy() -> None:
         winner, probability = langid._most_probable(row.copy(), np.empty(142), np.empty(142), first, duplicate)
         assert winner == int(np.argmax(expected))
         assert probability == pytest.approx(expected[winner], rel=1e-12)
+
+
+def test_ascii_automaton_walks_ascii_text_as_the_whole_automaton_does() -> None:
+    model = langid.load_model()
+    full, ascii_only = model.automaton, model.ascii_automaton
+    assert len(ascii_only.row_base) < len(full.row_base) and ascii_only.next_state.nbytes < full.next_state.nbytes / 4
+    rng = np.random.default_rng(5)
+    texts = [bytes(rng.integers(0, 128, int(rng.integers(1, 600))).astype(np.uint8)) for _ in range(50)]
+    texts += [text.encode() for text in mixed_texts(200, seed=2) if text.isascii()]
+    for text in texts:
+        data = np.frombuffer(text, dtype=np.uint8)
+        walks = []
+        for automaton in (full, ascii_only):
+            emitted = np.empty(len(data), dtype=np.int32)
+            langid._walk(data, 0, len(data), 0, automaton.next_state, automaton.row_base, automaton.feature_of_state, emitted, 0)
+            walks.append(emitted)
+        np.testing.assert_array_equal(walks[0], walks[1])
+    # and whole classifications, through the lockstep walks
+    data = np.frombuffer(b"".join(texts), dtype=np.uint8)
+    ends = np.cumsum([len(text) for text in texts])
+    starts = ends - [len(text) for text in texts]
+    by_full = langid._run_classifier(model, full, data, starts, ends)
+    by_ascii = langid._run_classifier(model, ascii_only, data, starts, ends)
+    np.testing.assert_array_equal(by_full[0], by_ascii[0])
+    np.testing.assert_array_equal(by_full[1], by_ascii[1])
