@@ -241,6 +241,7 @@ def _hash_bytes(data: np.ndarray, start: int, end: int) -> np.uint64:
 
 _ONES = np.uint64(0x0101010101010101)
 _HIGH = np.uint64(0x8080808080808080)
+_ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _GATHER_HIGH_BITS = np.uint64(0x0102040810204080)
 
@@ -265,10 +266,9 @@ def _byte_mask_bits(m: np.uint64) -> np.uint64:
 
 @numba.njit(inline="always", cache=True)
 def _first_bytes(x: np.uint64, length: int) -> np.uint64:
-    """x with all but its first `length` (1..8) bytes zeroed."""
-    if length >= 8:
-        return x
-    return x & ((np.uint64(1) << np.uint64(8 * length)) - np.uint64(1))
+    """x with all but its first `length` (1.., at most 8 count) bytes zeroed. Without a
+    branch: whether a word is longer than 8 bytes is a coin flip for the CPU."""
+    return x & (_ALL_BITS >> np.uint64(64 - 8 * min(length, 8)))
 
 
 @numba.njit(inline="always", cache=True)
