@@ -838,10 +838,6 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space
         # n = 1: which words repeat. An n-gram can only repeat where both of its
         # (n-1)-grams repeat, so each later round looks at fewer positions.
         count = m
-        for k in range(m):
-            starts[k] = k
-            keys[k] = word_hash[k]
-            gram[k] = word_hash[k]
         for n in range(1, 11):
             if n > 1:
                 count = 0
@@ -854,17 +850,20 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space
                     break
                 for k in range(count):
                     s = starts[k]
-                    gram[s] = gram[s] * _NGRAM_MULTIPLIER + word_hash[s + n - 1]
+                    previous = word_hash[s] if n == 2 else gram[s]  # the (n-1)-gram at s
+                    gram[s] = previous * _NGRAM_MULTIPLIER + word_hash[s + n - 1]
                     keys[k] = _mix(gram[s])
             # occurrences[k] = how many of keys[:count] equal keys[k]: open addressing,
             # linear probing. (Written out here: numba would count references to the five
             # arrays on every call of a helper, which cost more than the counting.)
             mask = np.uint64(_table_size(2 * count) - 1)
+            round_keys = word_hash if n == 1 else keys  # words are their own keys
             for k in range(count):
-                slot = keys[k] & mask
-                while counts[slot] > 0 and slots[slot] != keys[k]:
+                key = round_keys[k]
+                slot = key & mask
+                while counts[slot] > 0 and slots[slot] != key:
                     slot = (slot + np.uint64(1)) & mask
-                slots[slot] = keys[k]
+                slots[slot] = key
                 counts[slot] += 1
                 where[k] = np.int64(slot)
             if n == 1:
