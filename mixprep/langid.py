@@ -41,7 +41,7 @@ import polars as pl
 import pyarrow as pa
 
 from mixprep.filters import LANGUAGE_PREFIX_BYTES
-from mixprep.intrinsics import load_u64, prefetch
+from mixprep.intrinsics import bytes_between, load_u64, prefetch
 from mixprep.textstats import _HIGH, TextBatch, _batch_rows, _bytes_at_least, utf8_buffers
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,12 @@ def _prefixes(data: np.ndarray, starts: np.ndarray, stops: np.ndarray, limit: in
         ends[d] = end
         high = upper_bytes = lower_bytes = np.uint64(0)
         i = start
-        while i + 8 <= end and high == 0:  # 8 bytes per step (SWAR)
+        while i + 32 <= end and high == 0:  # 32 bytes per step (vector compares)
+            high = bytes_between(data, i, 128, 255)
+            upper_bytes |= bytes_between(data, i, 65, 90)
+            lower_bytes |= bytes_between(data, i, 97, 122)
+            i += 32
+        while i + 8 <= end and high == 0:  # then 8 (SWAR)
             x = load_u64(data, i)
             high = x & _HIGH
             upper_bytes |= _bytes_at_least(x, 65) & ~_bytes_at_least(x, 91)

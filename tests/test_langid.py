@@ -136,3 +136,27 @@ def test_ascii_automaton_walks_ascii_text_as_the_whole_automaton_does() -> None:
     by_ascii = langid._run_classifier(model, ascii_only, data, starts, ends)
     np.testing.assert_array_equal(by_full[0], by_ascii[0])
     np.testing.assert_array_equal(by_full[1], by_ascii[1])
+
+
+def test_prefix_ends_and_classes_match_python() -> None:
+    """`_prefixes` against Python's definitions, on texts whose deciding byte (a lowercase
+    letter, a non-ASCII character, the prefix's end) falls before, on and past 32-byte blocks."""
+    rng = np.random.default_rng(7)
+    texts = []
+    for _ in range(400):
+        length = int(rng.integers(0, 140))
+        text = "".join(rng.choice(list("ABCXYZ 0123.,\n"), length))
+        if rng.random() < 0.4 and length:
+            where = int(rng.integers(0, length))
+            text = text[:where] + str(rng.choice(["q", "é", "漢", "Ω", "z"])) + text[where + 1 :]
+        texts.append(text)
+    texts += ["A" * n for n in (1, 31, 32, 33, 70)] + ["1" * 40 + "A", "Z" * 40 + "a", "1" * 33, "." * 31 + "Z" + "0" * 9]
+    limit = 64
+    data, offsets = langid.utf8_buffers(pl.Series(texts), padding=8)
+    ends, ascii_prefix, upper = langid._prefixes(data, offsets[:-1], offsets[1:], limit)
+    for i, text in enumerate(texts):
+        encoded = text.encode()
+        prefix = encoded[:limit].decode("utf-8", errors="ignore").encode()  # less a character the limit cuts
+        assert ends[i] - offsets[i] == len(prefix)
+        assert ascii_prefix[i] == prefix.isascii()
+        assert upper[i] == (prefix.isascii() and prefix.decode().isupper())
