@@ -7,8 +7,9 @@ py3langid (a maintained fork of langid.py) ships its naive-Bayes model inside th
 package (`py3langid/data/model.npz.xz`), so nothing is downloaded at run time. Its own
 `classify` walks a byte-level automaton in a Python loop, one byte at a time: about
 2 MB/s on this machine. This module evaluates the *same* model with numba over the
-whole batch: eight automaton walks advance in lockstep (the transition table is 39 MB,
-so a lone walk waits on memory at every byte); features are counted without branches;
+whole batch: sixteen automaton walks advance in lockstep (the transition table is 39 MB,
+so a lone walk waits on memory at every byte; ASCII text walks a 4 MB part of it that
+holds the states ASCII bytes reach); features are counted without branches;
 each document's 142 class scores are summed in one cache-resident row from the
 probability table, which is stored as exact int16 (py3langid's log-probabilities are
 multiples of 1/512) with the next rows prefetched: the rows of n-grams seen once
@@ -20,9 +21,9 @@ tests/test_langid.py checks 781 mixed-language texts).
 What is classified: the first `LANGUAGE_PREFIX_BYTES` bytes of each text (512, or a
 filter's `language_prefix_bytes`), less a character the limit cuts, after the
 normalisation py3langid applies (all-uppercase text is lowercased, then NFC) - what
-py3langid itself does with a byte string. The cost is about 20 ns per prefix byte on
-this machine (automaton ~5, counting ~3.5, scoring ~10: one 288-byte table row per
-distinct n-gram, softmax ~1.4), so the bound keeps long documents cheap. What the bound
+py3langid itself does with a byte string. The cost is about 18 ns per prefix byte of
+English on this machine (automaton ~4, counting ~3.5, scoring ~7: one 288-byte table
+row per distinct n-gram, softmax ~1), so the bound keeps long documents cheap. What the bound
 costs in accuracy (`benchmarks/bench_langid.py`: 4,586 documents of ~1.5 KB of real
 translated text in 87 languages, from the machine's gettext catalogs): 0.9640 correct
 at 128 bytes, 0.9795 at 256, 0.9858 at 512, 0.9884 at 1024, 0.9887 for whole texts.
@@ -65,7 +66,8 @@ class LanguageModel:
     automaton: Automaton
     """Rows of 256 bytes, every state (39 MB)."""
     ascii_automaton: Automaton
-    """The same walk for ASCII text: the states ASCII bytes reach, rows of 128 (4 MB)."""
+    """The same walk for ASCII text: the states ASCII bytes reach, rows of 128 (4 MB); a byte
+    >= 128 would read the next row, so only ranges known to be ASCII walk it."""
     feature_rows: np.ndarray
     """(features x ROW_WIDTH): log P(feature | language) * row_scale, zero-padded past the classes."""
     row_scale: float
