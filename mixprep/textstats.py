@@ -213,22 +213,32 @@ def _mix(h: np.uint64) -> np.uint64:
 
 
 @numba.njit(inline="always", cache=True)
-def _hash_bytes(data: np.ndarray, start: int, end: int) -> np.uint64:
-    """64-bit hash of data[start:end], eight bytes per step.
+def _hash_and_characters(data: np.ndarray, start: int, end: int) -> tuple[np.uint64, int]:
+    """(64-bit hash of data[start:end], its UTF-8 characters), eight bytes per step.
 
     Each step folds one unaligned 8-byte load in with one multiply, so the serial chain
     is one multiply per 8 bytes rather than one per byte (FNV-1a). The last 1-7 bytes are
     one load with the bytes past `end` masked off (`data` has PADDING bytes after the texts).
+    Characters are the bytes less the continuation bytes, counted from the same loads.
     """
     h = _HASH_SEED ^ np.uint64(end - start)
+    characters = end - start
     i = start
     while i + 8 <= end:
-        h = (h ^ load_u64(data, i)) * _MIX_1
+        x = load_u64(data, i)
+        characters -= np.int64(popcount(x & ~(x << np.uint64(1)) & _HIGH))
+        h = (h ^ x) * _MIX_1
         h ^= h >> np.uint64(29)
         i += 8
-    word = load_u64(data, i) & ((np.uint64(1) << np.uint64(8 * (end - i))) - np.uint64(1))  # the last 0-7 bytes
-    h = (h ^ word) * _MIX_2
-    return _mix(h)
+    x = load_u64(data, i) & ((np.uint64(1) << np.uint64(8 * (end - i))) - np.uint64(1))  # the last 0-7 bytes
+    characters -= np.int64(popcount(x & ~(x << np.uint64(1)) & _HIGH))
+    return _mix((h ^ x) * _MIX_2), characters
+
+
+@numba.njit(inline="always", cache=True)
+def _hash_bytes(data: np.ndarray, start: int, end: int) -> np.uint64:
+    """64-bit hash of data[start:end] (the character count is compiled away)."""
+    return _hash_and_characters(data, start, end)[0]
 
 
 # -- whitespace as bits ------------------------------------------------------------
@@ -816,21 +826,7 @@ def _ngram_kernel(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, space
         # Words: hash of their bytes, and a prefix sum of their characters.
         m = _word_edges(space, offsets[d], offsets[d + 1], word_starts, word_ends)
         for k in range(m):
-            start = word_starts[k]
-            stop = word_ends[k]
-            # _hash_bytes, with the characters counted from the same loads
-            h = _HASH_SEED ^ np.uint64(stop - start)
-            chars = stop - start
-            chunk = start
-            while chunk + 8 <= stop:
-                x = load_u64(data, chunk)
-                chars -= np.int64(popcount(x & ~(x << np.uint64(1)) & _HIGH))  # continuation bytes are not characters
-                h = (h ^ x) * _MIX_1
-                h ^= h >> np.uint64(29)
-                chunk += 8
-            x = load_u64(data, chunk) & ((np.uint64(1) << np.uint64(8 * (stop - chunk))) - np.uint64(1))  # the last 0-7 bytes
-            chars -= np.int64(popcount(x & ~(x << np.uint64(1)) & _HIGH))
-            word_hash[k] = _mix((h ^ x) * _MIX_2)
+            word_hash[k], chars = _hash_and_characters(data, word_starts[k], word_ends[k])
             char_prefix[k + 1] = char_prefix[k] + chars
         total = char_prefix[m]
         if total == 0:
