@@ -285,7 +285,7 @@ def _walk_sixteen(
     walk waits on memory at every byte. Independent walks, their states in registers and
     their writes unconditional, let the CPU have that many reads in flight: ~29 ns per
     byte for one walk, ~5.8 for eight, ~4.6 for sixteen (a loop over an array of states
-    instead of named registers was 6.2). `_walk_eight` takes the blocks left over.
+    instead of named registers was 6.2).
     """
     p0, p1, p2, p3, p4, p5, p6, p7 = starts[0], starts[1], starts[2], starts[3], starts[4], starts[5], starts[6], starts[7]
     p8, p9, p10, p11 = starts[8], starts[9], starts[10], starts[11]
@@ -332,36 +332,6 @@ def _walk_sixteen(
 
 
 @numba.njit(cache=True)
-def _walk_eight(
-    data: np.ndarray, starts: np.ndarray, emit_starts: np.ndarray, length: int,
-    next_state: np.ndarray, row_base: np.ndarray, feature_of_state: np.ndarray, emitted: np.ndarray,
-) -> tuple[int, int, int, int, int, int, int, int]:
-    """`_walk_sixteen` with eight walks, for the documents its blocks leave over."""
-    p0, p1, p2, p3, p4, p5, p6, p7 = starts[0], starts[1], starts[2], starts[3], starts[4], starts[5], starts[6], starts[7]
-    q0, q1, q2, q3 = emit_starts[0], emit_starts[1], emit_starts[2], emit_starts[3]
-    q4, q5, q6, q7 = emit_starts[4], emit_starts[5], emit_starts[6], emit_starts[7]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0
-    for t in range(length):
-        s0 = next_state[row_base[s0] + data[p0 + t]]
-        s1 = next_state[row_base[s1] + data[p1 + t]]
-        s2 = next_state[row_base[s2] + data[p2 + t]]
-        s3 = next_state[row_base[s3] + data[p3 + t]]
-        s4 = next_state[row_base[s4] + data[p4 + t]]
-        s5 = next_state[row_base[s5] + data[p5 + t]]
-        s6 = next_state[row_base[s6] + data[p6 + t]]
-        s7 = next_state[row_base[s7] + data[p7 + t]]
-        emitted[q0 + t] = feature_of_state[s0]
-        emitted[q1 + t] = feature_of_state[s1]
-        emitted[q2 + t] = feature_of_state[s2]
-        emitted[q3 + t] = feature_of_state[s3]
-        emitted[q4 + t] = feature_of_state[s4]
-        emitted[q5 + t] = feature_of_state[s5]
-        emitted[q6 + t] = feature_of_state[s6]
-        emitted[q7 + t] = feature_of_state[s7]
-    return s0, s1, s2, s3, s4, s5, s6, s7
-
-
-@numba.njit(cache=True)
 def _distinct_features(
     data: np.ndarray,
     starts: np.ndarray,
@@ -398,27 +368,21 @@ def _distinct_features(
     block_starts = np.empty(16, dtype=np.int64)
     block_emit_starts = np.empty(16, dtype=np.int64)
     block_states = np.empty(16, dtype=np.int64)
-    block = 0
-    for lanes in (16, 8):
-        while block + lanes <= n:
-            common = lengths[order[block + lanes - 1]]
-            for j in range(lanes):
-                block_starts[j] = starts[order[block + j]]
-                block_emit_starts[j] = emit_start[order[block + j]]
-            if lanes == 16:
-                block_states[:] = _walk_sixteen(
-                    data, block_starts, block_emit_starts, common, next_state, row_base, feature_of_state, emitted)
-            else:
-                block_states[:8] = _walk_eight(
-                    data, block_starts, block_emit_starts, common, next_state, row_base, feature_of_state, emitted)
-            for j in range(lanes):  # each walk's bytes past the block's shortest
-                d = order[block + j]
-                _walk(data, starts[d] + common, ends[d], block_states[j], next_state, row_base, feature_of_state, emitted,
-                      emit_start[d] - starts[d])
-            block += lanes
-    for k in range(block, n):
-        d = order[k]
-        _walk(data, starts[d], ends[d], 0, next_state, row_base, feature_of_state, emitted, emit_start[d] - starts[d])
+    for block in range(0, n, 16):
+        lanes = min(16, n - block)
+        common = lengths[order[block + lanes - 1]]
+        for j in range(16):
+            # A last block of fewer documents walks its last one in the spare lanes too:
+            # the same walk writes the same features to the same places.
+            d = order[block + min(j, lanes - 1)]
+            block_starts[j] = starts[d]
+            block_emit_starts[j] = emit_start[d]
+        block_states[:] = _walk_sixteen(
+            data, block_starts, block_emit_starts, common, next_state, row_base, feature_of_state, emitted)
+        for j in range(lanes):  # each walk's bytes past the block's shortest
+            d = order[block + j]
+            _walk(data, starts[d] + common, ends[d], block_states[j], next_state, row_base, feature_of_state, emitted,
+                  emit_start[d] - starts[d])
     k = r = 0
     for d in range(n):
         first = k
