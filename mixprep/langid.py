@@ -42,8 +42,8 @@ import polars as pl
 import pyarrow as pa
 
 from mixprep.filters import LANGUAGE_PREFIX_BYTES
-from mixprep.intrinsics import bytes_between, load_u64, prefetch
-from mixprep.textstats import _HIGH, TextBatch, _batch_rows, _bytes_at_least, utf8_buffers
+from mixprep.intrinsics import bytes_between, prefetch
+from mixprep.textstats import TextBatch, _batch_rows, utf8_buffers
 
 logger = logging.getLogger(__name__)
 
@@ -237,13 +237,7 @@ def _prefixes(data: np.ndarray, starts: np.ndarray, stops: np.ndarray, limit: in
             upper_bytes |= bytes_between(data, i, 65, 90)
             lower_bytes |= bytes_between(data, i, 97, 122)
             i += 32
-        while i + 8 <= end and high == 0:  # then 8 (SWAR)
-            x = load_u64(data, i)
-            high = x & _HIGH
-            upper_bytes |= _bytes_at_least(x, 65) & ~_bytes_at_least(x, 91)
-            lower_bytes |= _bytes_at_least(x, 97) & ~_bytes_at_least(x, 123)
-            i += 8
-        while i < end and high == 0:
+        while i < end and high == 0:  # the last 0-31 bytes
             b = data[i]
             high = np.uint64(b >= 128)
             upper_bytes |= np.uint64(65 <= b <= 90)
@@ -255,7 +249,7 @@ def _prefixes(data: np.ndarray, starts: np.ndarray, stops: np.ndarray, limit: in
 
 
 CHUNK_DOCUMENTS = 256
-"""Documents whose automaton walks are interleaved (and whose feature lists are held) at once."""
+"""Documents walked and counted at once (their features are held, one int32 per prefix byte)."""
 
 PREFETCH_AHEAD = 8
 """Features ahead whose probability rows are requested before they are read."""
