@@ -1,14 +1,16 @@
-"""Compiled per-text statistics for the filters, a word (or a line) at a time.
+"""Compiled per-text statistics for the filters, from bit masks of the bytes.
 
 The filters in mixprep/filters.py read these numbers; this module computes them with
 numba over the Arrow buffers of a whole record batch (one uint8 data buffer, n+1
 offsets), so no Python runs per record and no per-word strings are built. Each kernel
-reads the batch's whitespace and "\n" bytes as bits (eight ASCII bytes per SWAR
-step), takes word and line edges off 64-bit masks instead of branching at every byte,
-and reads words eight bytes per load (texts are copied with PADDING zero bytes after
-them, so no load needs a bounds branch). The copy (which language id reads too) and the
-bits are made once per batch (`TextBatch`) and shared by the kernels; each kernel is
-given the rows to compute. Three kernels:
+reads the batch's whitespace and "\n" bytes as bits (32 ASCII bytes per vector
+compare) and takes word and line edges off 64-bit masks instead of branching at every
+byte. The quality counts need no step per word at all: they are popcounts and carries
+over masks of 64 bytes. The repetition kernels hash words and lines eight bytes per load.
+Texts are copied with PADDING zero bytes after them, so no load needs a bounds branch;
+the copy (which language id reads too) and the bits are made once per batch
+(`TextBatch`) and shared by the kernels; each kernel is given the rows to compute.
+Three kernels:
 
 - `quality_counts`: words, their characters, '#', ellipses, non-blank / bullet /
   ellipsis-ended / terminal-punctuated lines, words with a letter, Gopher stop words.
@@ -108,8 +110,9 @@ def utf8_buffers(texts: pl.Series, padding: int = 0) -> tuple[np.ndarray, np.nda
     return buffer, offsets
 
 
-PADDING = 8
-"""Zero bytes after the texts that the kernels below read past a word's end."""
+PADDING = 64
+"""Zero bytes after the texts: the kernels below read past a word's end (8-byte loads) and
+a text's last 64-byte block."""
 
 
 class TextBatch:
@@ -192,11 +195,6 @@ def _is_space(cp: int) -> bool:
 
 
 @numba.njit(inline="always", cache=True)
-def _is_ascii_word_byte(b: int) -> bool:
-    return (97 <= b <= 122) or (65 <= b <= 90) or (48 <= b <= 57) or b == 95
-
-
-@numba.njit(inline="always", cache=True)
 def _contains(values: np.ndarray, x: int) -> bool:
     for value in values:
         if value == x:
@@ -272,13 +270,6 @@ def _bytes_at_least(x: np.uint64, c: int) -> np.uint64:
 def _byte_mask_bits(m: np.uint64) -> np.uint64:
     """The high bits of the eight bytes of m as an 8-bit mask (bit k = byte k)."""
     return ((m >> np.uint64(7)) * _GATHER_HIGH_BITS) >> np.uint64(56)
-
-
-@numba.njit(inline="always", cache=True)
-def _first_bytes(x: np.uint64, length: int) -> np.uint64:
-    """x with all but its first `length` (1.., at most 8 count) bytes zeroed. Without a
-    branch: whether a word is longer than 8 bytes is a coin flip for the CPU."""
-    return x & (_ALL_BITS >> np.uint64(64 - 8 * min(length, 8)))
 
 
 @numba.njit(inline="always", cache=True)
@@ -470,8 +461,15 @@ def _repeats_of_earlier(keys: np.ndarray, count: int, slots: np.ndarray, counts:
 
 
 # -- quality counts -------------------------------------------------------------------
+#
+# Every count is taken 64 bytes at a time from bit masks, with no step per word: which
+# bytes start a word, are letters, '#', dots, continuation bytes or ASCII word bytes
+# ([A-Za-z0-9_]) come from vector compares, and each count is a popcount or a carry
+# through a mask. Only a few things are looked at one by one: non-ASCII characters
+# (decoded for the Alphabetic table and "…"), runs of dots, candidate stop words (runs of
+# 2-4 word bytes) and the first and last character of each line.
 
-# Per ASCII byte, the character classes the quality counts need, as bits.
+# Per ASCII byte, the character classes the line counts need, as bits.
 SPACE, ALPHA, WORD_BYTE, BULLET, TERMINAL, DOT, HASH, NEWLINE = (1 << k for k in range(8))
 
 
@@ -491,6 +489,8 @@ def _class_flags(cp: int) -> int:
 
 _ASCII_CLASSES = np.array([_class_flags(b) for b in range(128)], dtype=np.int64)
 _ASCII_SPACE = (_ASCII_CLASSES & SPACE).astype(np.bool_)
+if not all(2 <= len(word) <= 4 for word in GOPHER_STOP_WORDS):
+    raise AssertionError("the stop word lookup packs words of 2-4 letters")
 
 
 def _stop_word_slots() -> tuple[int, np.ndarray]:
@@ -508,6 +508,63 @@ def _stop_word_slots() -> tuple[int, np.ndarray]:
 
 
 _STOP_MULTIPLIER, _STOP_SLOTS = _stop_word_slots()
+_LOWERCASE_BITS = np.uint64(0x2020202020202020)  # OR-ed into ASCII letters, lowercases them (digits keep it already)
+
+
+@numba.njit(inline="always", cache=True)
+def _bytes_in(data: np.ndarray, base: int, low: int, high: int) -> np.uint64:
+    """Which of the 64 bytes data[base:base+64] lie in low..high, as bits."""
+    return bytes_between(data, base, low, high) | (bytes_between(data, base + 32, low, high) << np.uint64(32))
+
+
+@numba.njit(inline="always", cache=True)
+def _letters_and_word_bytes(data: np.ndarray, base: int, start: int, end: int) -> tuple[np.uint64, np.uint64]:
+    """The block's ASCII letters and ASCII word bytes ([A-Za-z0-9_]) inside start..end-1, as bits."""
+    letters = _bytes_in(data, base, 65, 90) | _bytes_in(data, base, 97, 122)
+    word_bytes = letters | _bytes_in(data, base, 48, 57) | _bytes_in(data, base, 95, 95)
+    return _within(letters, base, start, end), _within(word_bytes, base, start, end)
+
+
+@numba.njit(inline="always", cache=True)
+def _close_dot_runs(dots: np.uint64, run: int) -> tuple[int, int]:
+    """Ellipses ("...", without overlap from the left) in the runs of dots that end in this
+    block, and the length of the run that reaches its last byte (carried on). `run` is the
+    run carried in from the block before."""
+    ellipses = 0
+    if run and not dots & np.uint64(1):
+        ellipses += run // 3
+        run = 0
+    while dots:
+        first = np.int64(trailing_zeros(dots))
+        length = np.int64(trailing_zeros(~(dots >> np.uint64(first))))
+        total = length + run  # a carried run goes on only at bit 0 (else it was closed above)
+        run = 0
+        if first + length == 64:
+            return ellipses, total
+        ellipses += total // 3
+        dots &= ~(((np.uint64(1) << np.uint64(length)) - np.uint64(1)) << np.uint64(first))
+    return ellipses, run
+
+
+@numba.njit(inline="always", cache=True)
+def _stop_words_starting(
+    data: np.ndarray, base: int, firsts: np.uint64, word_bytes: np.uint64, next_word_bytes: np.uint64,
+    stop_multiplier: int, stop_slots: np.ndarray,
+) -> int:
+    """Stop words among the runs of word bytes that start at `firsts` in the block at base."""
+    one = (word_bytes >> np.uint64(1)) | (next_word_bytes << np.uint64(63))  # bit k: byte k + 1 is a word byte
+    two = (word_bytes >> np.uint64(2)) | (next_word_bytes << np.uint64(62))
+    three = (word_bytes >> np.uint64(3)) | (next_word_bytes << np.uint64(61))
+    four = (word_bytes >> np.uint64(4)) | (next_word_bytes << np.uint64(60))
+    candidates = firsts & one & ~(two & three & four)  # runs of 2-4 bytes
+    count = 0
+    while candidates:
+        k = trailing_zeros(candidates)
+        length = 2 + np.int64((two >> k) & np.uint64(1)) + np.int64(((two & three) >> k) & np.uint64(1))
+        token = np.int64((load_u64(data, base + np.int64(k)) | _LOWERCASE_BITS) & ((np.uint64(1) << np.uint64(8 * length)) - np.uint64(1)))
+        count += stop_slots[((token * stop_multiplier) >> 26) & 63] == token
+        candidates &= candidates - np.uint64(1)
+    return count
 
 
 @numba.njit(inline="always", cache=True)
@@ -519,114 +576,34 @@ def _last_character(data: np.ndarray, start: int, stop: int) -> int:
     return _decode(data, j)[0]
 
 
-@numba.njit(inline="always", cache=True)
-def _ellipses_in(data: np.ndarray, start: int, stop: int) -> int:
-    """'...' (without overlap from the left) and '…' in one word."""
-    count = dots = 0
-    i = start
-    while i < stop:
-        b = data[i]
-        if b == 46:
-            dots += 1
-            if dots == 3:
-                count += 1
-                dots = 0
-            i += 1
-            continue
-        dots = 0
-        if b < 128:
-            i += 1
-        else:
-            cp, length = _decode(data, i)
-            count += cp == 0x2026
-            i += length
-    return count
-
-
-@numba.njit(inline="always", cache=True)
-def _is_stop_word(token: int, length: int, stop_multiplier: int, stop_slots: np.ndarray) -> int:
-    if length < 1 or length > 4:
-        return 0
-    return 1 if stop_slots[((token * stop_multiplier) >> 26) & 63] == token else 0
-
-
-@numba.njit(inline="always", cache=True)
-def _stop_words_in(data: np.ndarray, start: int, stop: int, ascii_classes: np.ndarray, stop_multiplier: int, stop_slots: np.ndarray) -> int:
-    """Stop words among the runs of ASCII word bytes of a word that also holds other characters."""
-    count = token = length = 0
-    for i in range(start, stop):
-        b = data[i]
-        flags = ascii_classes[b] if b < 128 else 0
-        if flags & WORD_BYTE:
-            if length < 4:
-                token |= (b | (((flags >> 1) & 1) << 5)) << (8 * length)  # ASCII letters lowercased
-            length += 1
-        else:
-            count += _is_stop_word(token, length, stop_multiplier, stop_slots)
-            token = length = 0
-    return count + _is_stop_word(token, length, stop_multiplier, stop_slots)
-
-
 @numba.njit(cache=True)
-def _word_counts(
-    data: np.ndarray, start: int, stop: int, ascii_classes: np.ndarray, alphabetic: np.ndarray,
-    bullets: np.ndarray, terminals: np.ndarray, stop_multiplier: int, stop_slots: np.ndarray,
-) -> tuple[int, int, int, int, int, int, int, int]:
-    """Any word, a character at a time: (characters, has a letter, '#', ellipses,
-    first character a bullet, last character terminal, ends with an ellipsis, stop words)."""
-    chars = alpha = hashes = 0
-    i = start
-    while i < stop:
-        b = data[i]
+def _line_counts(
+    data: np.ndarray, start: int, end: int, space: np.ndarray, newlines: np.ndarray, n_newlines: int,
+    ascii_classes: np.ndarray, bullets: np.ndarray, terminals: np.ndarray,
+) -> tuple[int, int, int, int]:
+    """(non-blank lines, those that start with a bullet, end with an ellipsis, end with terminal
+    punctuation) from the first and last non-whitespace character of each line."""
+    lines = bullet_lines = ellipsis_lines = terminal_lines = 0
+    line_start = start
+    for k in range(n_newlines + 1):
+        line_end = newlines[k] if k < n_newlines else end
+        first = _next_clear(space, line_start, line_end)
+        line_start = line_end + 1
+        if first == line_end:
+            continue
+        last = _last_clear(space, line_end, first) + 1
+        lines += 1
+        b = data[first]
+        bullet_lines += (ascii_classes[b] >> 3) & 1 if b < 128 else _contains(bullets, _decode(data, first)[0])
+        b = data[last - 1]
         if b < 128:
-            alpha |= (ascii_classes[b] >> 1) & 1
-            hashes += b == 35
-            i += 1
+            terminal_lines += (ascii_classes[b] >> 4) & 1
+            ellipsis_lines += (last - first >= 3) & (b == 46) & (data[last - 2] == 46) & (data[last - 3] == 46)
         else:
-            cp, length = _decode(data, i)
-            alpha |= 1 if alphabetic[cp] else 0
-            i += length
-        chars += 1
-    first = data[start]
-    if first < 128:
-        bullet = (ascii_classes[first] >> 3) & 1
-    else:
-        bullet = 1 if _contains(bullets, _decode(data, start)[0]) else 0
-    last = data[stop - 1]
-    if last < 128:
-        terminal = (ascii_classes[last] >> 4) & 1
-        ends_ellipsis = 1 if stop - start >= 3 and last == 46 and data[stop - 2] == 46 and data[stop - 3] == 46 else 0
-    else:
-        cp = _last_character(data, start, stop)
-        terminal = 1 if _contains(terminals, cp) else 0
-        ends_ellipsis = 1 if cp == 0x2026 else 0
-    return (
-        chars, alpha, hashes, _ellipses_in(data, start, stop), bullet, terminal, ends_ellipsis,
-        _stop_words_in(data, start, stop, ascii_classes, stop_multiplier, stop_slots),
-    )
-
-
-@numba.njit(inline="always", cache=True)
-def _stop_words_of_short_word(x: np.uint64, upper: np.uint64, word_byte: np.uint64, stop_multiplier: int, stop_slots: np.ndarray) -> int:
-    """Stop words among the runs of word bytes of an ASCII word of up to 8 bytes (x, zero-padded).
-
-    The first run without a branch (whether a run is short, or a stop word, is a coin
-    flip for the CPU); a second run ("it's", "and/or") is rare.
-    """
-    lowered = x | (upper >> np.uint64(2))
-    runs = _byte_mask_bits(word_byte)
-    first = np.int64(trailing_zeros(runs)) & 63
-    length = np.int64(trailing_zeros(~(runs >> np.uint64(first))))
-    token = np.int64((lowered >> np.uint64(8 * first)) & ((np.uint64(1) << np.uint64(8 * min(length, 4))) - np.uint64(1)))
-    count = np.int64((runs != 0) & (length <= 4) & (stop_slots[((token * stop_multiplier) >> 26) & 63] == token))
-    runs &= ~(((np.uint64(1) << np.uint64(length)) - np.uint64(1)) << np.uint64(first))
-    while runs:
-        first = np.int64(trailing_zeros(runs))
-        length = np.int64(trailing_zeros(~(runs >> np.uint64(first))))
-        token = np.int64((lowered >> np.uint64(8 * first)) & ((np.uint64(1) << np.uint64(8 * min(length, 4))) - np.uint64(1)))
-        count += _is_stop_word(token, length, stop_multiplier, stop_slots)
-        runs &= ~(((np.uint64(1) << np.uint64(length)) - np.uint64(1)) << np.uint64(first))
-    return count
+            cp = _last_character(data, first, last)
+            terminal_lines += _contains(terminals, cp)
+            ellipsis_lines += cp == 0x2026
+    return lines, bullet_lines, ellipsis_lines, terminal_lines
 
 
 @numba.njit(cache=True)
@@ -644,83 +621,58 @@ def _quality_kernel(
     terminals: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """A word at a time, from the whitespace bits. A word of up to 8 ASCII bytes (most
-    words) is one 8-byte load, classified with SWAR arithmetic and no data-dependent
-    branch; any other word goes through `_word_counts` a character at a time."""
-    most_words = _most_words(space, offsets, rows)
-    word_starts = np.empty(most_words + 1, dtype=np.int64)
-    word_ends = np.empty(most_words + 1, dtype=np.int64)
+    """64 bytes per step from bit masks (`data` has PADDING >= 64 bytes after the texts, so
+    a block's loads never leave it); see the section's comment."""
     newlines = np.empty(_most_set(newline, offsets, rows) + 1, dtype=np.int64)
     for r in range(len(rows)):
         d = rows[r]
-        words = _word_edges(space, offsets[d], offsets[d + 1], word_starts, word_ends)
-        n_newlines = _set_positions(newline, offsets[d], offsets[d + 1], newlines)
-        newlines[n_newlines] = offsets[d + 1]  # sentinel
-        next_newline = 0
-        word_chars = hashes = ellipses = alpha_words = stops = 0
-        lines = bullet_lines = ellipsis_lines = terminal_lines = 0
-        line_content = first_bullet = last_terminal = ends_ellipsis = 0
-        for k in range(words):
-            start = word_starts[k]
-            stop = word_ends[k]
-            if newlines[next_newline] < start:  # a "\n" before this word ends the current line
-                lines += line_content
-                bullet_lines += first_bullet
-                ellipsis_lines += ends_ellipsis
-                terminal_lines += last_terminal
-                line_content = first_bullet = last_terminal = ends_ellipsis = 0
-                while newlines[next_newline] < start:
-                    next_newline += 1
-            length = stop - start
-            # 8 bytes per load (data has PADDING bytes after the texts)
-            x = upper = letter = word_byte = np.uint64(0)
-            any_letter = any_high = hash_bytes = dot_bytes = other_bytes = np.uint64(0)
-            chunk = start
-            while chunk < stop:  # (a range with a step costs a division per word)
-                x = _first_bytes(load_u64(data, chunk), stop - chunk)
-                chunk += 8
-                upper = _bytes_at_least(x, 65) & ~_bytes_at_least(x, 91)
-                letter = upper | (_bytes_at_least(x, 97) & ~_bytes_at_least(x, 123))
-                word_byte = letter | (_bytes_at_least(x, 48) & ~_bytes_at_least(x, 58)) | _bytes_equal(x, 95)
-                other_bytes |= _first_bytes(_HIGH, stop - chunk + 8) & ~word_byte
-                any_letter |= letter
-                any_high |= x & _HIGH
-                hash_bytes += popcount(_bytes_equal(x, 35))
-                dot_bytes += popcount(_bytes_equal(x, 46))
-            if any_high == 0:
-                word_chars += length
-                alpha_words += any_letter != 0
-                hashes += np.int64(hash_bytes)
-                if dot_bytes >= 3:
-                    ellipses += _ellipses_in(data, start, stop)
-                bullet = (ascii_classes[data[start]] >> 3) & 1
-                terminal = (ascii_classes[data[stop - 1]] >> 4) & 1
-                if length <= 8:
-                    tail = (x >> np.uint64(8 * max(length - 3, 0))) & np.uint64(0xFFFFFF)
-                    ellipsis_end = np.int64((length >= 3) & (tail == np.uint64(0x2E2E2E)))
-                    stops += _stop_words_of_short_word(x, upper, word_byte, stop_multiplier, stop_slots)
-                else:
-                    ellipsis_end = np.int64((data[stop - 1] == 46) & (data[stop - 2] == 46) & (data[stop - 3] == 46))
-                    if other_bytes:  # else one run of word bytes, longer than any stop word
-                        stops += _stop_words_in(data, start, stop, ascii_classes, stop_multiplier, stop_slots)
-            else:
-                chars, alpha, word_hashes, word_ellipses, bullet, terminal, ellipsis_end, word_stops = _word_counts(
-                    data, start, stop, ascii_classes, alphabetic, bullets, terminals, stop_multiplier, stop_slots
-                )
-                word_chars += chars
-                alpha_words += alpha
-                hashes += word_hashes
-                ellipses += word_ellipses
-                stops += word_stops
-            # lines: the first character of a line's first word, the last of its last word
-            first_bullet |= bullet & (1 - line_content)
-            line_content = 1
-            last_terminal = terminal
-            ends_ellipsis = ellipsis_end
-        lines += line_content
-        bullet_lines += first_bullet
-        ellipsis_lines += ends_ellipsis
-        terminal_lines += last_terminal
+        start, end = offsets[d], offsets[d + 1]
+        words = word_chars = hashes = ellipses = letterless = stops = dot_run = 0
+        in_word = in_token = np.uint64(0)  # the byte before the block is in a word / a run of word bytes
+        letterless_carry = np.uint64(0)
+        first_block, end_block = start >> 6, (end + 63) >> 6
+        next_letters = next_word_bytes = np.uint64(0)
+        if first_block < end_block:
+            next_letters, next_word_bytes = _letters_and_word_bytes(data, first_block << 6, start, end)
+        for block in range(first_block, end_block):
+            base = block << 6
+            letters, word_bytes = next_letters, next_word_bytes
+            next_letters = next_word_bytes = np.uint64(0)
+            if block + 1 < end_block:
+                next_letters, next_word_bytes = _letters_and_word_bytes(data, base + 64, start, end)
+            inside = _within(~space[block], base, start, end)
+            firsts = inside & ~((inside << np.uint64(1)) | in_word)
+            in_word = inside >> np.uint64(63)
+            words += np.int64(popcount(firsts))
+            word_chars += np.int64(popcount(inside & ~_bytes_in(data, base, 0x80, 0xBF)))  # less continuation bytes
+            hashes += np.int64(popcount(inside & _bytes_in(data, base, 35, 35)))
+            leads = inside & _bytes_in(data, base, 0xC0, 0xFF)
+            while leads:  # non-ASCII characters
+                lowest = leads & -leads
+                cp = _decode(data, base + np.int64(trailing_zeros(lowest)))[0]
+                if alphabetic[cp]:
+                    letters |= lowest
+                ellipses += cp == 0x2026
+                leads ^= lowest
+            # Words without a letter: adding each word's first bit to its run of non-letters
+            # carries past the run, onto a letter or onto the whitespace after the word.
+            others = inside & ~letters
+            partial = others + (firsts & others)
+            carried = partial + letterless_carry
+            letterless_carry = np.uint64((partial < others) | (carried < partial))
+            letterless += np.int64(popcount(carried & ~others & ~inside))
+            dots = inside & _bytes_in(data, base, 46, 46)
+            if dots or dot_run:
+                closed, dot_run = _close_dot_runs(dots, dot_run)
+                ellipses += closed
+            token_firsts = word_bytes & ~((word_bytes << np.uint64(1)) | in_token)
+            in_token = word_bytes >> np.uint64(63)
+            stops += _stop_words_starting(data, base, token_firsts, word_bytes, next_word_bytes, stop_multiplier, stop_slots)
+        letterless += np.int64(letterless_carry)  # a letterless word that ends the text on a block edge
+        ellipses += dot_run // 3
+        n_newlines = _set_positions(newline, start, end, newlines)
+        lines, bullet_lines, ellipsis_lines, terminal_lines = _line_counts(
+            data, start, end, space, newlines, n_newlines, ascii_classes, bullets, terminals)
         row = out[r]
         row[0] = words
         row[1] = word_chars
@@ -730,7 +682,7 @@ def _quality_kernel(
         row[5] = bullet_lines
         row[6] = ellipsis_lines
         row[7] = terminal_lines
-        row[8] = alpha_words
+        row[8] = words - letterless
         row[9] = stops
 
 

@@ -101,8 +101,8 @@ def test_documented_edges(text: str, field: str, expected: int) -> None:
 
 
 def _texts_around_block_edges() -> list[str]:
-    """Words and lines that end exactly at, or run across, the 64-byte blocks of the bit masks;
-    words longer than one 8-byte load; texts of 63-129 bytes with and without trailing space."""
+    """Words, lines, runs of dots and words without a letter that end exactly at, or run across,
+    the 64-byte blocks of the bit masks; texts of 63-129 bytes with and without trailing space."""
     texts = []
     for length in (63, 64, 65, 127, 128, 129):
         texts.append("x" * length)  # one word filling whole blocks
@@ -110,6 +110,9 @@ def _texts_around_block_edges() -> list[str]:
         texts.append(("a.b.c... " * 20)[:length])  # runs of word bytes split by dots, ellipses
         texts.append(("word\n" * 30)[: length - 1] + "\n")  # lines up to the end
         texts.append("é" * (length // 2) + " the")  # two-byte characters across the edge
+        texts.append("." * length)  # one run of dots across the edges, to the end
+        texts.append("x" * (length - 4) + " 1.5")  # a word without a letter ends the text
+        texts.append("1" * length)  # ... and fills whole blocks
     texts.append("abcdefghijklmnopqrstuvwxyz, the." * 3)  # long words with punctuation
     texts.append("\u00a0".join(["the"] * 30))  # non-ASCII whitespace between words
     return texts
