@@ -242,14 +242,13 @@ def _hash_bytes(data: np.ndarray, start: int, end: int) -> np.uint64:
 # -- whitespace as bits ------------------------------------------------------------
 #
 # Word and line edges fall at unpredictable places in prose, so finding them one byte at
-# a time with branches costs a mispredicted branch per word. Instead each kernel first
-# marks, for the whole batch, which bytes belong to a whitespace character and which are
-# "\n" (bit i of a uint64 array for byte i; eight ASCII bytes are classified at once with
-# SWAR arithmetic), then jumps from edge to edge with bit scans.
+# a time with branches costs a mispredicted branch per word. Instead the batch first
+# marks which bytes belong to a whitespace character and which are "\n" (bit i of a
+# uint64 array for byte i; 32 ASCII bytes per vector compare, else eight with SWAR
+# arithmetic), and the kernels jump from edge to edge with bit scans or count on the masks.
 
 _ONES = np.uint64(0x0101010101010101)
 _HIGH = np.uint64(0x8080808080808080)
-_ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _GATHER_HIGH_BITS = np.uint64(0x0102040810204080)
 
@@ -469,21 +468,16 @@ def _repeats_of_earlier(keys: np.ndarray, count: int, slots: np.ndarray, counts:
 # (decoded for the Alphabetic table and "…"), runs of dots, candidate stop words (runs of
 # 2-4 word bytes) and the first and last character of each line.
 
-# Per ASCII byte, the character classes the line counts need, as bits.
-SPACE, ALPHA, WORD_BYTE, BULLET, TERMINAL, DOT, HASH, NEWLINE = (1 << k for k in range(8))
+# Per ASCII byte, the character classes the whitespace bits and the line counts need, as bits.
+SPACE, BULLET, TERMINAL = 1, 2, 4
 
 
 def _class_flags(cp: int) -> int:
     c = chr(cp)
     flags = 0
     flags |= SPACE if c.isspace() and c not in "\x1c\x1d\x1e\x1f" else 0  # Python's isspace adds 4 separators
-    flags |= ALPHA if c.isascii() and c.isalpha() else 0
-    flags |= WORD_BYTE if c.isascii() and (c.isalnum() or c == "_") else 0
     flags |= BULLET if c in BULLETS else 0
     flags |= TERMINAL if c in TERMINAL_PUNCTUATION else 0
-    flags |= DOT if c == "." else 0
-    flags |= HASH if c == "#" else 0
-    flags |= NEWLINE if c == "\n" else 0
     return flags
 
 
@@ -508,7 +502,7 @@ def _stop_word_slots() -> tuple[int, np.ndarray]:
 
 
 _STOP_MULTIPLIER, _STOP_SLOTS = _stop_word_slots()
-_LOWERCASE_BITS = np.uint64(0x2020202020202020)  # OR-ed into ASCII letters, lowercases them (digits keep it already)
+_LOWERCASE_BITS = np.uint64(0x2020202020202020)  # OR-ed into a token: A-Z -> a-z; digits have the bit, '_' -> 0x7F
 
 
 @numba.njit(inline="always", cache=True)
@@ -594,10 +588,10 @@ def _line_counts(
         last = _last_clear(space, line_end, first) + 1
         lines += 1
         b = data[first]
-        bullet_lines += (ascii_classes[b] >> 3) & 1 if b < 128 else _contains(bullets, _decode(data, first)[0])
+        bullet_lines += (ascii_classes[b] & BULLET) != 0 if b < 128 else _contains(bullets, _decode(data, first)[0])
         b = data[last - 1]
         if b < 128:
-            terminal_lines += (ascii_classes[b] >> 4) & 1
+            terminal_lines += (ascii_classes[b] & TERMINAL) != 0
             ellipsis_lines += (last - first >= 3) & (b == 46) & (data[last - 2] == 46) & (data[last - 3] == 46)
         else:
             cp = _last_character(data, first, last)
