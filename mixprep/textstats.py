@@ -394,6 +394,25 @@ def _set_positions(bits: np.ndarray, start: int, end: int, out: np.ndarray) -> i
     return count
 
 
+@numba.njit(inline="always", cache=True)
+def _stripped_lines(
+    space: np.ndarray, newline: np.ndarray, start: int, end: int, newlines: np.ndarray, firsts: np.ndarray, lasts: np.ndarray,
+) -> int:
+    """The lines of bytes start..end-1 (split at "\n"), surrounding whitespace stripped: line k
+    is firsts[k]..lasts[k]-1, empty when it is blank. Returns how many lines. The three
+    scratch arrays need one slot per "\n" and one more."""
+    n_newlines = _set_positions(newline, start, end, newlines)
+    newlines[n_newlines] = end  # the text's end closes its last line
+    line_start = start
+    for k in range(n_newlines + 1):
+        line_end = newlines[k]
+        first = _next_clear(space, line_start, line_end)
+        firsts[k] = first
+        lasts[k] = _last_clear(space, line_end, first) + 1  # first itself when the line is blank
+        line_start = line_end + 1
+    return n_newlines + 1
+
+
 @numba.njit(cache=True)
 def _most_words(space: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> int:
     """The most words one of the texts `rows` has: scratch arrays sized by it serve every
@@ -572,20 +591,16 @@ def _last_character(data: np.ndarray, start: int, stop: int) -> int:
 
 @numba.njit(cache=True)
 def _line_counts(
-    data: np.ndarray, start: int, end: int, space: np.ndarray, newlines: np.ndarray, n_newlines: int,
+    data: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, n_lines: int,
     ascii_classes: np.ndarray, bullets: np.ndarray, terminals: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """(non-blank lines, those that start with a bullet, end with an ellipsis, end with terminal
-    punctuation) from the first and last non-whitespace character of each line."""
+    punctuation) from the first and last character of each stripped line (`_stripped_lines`)."""
     lines = bullet_lines = ellipsis_lines = terminal_lines = 0
-    line_start = start
-    for k in range(n_newlines + 1):
-        line_end = newlines[k] if k < n_newlines else end
-        first = _next_clear(space, line_start, line_end)
-        line_start = line_end + 1
-        if first == line_end:
+    for k in range(n_lines):
+        first, last = firsts[k], lasts[k]
+        if first == last:
             continue
-        last = _last_clear(space, line_end, first) + 1
         lines += 1
         b = data[first]
         bullet_lines += (ascii_classes[b] & BULLET) != 0 if b < 128 else _contains(bullets, _decode(data, first)[0])
@@ -617,7 +632,10 @@ def _quality_kernel(
 ) -> None:
     """64 bytes per step from bit masks (`data` has PADDING >= 64 bytes after the texts, so
     a block's loads never leave it); see the section's comment."""
-    newlines = np.empty(_most_set(newline, offsets, rows) + 1, dtype=np.int64)
+    most_lines = _most_set(newline, offsets, rows) + 1
+    newlines = np.empty(most_lines, dtype=np.int64)
+    line_firsts = np.empty(most_lines, dtype=np.int64)
+    line_lasts = np.empty(most_lines, dtype=np.int64)
     for r in range(len(rows)):
         d = rows[r]
         start, end = offsets[d], offsets[d + 1]
@@ -638,9 +656,13 @@ def _quality_kernel(
             firsts = inside & ~((inside << np.uint64(1)) | in_word)
             in_word = inside >> np.uint64(63)
             words += np.int64(popcount(firsts))
-            word_chars += np.int64(popcount(inside & ~_bytes_in(data, base, 0x80, 0xBF)))  # less continuation bytes
+            continuation = leads = np.uint64(0)
+            high = inside & _bytes_in(data, base, 0x80, 0xFF)
+            if high:  # non-ASCII bytes (an ASCII block skips the next two compares)
+                continuation = _bytes_in(data, base, 0x80, 0xBF)
+                leads = high & ~continuation
+            word_chars += np.int64(popcount(inside & ~continuation))
             hashes += np.int64(popcount(inside & _bytes_in(data, base, 35, 35)))
-            leads = inside & _bytes_in(data, base, 0xC0, 0xFF)
             while leads:  # non-ASCII characters
                 lowest = leads & -leads
                 cp = _decode(data, base + np.int64(trailing_zeros(lowest)))[0]
@@ -664,9 +686,9 @@ def _quality_kernel(
             stops += _stop_words_starting(data, base, token_firsts, word_bytes, next_word_bytes, stop_multiplier, stop_slots)
         letterless += np.int64(letterless_carry)  # a letterless word that ends the text on a block edge
         ellipses += dot_run // 3
-        n_newlines = _set_positions(newline, start, end, newlines)
+        n_lines = _stripped_lines(space, newline, start, end, newlines, line_firsts, line_lasts)
         lines, bullet_lines, ellipsis_lines, terminal_lines = _line_counts(
-            data, start, end, space, newlines, n_newlines, ascii_classes, bullets, terminals)
+            data, line_firsts, line_lasts, n_lines, ascii_classes, bullets, terminals)
         row = out[r]
         row[0] = words
         row[1] = word_chars
@@ -703,23 +725,20 @@ def _line_repetition_kernel(
     line_keys = np.empty(most_lines, dtype=np.uint64)
     paragraph_keys = np.empty(most_lines, dtype=np.uint64)
     newlines = np.empty(most_lines, dtype=np.int64)
+    line_firsts = np.empty(most_lines, dtype=np.int64)
+    line_lasts = np.empty(most_lines, dtype=np.int64)
     capacity = _table_size(most_lines)
     slots = np.zeros(capacity, dtype=np.uint64)
     counts = np.zeros(capacity, dtype=np.int32)
     where = np.empty(most_lines, dtype=np.int64)
     for r in range(len(rows)):
         d = rows[r]
-        end = offsets[d + 1]
-        n_newlines = _set_positions(newline, offsets[d], end, newlines)
-        newlines[n_newlines] = end  # the text's end closes its last line
+        pieces = _stripped_lines(space, newline, offsets[d], offsets[d + 1], newlines, line_firsts, line_lasts)
         n_lines = n_paragraphs = 0
         paragraph_start = paragraph_end = -1
-        line_start = offsets[d]
-        for k in range(n_newlines + 1):
-            line_end = newlines[k]
-            first = _next_clear(space, line_start, line_end)
-            if first < line_end:
-                last = _last_clear(space, line_end, first) + 1
+        for k in range(pieces):
+            first, last = line_firsts[k], line_lasts[k]
+            if first < last:
                 line_keys[n_lines] = _hash_bytes(data, first, last)
                 n_lines += 1
                 if paragraph_start < 0:
@@ -729,7 +748,6 @@ def _line_repetition_kernel(
                 paragraph_keys[n_paragraphs] = _hash_bytes(data, paragraph_start, paragraph_end)
                 n_paragraphs += 1
                 paragraph_start = -1
-            line_start = line_end + 1
         if paragraph_start >= 0:
             paragraph_keys[n_paragraphs] = _hash_bytes(data, paragraph_start, paragraph_end)
             n_paragraphs += 1
