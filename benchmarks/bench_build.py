@@ -22,7 +22,8 @@ Contenders (each writes into <work>/out/<name>/, emptied before every run):
   no shuffle; the practical floor for "read, filter, write JSONL".
 
 Reported per contender: wall seconds, MB/s of *input* (decimal MB), peak RSS of the whole
-process tree (MiB; summed RSS, plus summed PSS, which counts shared pages once), cores kept busy (CPU seconds / wall seconds), output size and records,
+process tree (MiB; summed RSS, plus summed PSS, which counts shared pages once),
+cores kept busy (CPU seconds / wall seconds), output size and records,
 and speed and RSS as a ratio to mixprep-w2. `--json FILE` writes the same, plus the machine,
 package versions and the issue's targets with pass/fail.
 
@@ -160,7 +161,7 @@ def run_json_script(workload: Workload, output: Path) -> None:
         kept.append(texts)
     quotas = exact_quotas([s.ratio for s in workload.sources], workload.total_samples)
     mixed: list[tuple[str, str]] = []
-    for source, texts, quota in zip(workload.sources, kept, quotas):
+    for source, texts, quota in zip(workload.sources, kept, quotas, strict=True):
         full, rest = divmod(quota, len(texts))
         chosen = texts * full + rng.sample(texts, rest)
         mixed.extend((text, source.name) for text in chosen)
@@ -370,7 +371,7 @@ def measure_contender(contender: Contender, paths: Paths, workload: Workload, in
         seconds=wall,
         mb_per_s=input_bytes / common.MB / wall,
         peak_rss_mib=max(peaks) / common.MIB, peak_pss_mib=max(pss_peaks) / common.MIB,
-        cores_busy=statistics.median(c / s for c, s in zip(cpu, seconds)),
+        cores_busy=statistics.median(c / s for c, s in zip(cpu, seconds, strict=True)),
         mb_per_cpu_s=input_bytes / common.MB / statistics.median(cpu), load_before=load_before,
         output_mb=out_bytes / common.MB, output_records=records, runs=repeat,
     )
@@ -438,7 +439,7 @@ def build_workload(paths: Paths, args: argparse.Namespace, size: int) -> tuple[W
         raise SystemExit(msg)
     workload = Workload(
         sources=tuple(WorkloadSource(name=gen_corpus.source_name(i), path=str((paths.data / s.path).resolve()), ratio=r)
-                      for i, (s, r) in enumerate(zip(corpus.sources, ratios))),
+                      for i, (s, r) in enumerate(zip(corpus.sources, ratios, strict=True))),
         min_chars=args.min_chars, total_samples=args.total_samples or corpus.records, seed=args.seed,
     )
     paths.workload.write_text(workload.to_json())
@@ -478,7 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = args.only.split(",") if args.only else list(DEFAULT_CONTENDERS)
     unknown = [n for n in names if n not in CONTENDERS]
     if unknown:
-        raise SystemExit(f"--only: unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
+        msg = f"--only: unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}"
+        raise SystemExit(msg)
     paths.work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(paths.logs, ignore_errors=True)
     workload, input_bytes = build_workload(paths, args, size)

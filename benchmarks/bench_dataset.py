@@ -33,9 +33,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mixprep.dataset import UnifiedDataset  # noqa: E402
-from mixprep.index import ensure_index  # noqa: E402
-from mixprep.tokenizer import train_tokenizer  # noqa: E402
+from mixprep.serve.dataset import UnifiedDataset  # noqa: E402
+from mixprep.serve.index import ensure_index  # noqa: E402
+from mixprep.train.tokenizer import train_tokenizer  # noqa: E402
 
 SHARED_TOKENIZER = ROOT.parent / "shared" / "data" / "tokenizers" / "minimind"
 WORDS = (
@@ -68,7 +68,7 @@ def parse_size(text: str) -> int:
 def document(rng: np.random.Generator, n_words: int) -> str:
     words = rng.choice(len(WORDS), n_words)
     breaks = rng.random(n_words) < 0.08
-    return "".join(WORDS[w] + (".\n" if b else " ") for w, b in zip(words, breaks))
+    return "".join(WORDS[w] + (".\n" if b else " ") for w, b in zip(words, breaks, strict=True))
 
 
 def write_pretrain(path: Path, size: int, rng: np.random.Generator) -> int:
@@ -89,7 +89,10 @@ def write_chat_files(folder: Path, count: int, rng: np.random.Generator) -> dict
         return {"role": role, "content": document(rng, words)}
 
     records = {
-        "sft": [{"conversations": [turn("user", 40), turn("assistant", 150), turn("user", 30), turn("assistant", 120)]} for _ in range(count)],
+        "sft": [
+            {"conversations": [turn("user", 40), turn("assistant", 150), turn("user", 30), turn("assistant", 120)]}
+            for _ in range(count)
+        ],
         "dpo": [{"prompt": document(rng, 40), "chosen": document(rng, 120), "rejected": document(rng, 100)} for _ in range(count)],
         "rlaif": [{"conversations": [turn("user", 60), {"role": "assistant", "content": ""}]} for _ in range(count)],
     }
@@ -118,7 +121,12 @@ class MiniMindStyle:
     def pretrain(self, index: int):
         import torch
 
-        tokens = self.tok(str(self.samples[index]["text"]), add_special_tokens=False, max_length=self.max_length - 2, truncation=True).input_ids
+        tokens = self.tok(
+            str(self.samples[index]["text"]),
+            add_special_tokens=False,
+            max_length=self.max_length - 2,
+            truncation=True,
+        ).input_ids
         tokens = [self.tok.bos_token_id] + tokens + [self.tok.eos_token_id]
         input_ids = torch.tensor(tokens + [self.tok.pad_token_id] * (self.max_length - len(tokens)))
         labels = input_ids.clone()

@@ -30,7 +30,9 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import polars as pl  # noqa: E402
 
-from mixprep.filters import GOPHER_REPETITION, FilterChain, parse_filters, removal_reasons  # noqa: E402
+from mixprep.filters.engine import removal_reasons  # noqa: E402
+from mixprep.filters.registry import FilterChain  # noqa: E402
+from mixprep.filters.rules import GOPHER_REPETITION, parse_filters  # noqa: E402
 
 CHAIN_CONFIG = {"quality": "gopher", "repetition": "gopher", "languages": ["en"], "min_language_score": 0.5}
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

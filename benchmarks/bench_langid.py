@@ -31,7 +31,7 @@ from collections import defaultdict  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from mixprep import langid  # noqa: E402
+from mixprep.filters import langid  # noqa: E402
 
 CATALOGS = "/usr/share/**/LC_MESSAGES/*.mo"
 DIRECTIVES = re.compile(r"%[-+ #0-9.]*[a-zA-Z]|\{[^}]*\}|&|_(?=\w)")

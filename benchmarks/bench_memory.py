@@ -37,7 +37,8 @@ def measure(size: int, workers: int, work_dir: Path) -> common.Measurement:
                                  env=bench_build.child_env())
     shutil.rmtree(out, ignore_errors=True)
     if not result.ok:
-        raise SystemExit(f"mixprep failed at {size} bytes, --workers {workers}:\n{result.stderr_tail}")
+        msg = f"mixprep failed at {size} bytes, --workers {workers}:\n{result.stderr_tail}"
+        raise SystemExit(msg)
     return result
 
 

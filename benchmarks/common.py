@@ -244,11 +244,11 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str,
                    for r in body) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
+        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=True)]
         return "| " + " | ".join(padded) + " |"
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2))
-                          for w, num in zip(widths, numeric)) + "|"
+                          for w, num in zip(widths, numeric, strict=True)) + "|"
     return "\n".join([line(headers), rule, *(line(r) for r in body)])
 
 

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-
 from common import format_bytes, parse_size
 
 # Bump when the bytes for a given (seed, sources, size) change, so cached corpora are rebuilt.
@@ -307,7 +306,7 @@ def source_lines(seed: int, source: int) -> Iterator[list[bytes]]:
     while True:
         buffer, starts, stops = chunk_texts(seed, source, chunk)
         lines = []
-        for start, stop in zip(starts.tolist(), stops.tolist()):
+        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
             lines.append(dumps({"id": f"{name}-{index:09d}", "text": buffer[start:stop].decode("utf-8")}, option=newline))
             index += 1
         yield lines

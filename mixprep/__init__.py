@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "DatasetMixer": "mixprep.mixer",
-    "UnifiedDataset": "mixprep.dataset",
-    "PretrainDataset": "mixprep.dataset",
-    "SFTDataset": "mixprep.dataset",
-    "DPODataset": "mixprep.dataset",
-    "RLAIFDataset": "mixprep.dataset",
+    "UnifiedDataset": "mixprep.serve.dataset",
+    "PretrainDataset": "mixprep.serve.dataset",
+    "SFTDataset": "mixprep.serve.dataset",
+    "DPODataset": "mixprep.serve.dataset",
+    "RLAIFDataset": "mixprep.serve.dataset",
     "MixprepError": "mixprep.errors",
     "ConfigError": "mixprep.errors",
     "SourceError": "mixprep.errors",
@@ -35,3 +35,7 @@ def __getattr__(name: str) -> Any:
         msg = f"module 'mixprep' has no attribute {name!r}"
         raise AttributeError(msg)
     return getattr(import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

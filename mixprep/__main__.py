@@ -1,4 +1,5 @@
 """`python -m mixprep` -> the CLI."""
+
 from mixprep.cli import main
 
 if __name__ == "__main__":

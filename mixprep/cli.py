@@ -16,7 +16,7 @@ from typing import Any
 
 from mixprep.errors import MixprepError
 
-DELEGATED = {"train": "mixprep.train", "tokenizer": "mixprep.tokenizer"}
+DELEGATED = {"train": "mixprep.train.__main__", "tokenizer": "mixprep.train.tokenizer"}
 
 # Optional packages, imported only by the features that need them, and the extra that installs each.
 EXTRAS = {
@@ -68,14 +68,25 @@ def make_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build a mixture's JSONL + Parquet + index + manifest")
     build.add_argument("config", help="mixture YAML")
     build.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
-    build.add_argument("--output-dir", "--output_dir", dest="output_dir", help="where outputs go (default: metadata.output_dir or ./dataset)")
+    build.add_argument(
+        "--output-dir", "--output_dir", dest="output_dir", help="where outputs go (default: metadata.output_dir or ./dataset)"
+    )
     build.add_argument("--split", choices=("train", "validation", "all"), default="all", help="which split(s) to write")
     build.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")
     build.add_argument("--dry-run", action="store_true", help="scan and print the plan (available/quota/repeats) without writing")
     build.add_argument("--executor", choices=("local", "ray"), default="local", help="run tasks in local processes or on Ray")
     build.add_argument("--ray-address", default=None, help="Ray cluster address (auto, HOST:PORT); default: start a local Ray")
-    build.add_argument("--parquet-compression", default="none", choices=("none", "lz4", "snappy", "zstd"), help="sidecar compression (default none: 4x faster to write than lz4; zstd for a compact sidecar)")
-    build.add_argument("--write-rejected", action="store_true", help="also write every removed record, with its reason, to <phase>_<name>.rejected.jsonl")
+    build.add_argument(
+        "--parquet-compression",
+        default="none",
+        choices=("none", "lz4", "snappy", "zstd"),
+        help="sidecar compression (default none: 4x faster to write than lz4; zstd for a compact sidecar)",
+    )
+    build.add_argument(
+        "--write-rejected",
+        action="store_true",
+        help="also write every removed record, with its reason, to <phase>_<name>.rejected.jsonl",
+    )
     build.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     build.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     build.set_defaults(handler=cmd_build)
@@ -151,7 +162,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from mixprep.index import ensure_index
+    from mixprep.serve.index import ensure_index
 
     for name in args.files:
         index = ensure_index(Path(name), rebuild=args.force)
@@ -172,7 +183,7 @@ def cmd_example_data(args: argparse.Namespace) -> int:
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     cells = [header] + [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -86,7 +86,15 @@ EXAMPLES: dict[str, tuple[int, Callable[[random.Random], Any]]] = {
     "tinystories_validation.jsonl": (1_200, lambda r: {"text": story(r)}),
     "custom_data_validation.jsonl": (800, lambda r: {"text": note(r), "id": r.getrandbits(32)}),
     "chat_sft.jsonl": (4_000, chat),
-    "notes_sft.jsonl": (2_000, lambda r: {"conversations": [{"role": "user", "content": "Summarize a systems note."}, {"role": "assistant", "content": note(r)}]}),
+    "notes_sft.jsonl": (
+        2_000,
+        lambda r: {
+            "conversations": [
+                {"role": "user", "content": "Summarize a systems note."},
+                {"role": "assistant", "content": note(r)},
+            ]
+        },
+    ),
     "math_dpo.jsonl": (3_000, preference),
     "story_prompts.jsonl": (2_000, rl_prompt),
 }

@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mixprep.build import BuildOptions, BuildResult, build, dry_run
-from mixprep.config import MixtureConfig, load_mixture
+from mixprep.build.driver import BuildOptions, BuildResult, build, dry_run
+from mixprep.build.writers import OUTPUT_SUFFIXES, SplitFiles
+from mixprep.config.parse import load_mixture
+from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError
-from mixprep.writers import OUTPUT_SUFFIXES, SplitFiles
 
 DEFAULT_OUTPUT_DIR = Path("dataset")
 
@@ -61,7 +62,10 @@ class DatasetMixer:
         force: bool = False,
         **options: Any,
     ) -> BuildResult:
-        return build(self.config, BuildOptions(output_dir=self.output_dir(output_dir), splits=splits, workers=workers, force=force, **options))
+        return build(
+            self.config,
+            BuildOptions(output_dir=self.output_dir(output_dir), splits=splits, workers=workers, force=force, **options),
+        )
 
     def dry_run(self, output_dir: str | os.PathLike[str] | None = None, workers: int = 1, **options: Any) -> BuildResult:
         return dry_run(self.config, BuildOptions(output_dir=self.output_dir(output_dir), workers=workers, **options))
@@ -102,7 +106,7 @@ def _link_outputs(built: SplitFiles, target: Path) -> None:
 
     stem = str(target)[: -len(".jsonl")]
     Path(stem + OUTPUT_SUFFIXES[-1]).unlink(missing_ok=True)
-    for src, suffix in zip(built.all(), OUTPUT_SUFFIXES):
+    for src, suffix in zip(built.all(), OUTPUT_SUFFIXES, strict=True):
         dst = Path(stem + suffix)
         tmp = dst.with_name(dst.name + ".tmp-link")
         tmp.unlink(missing_ok=True)

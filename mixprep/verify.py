@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from mixprep.build.manifest import read_manifest
+from mixprep.build.writers import SplitFiles
 from mixprep.errors import IndexFormatError
-from mixprep.index import open_index
-from mixprep.manifest import read_manifest
-from mixprep.writers import SplitFiles
+from mixprep.serve.index import open_index
 
 SPOT_CHECK_ROWS = 1000
 
@@ -151,7 +151,7 @@ def _check_sidecar(files: SplitFiles, output: dict, offsets: np.ndarray | None, 
     sample = np.unique(np.random.default_rng(0).integers(0, rows, size=min(SPOT_CHECK_ROWS, rows)))
     records = _sidecar_rows(parquet, sample)
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        for row, from_parquet in zip(sample.tolist(), records):
+        for row, from_parquet in zip(sample.tolist(), records, strict=True):
             from_jsonl = orjson.loads(data[int(offsets[row]) : int(offsets[row + 1])])
             if any(not _same_value(from_jsonl.get(k), v) for k, v in from_parquet.items() if v is not None):
                 report.problems.append(f"{files.parquet}: row {row} differs from JSONL record {row + 1}")

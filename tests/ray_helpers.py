@@ -112,7 +112,7 @@ def write_sft_mixture(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, n in (("chat", 900), ("notes", 120)):
         with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for question, answer in zip(_texts(rng, n), _texts(rng, n)):
+            for question, answer in zip(_texts(rng, n), _texts(rng, n), strict=True):
                 turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
                 f.write(json.dumps({"conversations": turns}) + "\n")
     config = folder / "sft.yaml"
@@ -152,9 +152,9 @@ def two_node_build(config: str, out_dir: str, marker_dir: str, temp_dir: str) ->
     import ray
     from ray.cluster_utils import Cluster
 
-    import mixprep.build as build_module
+    import mixprep.build.driver as build_module
     from mixprep.config import load_mixture
-    from mixprep.plan import make_plan
+    from mixprep.sources.plan import make_plan
 
     node_args = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024, "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args={**node_args, "temp_dir": temp_dir})

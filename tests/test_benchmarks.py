@@ -38,6 +38,7 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # -- gen_corpus ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_generate_is_deterministic_for_a_seed_and_any_jobs(tmp_path: Path, corpus_dir: Path) -> None:
     gen_corpus.generate(tmp_path / "again", 3_000_000, 3, seed=7, jobs=2)
     gen_corpus.generate(tmp_path / "other", 3_000_000, 3, seed=8)
@@ -213,6 +214,7 @@ def test_mixture_yaml_states_the_workload(tmp_path: Path, corpus_dir: Path) -> N
     ]
 
 
+@pytest.mark.slow
 def test_bench_build_end_to_end_on_a_tiny_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every contender as a measured subprocess; mixprep must accept the generated mixture."""
     work, report = tmp_path / "work", tmp_path / "report.json"

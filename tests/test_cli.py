@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO, complete_looking_outputs, mixture, texts, write_jsonl, write_lines
 
-from conftest import REPO, complete_looking_outputs, mixture, texts, write_jsonl, write_lines
 from mixprep.cli import main
 
 
@@ -151,7 +151,8 @@ def test_a_missing_optional_package_names_the_extra_to_install(capsys: pytest.Ca
     from mixprep import cli
 
     def needs_datasketch() -> int:
-        raise ModuleNotFoundError("No module named 'datasketch'", name="datasketch")
+        msg = "No module named 'datasketch'"
+        raise ModuleNotFoundError(msg, name="datasketch")
 
     assert cli._run(needs_datasketch) == 1
     assert capsys.readouterr().err.strip() == (
@@ -159,7 +160,8 @@ def test_a_missing_optional_package_names_the_extra_to_install(capsys: pytest.Ca
     )
 
     def needs_something_unknown() -> int:
-        raise ModuleNotFoundError("No module named 'nonesuch'", name="nonesuch")
+        msg = "No module named 'nonesuch'"
+        raise ModuleNotFoundError(msg, name="nonesuch")
 
     with pytest.raises(ModuleNotFoundError):  # a real bug keeps its traceback
         cli._run(needs_something_unknown)

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import build, mixture, texts, write_jsonl, write_yaml
 
-from conftest import build, mixture, texts, write_jsonl, write_yaml
 from mixprep.config import load_mixture, record_schema_for
 from mixprep.errors import ConfigError
 from mixprep.mixer import DatasetMixer
@@ -93,7 +93,15 @@ def test_source_as_list_glob_mapping_and_data_dir_lookup(tmp_path: Path, data: P
 
 @pytest.mark.parametrize(
     ("phase", "schema"),
-    [("pretrain_phase1", "pretrain"), ("sft_mini", "sft"), ("SFT", "sft"), ("dpo", "dpo"), ("ppo_x", "rl"), ("rlaif", "rl"), ("midtrain", "pretrain")],
+    [
+        ("pretrain_phase1", "pretrain"),
+        ("sft_mini", "sft"),
+        ("SFT", "sft"),
+        ("dpo", "dpo"),
+        ("ppo_x", "rl"),
+        ("rlaif", "rl"),
+        ("midtrain", "pretrain"),
+    ],
 )
 def test_phase_prefix_selects_record_schema(phase: str, schema: str) -> None:
     assert record_schema_for(phase) == schema

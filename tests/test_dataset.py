@@ -6,20 +6,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from fixtures_dataset import (  # noqa: F401 - pytest fixtures
-    as_triple,
-    chatml,
-    chatml_dir,
-    minimind_pretrain,
-    minimind_sft,
-    synthetic_text,
-    write_jsonl,
-)
+from dataset_helpers import as_triple, minimind_pretrain, minimind_sft, synthetic_text
+from helpers import write_jsonl
 from torch.utils.data import DataLoader
 
-import mixprep.index as index_mod
-from mixprep.dataset import DPODataset, PretrainDataset, RLAIFDataset, SFTDataset, UnifiedDataset
+import mixprep.serve.index as index_mod
 from mixprep.errors import ConfigError, RecordError, SourceError
+from mixprep.serve.dataset import DPODataset, PretrainDataset, RLAIFDataset, SFTDataset, UnifiedDataset
 
 
 @pytest.fixture
@@ -81,8 +74,8 @@ def test_pickles_without_data_and_dataloader_workers_agree(pretrain_file, chatml
 
     single, parallel = batches(0), batches(2)
     assert len(single) == len(parallel) == 5
-    for a, b in zip(single, parallel):
-        assert all(torch.equal(p, q) for p, q in zip(a, b))
+    for a, b in zip(single, parallel, strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
 
 
 def test_dataloader_workers_agree_on_seeded_randomness(sft_file, chatml):
@@ -90,7 +83,7 @@ def test_dataloader_workers_agree_on_seeded_randomness(sft_file, chatml):
     ds = SFTDataset(path, chatml, max_length=80, random_system_prompt=True, seed=3)
     single = [b[0] for b in DataLoader(ds, batch_size=6, num_workers=0)]
     parallel = [b[0] for b in DataLoader(ds, batch_size=6, num_workers=2)]
-    assert all(torch.equal(a, b) for a, b in zip(single, parallel))
+    assert all(torch.equal(a, b) for a, b in zip(single, parallel, strict=True))
 
 
 def test_parquet_input_reads_one_row_group_at_a_time(tmp_path, pretrain_file, chatml):
@@ -104,7 +97,7 @@ def test_parquet_input_reads_one_row_group_at_a_time(tmp_path, pretrain_file, ch
     from_parquet = UnifiedDataset(parquet, chatml, max_length=64)
     assert len(from_parquet) == 40
     for i in (0, 6, 7, 20, 39, 3):
-        assert all(torch.equal(a, b) for a, b in zip(from_jsonl[i], from_parquet[i]))
+        assert all(torch.equal(a, b) for a, b in zip(from_jsonl[i], from_parquet[i], strict=True))
     assert from_parquet._reader()._group == 0  # row 3 reopened group 0 only
 
 

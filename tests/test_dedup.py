@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import build, manifest_of, mixture, read_jsonl, write_jsonl
 
-from conftest import build, manifest_of, mixture, read_jsonl, write_jsonl
-from mixprep.config import load_mixture
-from mixprep.dedup import DedupSpec, duplicates, fingerprints
+from mixprep.build.dedup import duplicates, fingerprints, lsh_bands
+from mixprep.config import DedupSpec, load_mixture
 from mixprep.errors import ConfigError
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi".split()
@@ -68,6 +68,7 @@ def test_near_dedup_also_removes_near_copies(overlapping: tuple[Path, list[str]]
     assert sum(removed_by_dedup(result.files["train"]).values()) == 140
 
 
+@pytest.mark.slow
 def test_dedup_survivor_depends_on_seed_not_on_workers(overlapping: tuple[Path, list[str]]) -> None:
     folder, _ = overlapping
     config = dedup_mixture(folder, "exact", validation={"samples": 10})
@@ -102,7 +103,7 @@ def test_near_fingerprints_join_transitively() -> None:
     texts = pl.Series([base, base + " one", base + " one two", documents(1, seed=10, words=80)[0]])
     spec = DedupSpec(method="near", threshold=0.8)
     prints = fingerprints(texts, spec, seed=1)
-    assert prints.shape == (4, spec.bands()[0])
+    assert prints.shape == (4, lsh_bands(spec)[0])
     drop = duplicates(prints, np.arange(4, dtype=np.uint64) + np.uint64(1))
     assert drop[:3].sum() == 2 and not drop[3]
 
@@ -148,6 +149,7 @@ def test_without_the_flag_no_rejected_file(two_sources: Path, tmp_path: Path) ->
     assert not list((tmp_path / "out").glob("*.rejected.jsonl"))
 
 
+@pytest.mark.slow
 def test_annotate_language_adds_fields_to_jsonl_and_sidecar(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -187,8 +189,9 @@ def test_annotate_language_must_be_a_flag(tmp_path: Path) -> None:
         load_mixture(config).raise_if_invalid()
 
 
+@pytest.mark.slow
 def test_every_filter_on_gives_the_same_bytes_for_any_worker_count(tmp_path: Path) -> None:
-    from mixprep.tokenizer import train_tokenizer
+    from mixprep.train.tokenizer import train_tokenizer
 
     r = random.Random(5)
     vocabulary = (

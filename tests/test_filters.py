@@ -8,15 +8,8 @@ import polars as pl
 import pytest
 
 from mixprep.errors import ConfigError
-from mixprep.filters import (
-    GOPHER_QUALITY,
-    GOPHER_REPETITION,
-    LanguageSpec,
-    TokenLimit,
-    merge_chains,
-    parse_filters,
-    removal_reasons,
-)
+from mixprep.filters.engine import removal_reasons
+from mixprep.filters.rules import GOPHER_QUALITY, GOPHER_REPETITION, LanguageSpec, TokenLimit, merge_chains, parse_filters
 
 
 def chain_of(filters: dict) -> tuple:
@@ -84,7 +77,7 @@ def test_languages_keep_listed_languages_only() -> None:
 
 
 def test_min_language_score_edge() -> None:
-    from mixprep.langid import language_fields
+    from mixprep.filters.langid import language_fields
 
     score = float(language_fields(pl.Series([ENGLISH]))["language_score"][0])
     assert 0.5 < score <= 1.0
@@ -107,12 +100,12 @@ def test_language_prefix_bytes_sets_how_much_is_read() -> None:
 def test_language_fields_match_py3langid() -> None:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from mixprep.langid import LANGUAGE_PREFIX_BYTES, language_fields
+    from mixprep.filters.langid import LANGUAGE_PREFIX_BYTES, language_fields
 
     texts = [ENGLISH, FRENCH, "Der Hund schläft im Garten unter dem alten Baum.", "SHOUTING IN ENGLISH IS STILL ENGLISH", "", "12345"]
     reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     fields = language_fields(pl.Series(texts))
-    for text, language, score in zip(texts, fields["language"], fields["language_score"]):
+    for text, language, score in zip(texts, fields["language"], fields["language_score"], strict=True):
         expected_language, expected_score = reference.classify(text.encode()[:LANGUAGE_PREFIX_BYTES])
         assert language == expected_language
         assert score == pytest.approx(expected_score, abs=1e-4)
@@ -146,7 +139,7 @@ def test_token_limit_after_a_cheap_filter_counts_the_remaining_rows(word_tokeniz
 
 
 def test_text_batch_gives_the_texts_of_rows_in_their_order() -> None:
-    from mixprep.textstats import TextBatch
+    from mixprep.filters.textstats import TextBatch
 
     batch = TextBatch(pl.Series(["a", "b", "c"]))
     assert batch.texts_at(np.array([0, 1, 2])) is batch.texts
@@ -155,7 +148,7 @@ def test_text_batch_gives_the_texts_of_rows_in_their_order() -> None:
 
 
 def test_feature_needs_an_expression_or_a_computation() -> None:
-    from mixprep.filters import Feature
+    from mixprep.filters.registry import Feature
 
     with pytest.raises(ValueError, match="exactly one of build"):
         Feature("__nothing")
@@ -187,7 +180,7 @@ def test_blame_with_costly_filter_before_and_after_cheap_ones() -> None:
 
 @pytest.mark.parametrize("short_rows", [1, 15])
 def test_costly_feature_reads_only_the_rows_no_earlier_filter_removed(short_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mixprep.textstats as textstats
+    import mixprep.filters.textstats as textstats
 
     asked: list[list[int]] = []
     line_repetition = textstats.line_repetition
@@ -271,12 +264,15 @@ CONFIG_ERRORS = [
     ({"max_duplicate_ngram_fraction": {5: 2}},
      r"^filters\.max_duplicate_ngram_fraction: n-gram size 5: expected a fraction between 0 and 1, got 2$"),
     ({"max_duplicate_ngram_fraction": "high"},
-     r"^filters\.max_duplicate_ngram_fraction: expected a fraction between 0 and 1, or a mapping \{n: fraction\} with n in 5\.\.10, got 'high'$"),
+     r"^filters\.max_duplicate_ngram_fraction: expected a fraction between 0 and 1, "
+     r"or a mapping \{n: fraction\} with n in 5\.\.10, got 'high'$"),
     ({"min_language_score": 0.5}, r"^filters\.min_language_score: only valid together with 'languages' in the same filters mapping$"),
     ({"tokenizer": "gpt2"}, r"^filters\.tokenizer: only valid together with 'min_tokens' or 'max_tokens' in the same filters mapping$"),
-    ({"max_tokens": 512}, r"^filters\.max_tokens: needs 'tokenizer: <path to a tokenizer\.json or its folder>' in the same filters mapping$"),
+    ({"max_tokens": 512},
+     r"^filters\.max_tokens: needs 'tokenizer: <path to a tokenizer\.json or its folder>' in the same filters mapping$"),
     ({"max_tokens": 512, "tokenizer": ""}, r"^filters\.tokenizer: expected a path to a tokenizer\.json or a folder holding one, got ''$"),
-    ({"languages": ["en", "klingon"]}, r"^filters\.languages: unknown language code\(s\) 'klingon'; known: ace, af, .*, en, .*, zh, zu, zxx$"),
+    ({"languages": ["en", "klingon"]},
+     r"^filters\.languages: unknown language code\(s\) 'klingon'; known: ace, af, .*, en, .*, zh, zu, zxx$"),
     ({"languages": []}, r"^filters\.languages: expected a list of ISO 639 language codes such as \[en, de\], got \[\]$"),
     ({"languages": ["en"], "min_language_score": 2}, r"^filters\.min_language_score: expected a fraction between 0 and 1, got 2$"),
     ({"language_prefix_bytes": 256}, r"^filters\.language_prefix_bytes: only valid together with 'languages' in the same filters mapping$"),
@@ -300,7 +296,7 @@ def test_every_problem_is_reported_at_once() -> None:
 @pytest.fixture
 def language_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     """The rows of each call of the language identifier during the test."""
-    import mixprep.langid as langid
+    import mixprep.filters.langid as langid
 
     asked: list[list[int]] = []
     language_fields = langid.language_fields
@@ -316,8 +312,9 @@ def language_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
 def test_filter_batch_hands_on_the_language_verdicts_of_the_kept_rows(language_calls: list[list[int]]) -> None:
     """annotate_language with a `languages` filter: each text is classified once, and the
     kept rows get the very values the filter decided on (what language_fields gives them)."""
-    from mixprep.filters import filter_batch, language_feature
-    from mixprep.langid import language_fields
+    from mixprep.filters.engine import filter_batch
+    from mixprep.filters.langid import language_fields
+    from mixprep.filters.rules import language_feature
 
     texts = pl.Series(["x", ENGLISH, FRENCH, ENGLISH + " Again.", "y"])
     chain = chain_of({"min_chars": 2, "languages": ["en"]})
@@ -330,7 +327,8 @@ def test_filter_batch_hands_on_the_language_verdicts_of_the_kept_rows(language_c
 
 
 def test_filter_batch_computes_a_wanted_feature_for_the_kept_rows_only(language_calls: list[list[int]]) -> None:
-    from mixprep.filters import filter_batch, language_feature
+    from mixprep.filters.engine import filter_batch
+    from mixprep.filters.rules import language_feature
 
     texts = pl.Series(["x", FRENCH, "y", ENGLISH])
     verdict = filter_batch(texts, chain_of({"min_chars": 2}), (language_feature(),))

@@ -11,9 +11,9 @@ import xxhash
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-import mixprep.index as index_mod
+import mixprep.serve.index as index_mod
 from mixprep.errors import IndexFormatError, SourceError
-from mixprep.index import (
+from mixprep.serve.index import (
     HEADER_SIZE,
     build_offsets,
     cache_index_path,
@@ -46,7 +46,7 @@ def test_scan_skips_blank_lines_and_keeps_unterminated_last_line(tmp_path):
     offsets = build_offsets(lines_file(tmp_path, data))
     assert offsets.dtype == np.dtype("<u8")
     assert offsets.tolist() == [0, 12, 21, 33, len(data)]
-    assert [data[a:b].strip() for a, b in zip(offsets[:-1], offsets[1:])] == [
+    assert [data[a:b].strip() for a, b in zip(offsets[:-1], offsets[1:], strict=True)] == [
         b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":4}'
     ]
 

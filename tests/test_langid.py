@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mixprep import langid
+from mixprep.filters import langid
 
 VOCABULARIES = {
     "en": "the of and to in is was that for it with as his on be at by had are but from or have an they which one you were".split(),
@@ -63,6 +63,7 @@ def test_labels_and_scores_equal_py3langid_over_many_chunks() -> None:
     assert len(set(fields["language"].to_list())) >= 4
 
 
+@pytest.mark.slow
 def test_int16_table_is_exact_and_float_fallback_agrees() -> None:
     model = langid.load_model()
     assert model.feature_rows.dtype == np.int16 and model.row_scale == 512.0
@@ -113,6 +114,7 @@ def test_softmax_winner_matches_numpy() -> None:
         assert probability == pytest.approx(expected[winner], rel=1e-12)
 
 
+@pytest.mark.slow
 def test_ascii_automaton_walks_ascii_text_as_the_whole_automaton_does() -> None:
     model = langid.load_model()
     full, ascii_only = model.automaton, model.ascii_automaton

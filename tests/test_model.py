@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from mixprep.errors import ConfigError  # noqa: E402
-from mixprep.model import GPT, GPTConfig, apply_rotary, masked_cross_entropy, rotary_tables  # noqa: E402
+from mixprep.train.model import GPT, GPTConfig, apply_rotary, masked_cross_entropy, rotary_tables  # noqa: E402
 
 
 def tiny(**overrides) -> GPT:
@@ -90,6 +90,7 @@ def test_rotary_preserves_norm_and_encodes_relative_position():
     assert torch.allclose(dots[5, 2], dots[13, 10], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_default_size_is_minimind_scale():
     with torch.device("meta"):
         model = GPT(GPTConfig(vocab_size=6400))

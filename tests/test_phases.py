@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures_dataset import (  # noqa: F401 - pytest fixtures
+from dataset_helpers import (
     ODD_PIECES,
     as_triple,
-    chatml,
-    chatml_dir,
     minimind_chat,
     minimind_pretrain,
     minimind_rl,
@@ -20,11 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixprep.errors import ConfigError, RecordError
-from mixprep.phases import (
+from mixprep.serve.phases import (
     EMPTY_THINK,
     SYSTEM_PROMPTS,
     PhaseOptions,
-    TokenizerAdapter,
     check_options,
     check_phase,
     dpo_example,
@@ -32,6 +29,7 @@ from mixprep.phases import (
     rl_example,
     sft_example,
 )
+from mixprep.serve.tokenizer import TokenizerAdapter
 
 
 def lists(*arrays) -> list[list[int]]:
@@ -47,6 +45,7 @@ def test_fast_encoder_is_used_for_byte_level_bpe(adapter):
     assert adapter._pieces is not None
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     parts=st.lists(st.one_of(st.sampled_from(ODD_PIECES), st.text(max_size=12)), max_size=60),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -24,11 +25,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import mixprep.build as build_module
-from mixprep.build import BuildOptions, build
+import mixprep.build.driver as build_module
+from mixprep.build.driver import BuildOptions, build
+from mixprep.build.executors import make_executor
+from mixprep.build.workdir import TMP_FOLDER
 from mixprep.config import load_mixture
 from mixprep.errors import ConfigError, MixprepError, RecordError
-from mixprep.plan import make_plan
+from mixprep.sources.plan import make_plan
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ray_helpers import (  # noqa: E402
@@ -44,6 +47,8 @@ from ray_helpers import (  # noqa: E402
 RAY_MISSING = importlib.util.find_spec("ray") is None
 needs_ray = pytest.mark.skipif(RAY_MISSING, reason='Ray is not installed: pip install "mixprep[ray]"')
 REPO = Path(__file__).resolve().parents[1]
+# Every test here starts or uses a Ray cluster (seconds each).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
@@ -231,7 +236,7 @@ def test_a_task_that_keeps_failing_stops_the_build_naming_the_task(
 
     assert attempts(markers, target) == 4
     assert read_outputs(out) == {}  # nothing that looks like a finished output
-    assert not any((out / build_module.TMP_FOLDER).glob("*"))  # the work folder is gone too
+    assert not any((out / TMP_FOLDER).glob("*"))  # the work folder is gone too
 
 
 # -- the executor itself ---------------------------------------------------------------------
@@ -245,7 +250,7 @@ def _sleep_then_return(item: tuple[int, float]) -> tuple[int, float, float]:
 
 @needs_ray
 def test_results_come_in_input_order_with_a_bounded_number_in_flight(ray_session: None) -> None:
-    from mixprep.ray_executor import RayExecutor
+    from mixprep.build.ray_executor import RayExecutor
 
     reversed_finish = [(i, 0.4 - 0.1 * i) for i in range(4)]
     executor = RayExecutor()
@@ -260,14 +265,14 @@ def test_results_come_in_input_order_with_a_bounded_number_in_flight(ray_session
     finally:
         one_at_a_time.close()
     # The session has two CPUs, so only the in-flight bound keeps these from overlapping.
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
+    assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans))
 
 
 @needs_ray
 def test_close_leaves_a_ray_connection_it_did_not_open(ray_session: None) -> None:
     import ray
 
-    from mixprep.ray_executor import RayExecutor
+    from mixprep.build.ray_executor import RayExecutor
 
     executor = RayExecutor(address="auto")  # the session's connection is reused, not replaced
     executor.close()
@@ -278,7 +283,7 @@ def test_close_leaves_a_ray_connection_it_did_not_open(ray_session: None) -> Non
 def test_an_unreachable_ray_address_is_a_clear_error(ray_session: None, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from mixprep.ray_executor import RayExecutor
+    from mixprep.build.ray_executor import RayExecutor
 
     def no_cluster(**kwargs: object) -> None:
         msg = "Could not find any running Ray instance. Please specify the one to connect to."
@@ -298,16 +303,16 @@ def test_an_unreachable_ray_address_is_a_clear_error(ray_session: None, monkeypa
 
 def test_without_ray_the_error_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail as if it were not installed
-    from mixprep.ray_executor import RayExecutor
+    from mixprep.build.ray_executor import RayExecutor
 
     with pytest.raises(ConfigError, match=r'^--executor ray needs Ray, which is not installed .*pip install "mixprep\[ray\]"$'):
         RayExecutor()
     with pytest.raises(ConfigError, match=r"--executor ray needs Ray"):
-        build_module.make_executor(BuildOptions(output_dir=tmp_path, executor="ray"))
+        make_executor("ray", 1)
 
 
 def test_workers_below_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixprep.ray_executor import RayExecutor
+    from mixprep.build.ray_executor import RayExecutor
 
     with pytest.raises(ConfigError, match=r"^--workers must be >= 1, got 0$"):
         RayExecutor(workers=0)
@@ -377,7 +382,7 @@ def test_the_cli_starts_and_stops_its_own_local_ray_writing_only_under_temp(
 def test_a_local_ray_that_cannot_start_is_a_clear_error(ray_session: None, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from mixprep.ray_executor import RayExecutor
+    from mixprep.build.ray_executor import RayExecutor
 
     def too_long(**kwargs: object) -> None:
         msg = "validate_socket_filename failed: AF_UNIX path length cannot exceed 107 bytes"
@@ -386,6 +391,8 @@ def test_a_local_ray_that_cannot_start_is_a_clear_error(ray_session: None, monke
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", too_long)
     before = dict(os.environ)
-    with pytest.raises(ConfigError, match=r"^cannot start a local Ray under \S+/mixprep-ray-\w+ \(validate_socket_filename .*set RAY_TMPDIR"):
+    with pytest.raises(
+        ConfigError, match=r"^cannot start a local Ray under \S+/mixprep-ray-\w+ \(validate_socket_filename .*set RAY_TMPDIR"
+    ):
         RayExecutor(workers=2)
     assert dict(os.environ) == before  # the environment it set for Ray is put back

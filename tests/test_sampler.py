@@ -9,7 +9,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mixprep.sampler import (
+from mixprep.build.hashing import splitmix64
+from mixprep.build.sampler import (
     Quota,
     SourceCounts,
     bottom_k,
@@ -18,7 +19,6 @@ from mixprep.sampler import (
     plan_quotas,
     select,
     shuffle_keys,
-    splitmix64,
     validation_shares,
 )
 
@@ -46,7 +46,7 @@ def test_quotas_sum_exactly_to_total(ratios: list[float], total: int) -> None:
     shares = largest_remainder(ratios, total)
     assert sum(shares) == total
     weight = math.fsum(ratios)
-    for ratio, share in zip(ratios, shares):
+    for ratio, share in zip(ratios, shares, strict=True):
         assert abs(share - ratio / weight * total) < 1 + 1e-6
         assert share >= 0
 
@@ -115,7 +115,7 @@ def test_bottom_k_subset_is_independent_of_how_records_are_split_into_tasks(
     chosen = set(keys[select(keys, min(k, n)).rows].tolist())
     # Cut the same records into tasks at arbitrary points and concatenate the tasks in another order.
     bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
-    pieces = [keys[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    pieces = [keys[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
     order = np.random.default_rng(order_seed).permutation(len(pieces))
     regrouped = np.concatenate([pieces[i] for i in order]) if pieces else keys
     assert set(regrouped[select(regrouped, min(k, n)).rows].tolist()) == chosen
@@ -139,7 +139,7 @@ def test_copies_of_one_record_get_different_shuffle_keys() -> None:
 )
 def test_plan_quotas_total_is_exact(kept: list[int], total: int | None) -> None:
     ratios = [1.0 / len(kept)] * len(kept)
-    sources = [SourceCounts(f"s{i}", r, None, k) for i, (r, k) in enumerate(zip(ratios, kept))]
+    sources = [SourceCounts(f"s{i}", r, None, k) for i, (r, k) in enumerate(zip(ratios, kept, strict=True))]
     quotas = plan_quotas(sources, total_samples=total, validation=[0] * len(kept))
     expected_total = total if total is not None else sum(kept)
     assert sum(q.quota for q in quotas) == expected_total

@@ -12,15 +12,16 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from helpers import build, mixture, read_jsonl, texts, write_jsonl
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from conftest import build, mixture, read_jsonl, texts, write_jsonl
-from mixprep import plan, sources
 from mixprep.config import load_mixture
 from mixprep.errors import RecordError, SourceError
-from mixprep.plan import SourceFile, make_plan, resolve_files, shard_file
-from mixprep.sources import LineBlock, TableBlock, line_spans, read_blocks
+from mixprep.sources import plan
+from mixprep.sources import readers as sources
+from mixprep.sources.plan import SourceFile, make_plan, resolve_files, shard_file
+from mixprep.sources.readers import LineBlock, TableBlock, line_spans, read_blocks
 
 
 def plain_file(path: Path) -> SourceFile:
@@ -36,7 +37,7 @@ def owned_lines(path: Path, shard_bytes: int) -> list[tuple[int, bytes]]:
         task = plan.ScanTask(0, 0, "d", "main", file, start, end)
         for block in read_blocks(task):
             assert isinstance(block, LineBlock)
-            for s, e, position in zip(block.starts, block.ends, block.positions):
+            for s, e, position in zip(block.starts, block.ends, block.positions, strict=True):
                 found.append((int(position), block.data[s:e]))
     return found
 
@@ -143,10 +144,13 @@ def all_records(path: Path, fmt: str, compression: str | None = None) -> list[tu
     out = []
     for block in read_blocks(plan.ScanTask(0, 0, "d", "main", file, 0, stat.st_size)):
         if isinstance(block, LineBlock):
-            out += [(int(p), json.loads(block.data[s:e])["text"]) for s, e, p in zip(block.starts, block.ends, block.positions)]
+            out += [
+                (int(p), json.loads(block.data[s:e])["text"])
+                for s, e, p in zip(block.starts, block.ends, block.positions, strict=True)
+            ]
         else:
             assert isinstance(block, TableBlock)
-            out += list(zip(block.positions.tolist(), block.table.column("text").to_pylist()))
+            out += list(zip(block.positions.tolist(), block.table.column("text").to_pylist(), strict=True))
     return out
 
 

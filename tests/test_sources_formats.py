@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from helpers import build, mixture, read_jsonl
 
-from conftest import build, mixture, read_jsonl
-from mixprep.config import format_for, load_mixture
+from mixprep.config import load_mixture
 from mixprep.errors import RecordError, SourceError
+from mixprep.sources.formats import format_for
 
 # Texts that stress CSV quoting and type inference: commas, quotes, newlines, digits only, Unicode.
 TEXTS = [f"doc {i}, with a comma" for i in range(30)] + [
@@ -84,7 +85,7 @@ def test_csv_and_tsv_with_a_named_text_column(tmp_path: Path, name: str, delimit
 
 
 def test_csv_streams_in_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixprep import sources
+    from mixprep.sources import readers as sources
 
     monkeypatch.setattr(sources, "BLOCK_BYTES", 256)  # many Arrow batches; digits-only rows late in the file
     (tmp_path / "d.csv").write_bytes(table_bytes(","))

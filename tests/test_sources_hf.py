@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import REPO, build, manifest_of, mixture, read_jsonl, texts, write_jsonl, write_yaml
 
-from conftest import REPO, build, manifest_of, mixture, read_jsonl, texts, write_jsonl, write_yaml
 from mixprep.config import load_mixture
 from mixprep.errors import SourceError
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import build, manifest_of, mixture, read_jsonl, texts, write_jsonl
 
-from conftest import build, manifest_of, mixture, read_jsonl, texts, write_jsonl
-from mixprep import plan
 from mixprep.config import load_mixture
 from mixprep.errors import SourceError
+from mixprep.sources import plan
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -107,6 +107,7 @@ def test_s3_glob_builds_the_same_bytes_as_local_files(
     assert sum(1 for t in plan.make_plan(load_mixture(remote)) if t.file.relpath == "a.jsonl") > 1
 
 
+@pytest.mark.slow
 def test_s3_output_is_identical_across_workers(tmp_path: Path, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plan, "SHARD_BYTES", 4096)
     config = two_sources(
@@ -135,6 +136,7 @@ def test_s3_missing_objects_are_clear_errors(tmp_path: Path, s3_endpoint: str, b
         build(config, tmp_path / "o3")
 
 
+@pytest.mark.slow
 def test_changed_remote_object_changes_the_build_key(tmp_path: Path, s3_endpoint: str, bucket: str) -> None:
     import s3fs
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from filter_reference import line_repetition as reference_line_repetition
 from filter_reference import ngram_repetition as reference_ngram_repetition
 from filter_reference import quality_counts as reference_quality_counts
-from mixprep.textstats import TextBatch, line_repetition, ngram_repetition, quality_counts
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixprep.filters.textstats import TextBatch, line_repetition, ngram_repetition, quality_counts
 
 # Pieces that sit on the edges of the definitions: Unicode and ASCII whitespace, CR,
 # bullets, ellipses in both spellings, terminal punctuation, letters with and without
@@ -29,6 +29,7 @@ def texts_strategy() -> st.SearchStrategy[list[str]]:
     return st.lists(text, min_size=1, max_size=12)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(texts_strategy())
 def test_quality_counts_match_reference(texts: list[str]) -> None:
@@ -36,6 +37,7 @@ def test_quality_counts_match_reference(texts: list[str]) -> None:
     np.testing.assert_array_equal(quality_counts(series), reference_quality_counts(series))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(texts_strategy())
 def test_line_repetition_matches_reference(texts: list[str]) -> None:
@@ -49,6 +51,7 @@ REPETITIVE = st.lists(st.sampled_from(["a", "b", "cc", "é", "a.", "\n", " ", " 
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(REPETITIVE, min_size=1, max_size=6))
 def test_ngram_repetition_matches_reference(texts: list[str]) -> None:
@@ -95,7 +98,7 @@ def test_sliced_and_chunked_series_read_their_own_rows() -> None:
     ],
 )
 def test_documented_edges(text: str, field: str, expected: int) -> None:
-    from mixprep.filters import QUALITY_FIELDS
+    from mixprep.filters.fields import QUALITY_FIELDS
 
     assert quality_counts(pl.Series([text]))[0, QUALITY_FIELDS.index(field)] == expected
 
@@ -150,7 +153,7 @@ def test_whitespace_bits_match_python(texts: list[str]) -> None:
     batch = TextBatch(pl.Series(texts, dtype=pl.String))
     space_bits, newline_bits = batch.whitespace
     size = int(batch.offsets[-1])
-    for bits, expected in zip((space_bits, newline_bits), _reference_whitespace_bits(texts)):
+    for bits, expected in zip((space_bits, newline_bits), _reference_whitespace_bits(texts), strict=True):
         found = np.unpackbits(bits.view(np.uint8), bitorder="little")[:size].astype(bool)
         np.testing.assert_array_equal(found, expected)
 
@@ -158,7 +161,7 @@ def test_whitespace_bits_match_python(texts: list[str]) -> None:
 def test_bytes_between_marks_the_bytes_in_range() -> None:
     import numba
 
-    from mixprep.intrinsics import bytes_between
+    from mixprep.filters.intrinsics import bytes_between
 
     mark = numba.njit(lambda data, i, low, high: bytes_between(data, i, low, high))
     rng = np.random.default_rng(0)

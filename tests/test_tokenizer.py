@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures_dataset import chatml, chatml_dir, write_jsonl  # noqa: F401 - pytest fixtures
+from helpers import write_jsonl
 
 from mixprep.errors import ConfigError, RecordError, SourceError
-from mixprep.tokenizer import CHATML_TEMPLATE, iter_jsonl_texts, main, train_tokenizer
+from mixprep.train.tokenizer import CHATML_TEMPLATE, iter_jsonl_texts, main, train_tokenizer
 
 
 def test_special_ids_and_roles(chatml):

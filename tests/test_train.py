@@ -12,12 +12,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mixprep.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from mixprep.errors import ConfigError, OutputError, RecordError, SourceError  # noqa: E402
-from mixprep.metrics import compare_runs, read_metrics  # noqa: E402
-from mixprep.model import GPT, GPTConfig  # noqa: E402
-from mixprep.train import Trainer, main, micro_batch_weight  # noqa: E402
-from mixprep.train_data import (  # noqa: E402
+from mixprep.train.__main__ import main  # noqa: E402
+from mixprep.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from mixprep.train.data import (  # noqa: E402
     SeededBatchSampler,
     detect_phase,
     find_tokenizer,
@@ -26,6 +24,9 @@ from mixprep.train_data import (  # noqa: E402
     trim_padding_columns,
     validation_path_for,
 )
+from mixprep.train.metrics import compare_runs, read_metrics  # noqa: E402
+from mixprep.train.model import GPT, GPTConfig  # noqa: E402
+from mixprep.train.run import Trainer, micro_batch_weight  # noqa: E402
 
 ANIMALS = ["cat", "dog", "fox", "owl", "hen", "pig", "cow", "bee"]
 VERBS = ["sees", "likes", "chases", "finds", "hears"]
@@ -55,7 +56,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Pretrain + SFT train/validation files and a tokenizer trained on them (once per module)."""
-    from mixprep.tokenizer import train_tokenizer
+    from mixprep.train.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("corpus")
     rng = np.random.default_rng(0)
@@ -124,6 +125,7 @@ def test_validation_file_name_is_derived_from_the_train_name():
 # ----------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_pretrain_loss_falls_and_writes_metrics_plot_checkpoint(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(train_args(corpus, out, "--max_steps", "30", "--save_interval", "15")) == 0
@@ -149,6 +151,7 @@ def test_pretrain_loss_falls_and_writes_metrics_plot_checkpoint(corpus, tmp_path
     assert "step 30: train_loss" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run(corpus, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     # 240 records / batch 8 = 30 batches per epoch; 2 epochs with accumulation 2 -> 30 steps.
@@ -167,7 +170,7 @@ def test_resume_reproduces_the_uninterrupted_run(corpus, tmp_path):
 def test_resume_skips_consumed_batches_without_reading_them(corpus, tmp_path, monkeypatch):
     out = tmp_path / "run"
     main(train_args(corpus, out, "--max_steps", "3"))
-    from mixprep.dataset import UnifiedDataset
+    from mixprep.serve.dataset import UnifiedDataset
 
     read: list[int] = []
     original = UnifiedDataset.__getitem__
@@ -233,7 +236,7 @@ def test_sft_trains_only_on_assistant_tokens(corpus, tmp_path, monkeypatch):
     answers = {f"the {thing} is {color}.<|im_end|>\n" for thing, color in COLORS.items()}
     rows = 0
     for targets, mask in seen:
-        for row_targets, row_mask in zip(targets, mask):
+        for row_targets, row_mask in zip(targets, mask, strict=True):
             supervised = tokenizer.decode(row_targets[row_mask.bool()].tolist(), skip_special_tokens=False)
             assert supervised in answers, supervised
             rows += 1
@@ -347,6 +350,7 @@ def test_corrupt_checkpoint_is_named(tmp_path):
         load_checkpoint(bad)
 
 
+@pytest.mark.slow
 def test_module_entry_point_prints_errors_without_traceback(tmp_path):
     missing = tmp_path / "missing_train.jsonl"
     result = subprocess.run(

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import build, mixture, texts, write_jsonl
 
-from conftest import build, mixture, texts, write_jsonl
-from mixprep.index import HEADER_SIZE
+from mixprep.serve.index import HEADER_SIZE
 from mixprep.verify import verify
 
 SUFFIXES = (".jsonl", ".parquet", ".idx", ".manifest.json")
@@ -54,7 +54,13 @@ def test_intact_output_passes_every_check(output: Path) -> None:
     assert report.ok, report.problems
     assert report.records == 500
     joined = "\n".join(report.checks)
-    for check in ("sha256 matches", "index: 500 offsets", "JSONL records per source match", "Parquet rows per source match", "Parquet rows match JSONL"):
+    for check in (
+        "sha256 matches",
+        "index: 500 offsets",
+        "JSONL records per source match",
+        "Parquet rows per source match",
+        "Parquet rows match JSONL",
+    ):
         assert check in joined
 
 

@@ -1,0 +1,104 @@
+"""Deduplication across all sources of a mixture: exact (normalized text) or near (MinHash LSH).
+
+Scan tasks compute a fingerprint per kept record (`fingerprints`): the xxh3 hash
+of the normalized text (lowercased, whitespace collapsed) for `exact`, or the
+LSH band hashes of its datasketch MinHash for `near`. The driver (`duplicates`)
+groups records whose fingerprints collide (exact: equal hash; near: any equal
+band, joined transitively) and keeps, in each group, the record with the smallest
+seeded hash: which copy survives depends on the seed, never on worker order.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import polars as pl
+import xxhash
+
+from mixprep.build.hashing import derive
+from mixprep.config.schema import DedupSpec
+
+
+def fingerprint_width(spec: DedupSpec) -> int:
+    """Fingerprints per record: 1 for exact, one per LSH band for near."""
+    return 1 if spec.method == "exact" else lsh_bands(spec)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def lsh_bands(spec: DedupSpec) -> tuple[int, int]:
+    """(bands, rows per band) that datasketch's LSH picks for this threshold and num_perm."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=spec.threshold, num_perm=spec.num_perm)
+    return lsh.b, lsh.r
+
+
+def normalized(texts: pl.Series) -> pl.Series:
+    return texts.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def fingerprints(texts: pl.Series, spec: DedupSpec, seed: int) -> np.ndarray:
+    """exact: (n,) uint64 content hashes; near: (n, bands) uint64 LSH band hashes."""
+    norm = normalized(texts).to_list()
+    if spec.method == "exact":
+        return np.fromiter((xxhash.xxh3_64_intdigest(t.encode()) for t in norm), dtype=np.uint64, count=len(norm))
+    return _band_hashes(norm, spec, seed)
+
+
+def _band_hashes(texts: list[str], spec: DedupSpec, seed: int) -> np.ndarray:
+    from datasketch import MinHash
+
+    bands, rows = lsh_bands(spec)
+    out = np.zeros((len(texts), bands), dtype=np.uint64)
+    for i, text in enumerate(texts):
+        words = text.split(" ")
+        shingles = {" ".join(words[j : j + spec.ngram]).encode() for j in range(max(1, len(words) - spec.ngram + 1))}
+        minhash = MinHash(num_perm=spec.num_perm, seed=seed)
+        minhash.update_batch(list(shingles))
+        values = minhash.hashvalues[: bands * rows].astype(np.uint64).reshape(bands, rows)
+        # One hash per band; the band number is mixed in so equal values in different bands don't collide.
+        out[i] = [xxhash.xxh3_64_intdigest(values[b].tobytes(), seed=b) for b in range(bands)]
+    return out
+
+
+def duplicates(prints: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Boolean mask of records to drop: all but the seeded survivor of each duplicate group."""
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    return all_but_survivors(fingerprint_groups(prints.reshape(n, -1)), keys)
+
+
+def all_but_survivors(labels: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Boolean mask: every record but one per label, the survivor chosen by the seeded keys."""
+    n = len(keys)
+    tie = derive(keys, "dedup")
+    order = np.lexsort((np.arange(n), tie, labels))
+    first = np.ones(n, dtype=bool)
+    first[1:] = labels[order][1:] != labels[order][:-1]
+    drop = np.ones(n, dtype=bool)
+    drop[order[first]] = False
+    return drop
+
+
+def fingerprint_groups(prints: np.ndarray) -> np.ndarray:
+    """Connected components of 'shares any column value', as a label per row."""
+    n = len(prints)
+    labels = np.arange(n, dtype=np.int64)
+    edges = []
+    for column in prints.T:
+        order = np.argsort(column, kind="stable")
+        same = column[order][1:] == column[order][:-1]
+        edges.append(np.stack([order[:-1][same], order[1:][same]], axis=1))
+    pairs = np.concatenate(edges) if edges else np.zeros((0, 2), dtype=np.int64)
+    if len(pairs) == 0:
+        return labels
+    # Label propagation: every pair takes the smaller label until nothing changes.
+    while True:
+        low = np.minimum(labels[pairs[:, 0]], labels[pairs[:, 1]])
+        before = labels.copy()
+        np.minimum.at(labels, pairs[:, 0], low)
+        np.minimum.at(labels, pairs[:, 1], low)
+        labels = labels[labels]  # pointer jumping shortens long chains
+        if np.array_equal(labels, before):
+            return labels

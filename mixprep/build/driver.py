@@ -1,0 +1,283 @@
+"""The build driver: the one module that runs tasks (through `executors`).
+
+plan (pure task list) -> scan (parallel: filter, write kept records, return counts)
+-> dedup, quotas and selection (driver, numpy) -> final order, cut into buckets
+(driver) -> partition (parallel: each scan file read once, records routed to
+buckets) -> write buckets (parallel) -> append parts, index, sidecar (driver)
+-> manifests -> atomic commit. Tasks are pure functions of their job and results
+are consumed in task order, so the bytes do not depend on `--workers` or on the
+executor.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mixprep import __version__
+from mixprep.build.executors import Executor, make_executor
+from mixprep.build.manifest import build_key, input_fingerprints, outputs_intact, read_manifest, split_manifest, write_manifest
+from mixprep.build.sampler import Quota, SourceSelection
+from mixprep.build.scan import ScanJob, ScanResult, ScanStats, scan_task
+from mixprep.build.select import (
+    SourceArrays,
+    allocate_quotas,
+    collect_rejected,
+    deduplicate,
+    load_scan_arrays,
+    select_sources,
+    stats_by_dataset,
+)
+from mixprep.build.shuffle import final_order, partition_and_bucket_jobs
+from mixprep.build.workdir import make_work_dir, prepare_output_dir, remove_work_dir
+from mixprep.build.writers import BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, partition, sidecar_json_fields, write_bucket
+from mixprep.config.schema import MixtureConfig
+from mixprep.errors import ConfigError, OutputError
+from mixprep.progress import Progress
+from mixprep.sources.plan import ScanTask, make_plan
+
+log = logging.getLogger(__name__)
+
+
+SPLITS = ("train", "validation")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    output_dir: Path
+    splits: tuple[str, ...] | None = None  # None: every split the mixture defines
+    workers: int = 1
+    force: bool = False
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    parquet_compression: str = "none"
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+    write_rejected: bool = False
+
+
+@dataclass
+class BuildResult:
+    files: dict[str, Path]
+    manifests: dict[str, dict[str, Any]]
+    reused: bool = False
+    quotas: list[Quota] = field(default_factory=list)
+    stats: dict[str, ScanStats] = field(default_factory=dict)
+
+
+# -- the build ---------------------------------------------------------------------
+
+def requested_splits(config: MixtureConfig, splits: tuple[str, ...] | None) -> tuple[str, ...]:
+    defined = config.splits()
+    if splits is None:
+        return defined
+    for split in splits:
+        if split not in SPLITS:
+            msg = f"unknown split {split!r}; valid: train, validation, all"
+            raise ConfigError(msg)
+        if split not in defined:
+            msg = (
+                f"{config.path}: split {split!r} is not defined by this mixture; add metadata.validation "
+                f"({{fraction: 0.01}} or {{samples: N}}) or a dataset validation_source"
+            )
+            raise ConfigError(msg)
+    return tuple(s for s in SPLITS if s in splits)
+
+
+@contextlib.contextmanager
+def timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall time to phases[name] (the build logs them: where did the time go)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+
+def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
+    config.raise_if_invalid()
+    splits = requested_splits(config, options.splits)
+    out_dir = prepare_output_dir(options.output_dir)
+    tasks = make_plan(config)
+    inputs = input_fingerprints(tasks)
+    key = build_key(config.raw_digest, inputs, _key_options(config, options))
+    finals = {split: SplitFiles.for_stem(out_dir, config.stem(split)) for split in splits}
+    if not options.force:
+        reused = _reuse(finals, key)
+        if reused is not None:
+            log.info("outputs are up to date (config and inputs unchanged); use --force to rebuild")
+            return BuildResult({s: f.jsonl for s, f in finals.items()}, reused, reused=True)
+
+    work = make_work_dir(out_dir, config)
+    phases: dict[str, float] = {}
+    executor = make_executor(options.executor, options.workers, ray_address=options.ray_address)
+    try:
+        with timed(phases, "scan"):
+            results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
+        selecting = time.perf_counter()
+        stats = stats_by_dataset(config, tasks, results)
+        json_fields = sidecar_json_fields(config.record_schema, results)
+        arrays = load_scan_arrays(config, tasks, results)
+        deduplicated, validation_removed = arrays, {}
+        if config.dedup is not None:
+            deduped = deduplicate(config, tasks, arrays, stats, str(work))
+            deduplicated, stats, validation_removed = deduped.arrays, deduped.stats, deduped.validation_removed
+        extras = []
+        if options.write_rejected:
+            rejected = work / f"{config.phase}_{config.name}.rejected.jsonl"
+            collect_rejected(config, tasks, arrays, deduplicated, rejected, str(work))
+            extras.append((rejected, out_dir / rejected.name))
+        arrays = deduplicated
+        quotas = allocate_quotas(config, stats, arrays)
+        selections = select_sources(config, quotas, arrays)
+        phases["select"] = time.perf_counter() - selecting
+        manifests: dict[str, dict[str, Any]] = {}
+        pairs = []
+        for split in splits:
+            tmp = SplitFiles.for_stem(work, config.stem(split))
+            info = _write_split(config, json_fields, split, selections, arrays, tmp, executor, str(work), options, phases)
+            manifests[split] = split_manifest(
+                config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression,
+                validation_removed=validation_removed,
+            )
+            write_manifest(tmp.manifest, manifests[split])
+            pairs.append((tmp, finals[split]))
+        with timed(phases, "commit"):
+            commit(pairs, extras)
+    finally:
+        with timed(phases, "cleanup"):
+            executor.close()
+            remove_work_dir(work)
+    log.info("time by phase: %s", ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items()))
+    return BuildResult({s: f.jsonl for s, f in finals.items()}, manifests, quotas=quotas, stats=stats)
+
+
+def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
+    """Scan and allocate without touching the output folder: what `build --dry-run` prints."""
+    import tempfile
+
+    config.raise_if_invalid()
+    tasks = make_plan(config)
+    executor = make_executor(options.executor, options.workers, ray_address=options.ray_address)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mixprep-dry-run-") as work:
+            results = _scan(config, tasks, executor, work, options.progress)
+            stats = stats_by_dataset(config, tasks, results)
+            arrays = load_scan_arrays(config, tasks, results)
+            if config.dedup is not None:
+                deduped = deduplicate(config, tasks, arrays, stats, work)
+                arrays, stats = deduped.arrays, deduped.stats
+            quotas = allocate_quotas(config, stats, arrays, check=False)
+    finally:
+        executor.close()
+    return BuildResult({}, {}, quotas=quotas, stats=stats)
+
+
+def _key_options(config: MixtureConfig, options: BuildOptions) -> dict[str, Any]:
+    return {"parquet_compression": options.parquet_compression, "write_rejected": options.write_rejected, "mixprep": __version__}
+
+
+def _reuse(finals: dict[str, SplitFiles], key: str) -> dict[str, dict[str, Any]] | None:
+    manifests = {}
+    for split, files in finals.items():
+        manifest = read_manifest(files.manifest)
+        if manifest is None or manifest.get("build_key") != key:
+            return None
+        if not outputs_intact(manifest, files.jsonl, files.parquet, files.index):
+            return None
+        manifests[split] = manifest
+    return manifests
+
+
+# -- scan ---------------------------------------------------------------------------
+
+def _scan(
+    config: MixtureConfig,
+    tasks: list[ScanTask],
+    executor: Executor,
+    work: str,
+    progress: bool | None,
+    *,
+    write_rejected: bool = False,
+) -> list[ScanResult]:
+    jobs = [
+        ScanJob(
+            task=task,
+            schema=config.record_schema,
+            text_field=config.datasets[task.dataset].text_field,
+            filters=config.datasets[task.dataset].filters,
+            on_bad_record=config.on_bad_record,
+            filter_on=config.filter_on,
+            seed=config.seed,
+            work_dir=work,
+            dedup=config.dedup,
+            write_rejected=write_rejected,
+            annotate_language=config.annotate_language,
+        )
+        for task in tasks
+    ]
+    bar = Progress("scan", sum(t.end - t.start for t in tasks), progress)
+    results = []
+    try:
+        for task, result in zip(tasks, executor.map(scan_task, jobs), strict=True):
+            results.append(result)
+            bar.advance(task.end - task.start, result.stats.read)
+    finally:
+        bar.close()
+    return results
+
+
+# -- write ------------------------------------------------------------------------------
+
+def _write_split(
+    config: MixtureConfig,
+    json_fields: tuple[str, ...],
+    split: str,
+    selections: list[SourceSelection],
+    arrays: dict[tuple[int, str], SourceArrays],
+    tmp: SplitFiles,
+    executor: Executor,
+    work: str,
+    options: BuildOptions,
+    phases: dict[str, float],
+) -> OutputInfo:
+    with timed(phases, "partition"):
+        plan, sizes = final_order(config, split, selections, arrays)
+        partitions, jobs, bucket_sizes = partition_and_bucket_jobs(config, split, plan, sizes, work, json_fields)
+        del plan, sizes  # on disk now, one file per task; the driver keeps only bucket totals
+        for _ in executor.map(partition, partitions):
+            pass
+    with timed(phases, "write"):
+        return _write_buckets(config, split, jobs, bucket_sizes, tmp, executor, options)
+
+
+def _write_buckets(
+    config: MixtureConfig,
+    split: str,
+    jobs: list[BucketJob],
+    bucket_sizes: list[int],
+    tmp: SplitFiles,
+    executor: Executor,
+    options: BuildOptions,
+) -> OutputInfo:
+    writer = SplitWriter(tmp, config.text_values, options.parquet_compression)
+    bar = Progress(f"write {split}", sum(bucket_sizes), options.progress)
+    try:
+        for result in executor.map(write_bucket, jobs):
+            writer.add(result)
+            # Sizes are estimates (text bytes); advance by them so the bar ends at 100%.
+            bar.advance(bucket_sizes[result.bucket], result.records)
+        return writer.finish()
+    except OSError as exc:
+        # Disk full, quota, I/O error: a user problem, reported without a traceback.
+        writer.abort()
+        msg = f"cannot write the {split} split of {tmp.jsonl.name} in {tmp.jsonl.parent}: {exc.strerror or exc}"
+        raise OutputError(msg) from None
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()

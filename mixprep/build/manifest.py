@@ -1,0 +1,168 @@
+"""What a build records next to its outputs, and how a rerun decides to reuse them.
+
+The manifest holds no wall-clock time or host name, so the same build gives the
+same manifest bytes. `build_key` hashes everything that determines the output
+(config, input files' size and mtime, package versions, options); a rerun whose
+key matches an existing, intact output reuses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from mixprep.sources.plan import ScanTask
+
+if TYPE_CHECKING:
+    from mixprep.build.sampler import Quota, SourceSelection
+    from mixprep.build.scan import ScanStats
+    from mixprep.build.writers import OutputInfo, SplitFiles
+    from mixprep.config.schema import MixtureConfig
+
+
+MANIFEST_FORMAT = "mixprep-manifest/1"
+RECORDED_PACKAGES = ("mixprep", "pyarrow", "polars", "numpy", "orjson", "xxhash")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def input_fingerprints(tasks: Iterable[ScanTask]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        file = task.file
+        if file.path not in seen:
+            seen[file.path] = {
+                "dataset": task.dataset_name,
+                "role": task.role,
+                "path": file.path,
+                "size": file.size,
+                "mtime_ns": file.mtime_ns,
+            }
+            # Only where known, so local files keep exactly the keys (and build keys) they had.
+            if file.etag is not None:
+                seen[file.path]["etag"] = file.etag
+            if file.revision is not None:
+                seen[file.path]["revision"] = file.revision
+    return list(seen.values())
+
+
+def build_key(config_digest: str, inputs: list[dict[str, Any]], options: dict[str, Any]) -> str:
+    payload = {"config": config_digest, "inputs": inputs, "options": options, "packages": package_versions()}
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    path.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        manifest = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        return None
+    return manifest
+
+
+def outputs_intact(manifest: dict[str, Any], jsonl: Path, parquet: Path, index: Path) -> bool:
+    """Cheap check that the files a manifest describes are still the ones on disk."""
+    output = manifest.get("output", {})
+    try:
+        return (
+            os.path.getsize(jsonl) == output.get("bytes")
+            and os.path.getsize(parquet) == output.get("parquet", {}).get("bytes")
+            and index.is_file()
+        )
+    except OSError:
+        return False
+
+
+def describe_source(source: Any) -> list[str]:
+    return [source.describe()] if getattr(source, "hub", None) else list(source.patterns)
+
+
+def split_manifest(
+    config: MixtureConfig,
+    split: str,
+    key: str,
+    inputs: list[dict[str, Any]],
+    stats: dict[str, ScanStats],
+    quotas: list[Quota],
+    selections: list[SourceSelection],
+    info: OutputInfo,
+    final: SplitFiles,
+    parquet_compression: str,
+    validation_removed: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
+    """The manifest of one split: what was read, removed, available, selected and written.
+
+    `validation_removed`: per dataset, records of its validation source dropped by dedup
+    (as copies of train records, or repeats within validation).
+    """
+    sources = {}
+    by_source = {}
+    for dataset, quota, selection in zip(config.datasets, quotas, selections, strict=True):
+        chosen = selection.train if split == "train" else selection.validation
+        entry = {
+            "mix_ratio": dataset.mix_ratio,
+            "max_samples": dataset.max_samples,
+            "source": describe_source(dataset.source),
+            **stats[dataset.name].as_dict(),
+            "held_out_for_validation": quota.held_out,
+            "available": quota.available,
+        }
+        if split == "train":
+            entry.update(
+                quota=quota.quota,
+                unique=chosen.unique,
+                repeated_records=chosen.repeated_records,
+                extra_copies=chosen.extra_copies,
+                repeat_factor=round(quota.repeat_factor, 6) if quota.available else None,
+            )
+        else:
+            entry.update(quota=quota.validation, unique=chosen.unique, repeated_records=0, extra_copies=0, repeat_factor=None)
+            if dataset.validation_source is not None:
+                entry["validation_source"] = describe_source(dataset.validation_source)
+                if validation_removed is not None and dataset.name in validation_removed:
+                    entry["validation_source_removed"] = validation_removed[dataset.name]
+        sources[dataset.name] = entry
+        by_source[dataset.name] = len(chosen.rows)
+    return {
+        "format": MANIFEST_FORMAT,
+        "split": split,
+        "phase": config.phase,
+        "name": config.name,
+        "record_schema": config.record_schema,
+        "seed": config.seed,
+        "config": {"path": str(config.path.resolve()), "sha256": config.raw_digest},
+        "build_key": key,
+        "total_samples": sum(by_source.values()),
+        "packages": package_versions(),
+        "options": {"parquet_compression": parquet_compression, "shuffle_bucket_mb": config.shuffle_bucket_mb},
+        "inputs": inputs,
+        "sources": sources,
+        "output": {
+            "jsonl": final.jsonl.name,
+            "records": info.records,
+            "records_by_source": by_source,
+            "bytes": info.bytes,
+            "sha256": info.sha256,
+            "index": {"file": final.index.name, "entries": info.records + 1},
+            "parquet": {"file": final.parquet.name, "rows": info.parquet_rows, "bytes": info.parquet_bytes},
+        },
+    }

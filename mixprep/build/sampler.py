@@ -1,0 +1,166 @@
+"""Quotas, selection with wraparound and shuffle keys. Pure numpy.
+
+Every decision is a function of a record's identity hash (seeded by the mixture's
+seed, see `hashing` and `scan.file_key`) and a purpose salt: which records are held out for
+validation, which survive a `max_samples` cap, which fill a quota, and where each
+copy lands in the shuffle. Selection is "bottom-k by hash", so it is a seeded
+uniform subset that does not depend on how the records were split into tasks.
+Ties (equal 64-bit hashes) fall back to input order, which the plan fixes.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixprep.build.hashing import GOLDEN, derive, splitmix64
+
+
+def largest_remainder(ratios: Sequence[float], total: int) -> list[int]:
+    """Integer shares of `total` proportional to ratios, summing to exactly `total`.
+
+    Floors first; the leftover units go to the largest fractional parts, ties to
+    the earlier dataset in the config.
+    """
+    weight = math.fsum(ratios)
+    if total <= 0 or weight <= 0:
+        return [0] * len(ratios)
+    exact = [r / weight * total for r in ratios]
+    shares = [math.floor(x) for x in exact]
+    leftover = total - sum(shares)
+    order = sorted(range(len(ratios)), key=lambda i: (-(exact[i] - shares[i]), i))
+    for i in order[:leftover]:
+        shares[i] += 1
+    return shares
+
+
+def bottom_k(hashes: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k smallest hashes, in hash order (stable: ties keep input order)."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.argsort(hashes, kind="stable")[:k].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Selection:
+    rows: np.ndarray  # int64 indices into the source's records; a row appears once per copy
+    copies: np.ndarray  # uint64 copy number of each entry (0 for the first copy)
+
+    @property
+    def unique(self) -> int:
+        # Every selected record has exactly one entry with copy number 0.
+        return int(np.count_nonzero(self.copies == 0))
+
+    @property
+    def extra_copies(self) -> int:
+        return len(self.rows) - self.unique
+
+    @property
+    def repeated_records(self) -> int:
+        return int(np.count_nonzero(self.copies == 1))
+
+
+def select(keys: np.ndarray, quota: int) -> Selection:
+    """Exactly `quota` copies from `keys`: a seeded subset, or every record ⌊quota/n⌋ times
+    plus a seeded subset for the remainder (wraparound)."""
+    n = len(keys)
+    if quota <= 0 or n == 0:
+        return Selection(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64))
+    ranked = bottom_k(derive(keys, "select"), min(quota, n))
+    if quota <= n:
+        return Selection(ranked, np.zeros(quota, dtype=np.uint64))
+    full, remainder = divmod(quota, n)
+    everyone = np.arange(n, dtype=np.int64)
+    rows = np.concatenate([np.tile(everyone, full), ranked[:remainder]])
+    copies = np.concatenate([np.repeat(np.arange(full, dtype=np.uint64), n), np.full(remainder, full, dtype=np.uint64)])
+    return Selection(rows, copies)
+
+
+def shuffle_keys(keys: np.ndarray, copies: np.ndarray) -> np.ndarray:
+    """Where each copy goes in the global shuffle; copies of one record land independently."""
+    return splitmix64(derive(keys, "shuffle") ^ splitmix64(copies.astype(np.uint64) * GOLDEN))
+
+
+# -- quotas for a whole mixture (counts only: also what --dry-run prints) -------------
+
+@dataclass(frozen=True)
+class SourceCounts:
+    name: str
+    ratio: float
+    max_samples: int | None
+    kept: int
+    """Records of the main source that passed parsing and filters."""
+    validation_kept: int | None = None
+    """Records of the dataset's own validation source, when it has one."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    name: str
+    kept: int
+    held_out: int  # taken from the main source for validation
+    validation: int  # validation records of this source (held out or from its own split)
+    available: int  # what train may draw from: kept - held_out, capped at max_samples
+    quota: int
+
+    @property
+    def repeat_factor(self) -> float:
+        return self.quota / self.available if self.available else math.inf if self.quota else 0.0
+
+
+def validation_shares(
+    sources: Sequence[SourceCounts], fraction: float | None, samples: int | None
+) -> list[int]:
+    """Validation records per source.
+
+    With `metadata.validation` ({fraction} of all kept records, or {samples}), the
+    total is shared by mix_ratio (largest remainder), so validation mirrors the
+    mixture. Without it, a source's own validation split is used whole.
+    """
+    if fraction is None and samples is None:
+        return [s.validation_kept or 0 for s in sources]
+    total = samples if samples is not None else round(fraction * sum(s.kept for s in sources))  # type: ignore[operator]
+    return largest_remainder([s.ratio for s in sources], total)
+
+
+def plan_quotas(
+    sources: Sequence[SourceCounts], *, total_samples: int | None, validation: Sequence[int]
+) -> list[Quota]:
+    ratios = [s.ratio for s in sources]
+    held = [0 if s.validation_kept is not None else v for s, v in zip(sources, validation, strict=True)]
+    available = []
+    for s, h in zip(sources, held, strict=True):
+        pool = max(s.kept - h, 0)
+        available.append(min(pool, s.max_samples) if s.max_samples is not None else pool)
+    total = total_samples if total_samples is not None else sum(available)
+    quotas = largest_remainder(ratios, total)
+    return [
+        Quota(s.name, s.kept, h, v, a, q)
+        for s, h, v, a, q in zip(sources, held, validation, available, quotas, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class SourceSelection:
+    train: Selection  # rows index the main source's records
+    validation: Selection  # rows index the main source (hold-out) or the validation source
+
+
+def choose(keys: np.ndarray, validation_keys: np.ndarray | None, quota: Quota, max_samples: int | None) -> SourceSelection:
+    """Apply one source's quota: hold out validation, cap, then select with wraparound."""
+    everything = np.arange(len(keys), dtype=np.int64)
+    if validation_keys is not None:
+        validation = Selection(bottom_k(derive(validation_keys, "validation"), quota.validation), np.zeros(quota.validation, np.uint64))
+        pool = everything
+    else:
+        held = bottom_k(derive(keys, "validation"), quota.held_out)
+        validation = Selection(held, np.zeros(len(held), np.uint64))
+        remaining = np.ones(len(keys), dtype=bool)
+        remaining[held] = False
+        pool = everything[remaining]
+    if max_samples is not None and len(pool) > max_samples:
+        pool = np.sort(pool[bottom_k(derive(keys[pool], "cap"), max_samples)])
+    picked = select(keys[pool], quota.quota)
+    return SourceSelection(Selection(pool[picked.rows], picked.copies), validation)

@@ -1,0 +1,227 @@
+"""Scan stage: one task's blocks -> parsed, checked, filtered records on local disk.
+
+`scan_task` is pure with respect to its inputs: it writes the kept records of its
+shard to `<work>/scan/<task>.arrow` (pretrain: the text; other phases: the whole
+output JSON line) plus `<task>.keys.npy` (per kept record: identity hash and
+output size), and returns only counts. Nothing here depends on which process
+runs it or when. Parsing and record checks are `records`; the filters, `filters.engine`.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import xxhash
+
+from mixprep.build.dedup import fingerprint_width, fingerprints
+from mixprep.build.hashing import splitmix64
+from mixprep.build.records import Parsed, RecordSpec, parse_block
+from mixprep.build.workdir import keys_path, prints_path, rejected_path, release_memory, rows_path, save_array, unique_tmp
+from mixprep.config.schema import DedupSpec, Phase
+from mixprep.errors import RecordError
+from mixprep.filters.engine import filter_batch
+from mixprep.filters.registry import FilterChain
+from mixprep.filters.rules import language_feature, language_prefix_of
+from mixprep.sources.plan import ScanTask
+from mixprep.sources.readers import LineBlock, TableBlock, line_number, read_blocks
+
+TEXT_SCHEMA = pa.schema([("text", pa.large_string())])
+LINE_SCHEMA = pa.schema([("line", pa.large_binary())])
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    task: ScanTask
+    schema: Phase
+    text_field: str
+    filters: FilterChain
+    on_bad_record: str
+    filter_on: str
+    seed: int
+    work_dir: str
+    dedup: DedupSpec | None = None
+    write_rejected: bool = False
+    annotate_language: bool = False
+
+    @property
+    def records(self) -> RecordSpec:
+        return RecordSpec(self.schema, self.text_field, self.filter_on, self.task.dataset_name)
+
+    @property
+    def text_values(self) -> bool:
+        return self.schema == "pretrain" and not self.annotate_language
+
+
+@dataclass
+class ScanStats:
+    """Per-source counts; merge with `+`."""
+
+    read: int = 0
+    kept: int = 0
+    bad: Counter = field(default_factory=Counter)
+    removed: Counter = field(default_factory=Counter)
+    field_kinds: Counter = field(default_factory=Counter)
+    """Structured phases: ("field", "JSON kind") -> records, to pick one sidecar type per field."""
+
+    def __add__(self, other: ScanStats) -> ScanStats:
+        return ScanStats(
+            self.read + other.read,
+            self.kept + other.kept,
+            self.bad + other.bad,
+            self.removed + other.removed,
+            self.field_kinds + other.field_kinds,
+        )
+
+    def removing(self, reason: str, count: int) -> ScanStats:
+        """These counts after `count` more kept records were removed by `reason` (e.g. dedup)."""
+        return ScanStats(self.read, self.kept - count, self.bad, self.removed + Counter({reason: count}), self.field_kinds)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"read": self.read, "bad": dict(sorted(self.bad.items())), "removed": dict(sorted(self.removed.items())), "kept": self.kept}
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    task_id: int
+    stats: ScanStats
+    rows_path: str
+    keys_path: str
+
+
+def file_key(job: ScanJob) -> np.uint64:
+    task = job.task
+    identity = f"{task.role}\0{task.dataset_name}\0{task.file.relpath}".encode()
+    return np.uint64(xxhash.xxh64_intdigest(identity, seed=job.seed))
+
+
+def scan_task(job: ScanJob) -> ScanResult:
+    task = job.task
+    out_rows, out_keys = rows_path(job.work_dir, task.task_id), keys_path(job.work_dir, task.task_id)
+    Path(out_rows).parent.mkdir(parents=True, exist_ok=True)
+    stats = ScanStats()
+    base_key = file_key(job)
+    keys: list[np.ndarray] = []
+    prints: list[np.ndarray] = []
+    schema = TEXT_SCHEMA if job.text_values else LINE_SCHEMA
+    # The annotation reads the prefix the `languages` filter reads, so where that filter
+    # runs its verdicts are reused instead of classifying the kept records again.
+    annotation = (language_feature(language_prefix_of(job.filters)),) if job.annotate_language else ()
+    tmp_rows = unique_tmp(out_rows)
+    rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
+    with pa.OSFile(tmp_rows, "wb") as sink, ipc.new_file(sink, schema) as writer:
+        for block in read_blocks(task):
+            parsed = parse_block(block, job.records)
+            stats.read += len(parsed.positions) + len(parsed.bad)
+            if parsed.bad:
+                _handle_bad(block, parsed.bad, job, stats)
+            verdict = filter_batch(parsed.filter_text, job.filters, annotation)
+            reasons = verdict.reasons
+            keep = reasons == 0
+            if rejected is not None:
+                _write_rejected(rejected, block, parsed, reasons, job)
+            for i, count in zip(*np.unique(reasons[~keep], return_counts=True), strict=True):
+                stats.removed[job.filters[int(i) - 1][0]] += int(count)
+            kept_values = parsed.values.filter(pa.array(keep)) if not keep.all() else parsed.values
+            kept_texts = parsed.filter_text.filter(pl.Series(keep)) if job.dedup else None
+            if annotation and len(kept_values):
+                kept_values = with_language(kept_values, verdict.kept_features[annotation[0].name].struct.unnest(), job)
+            stats.kept += len(kept_values)
+            stats.field_kinds.update(parsed.field_kinds)
+            if len(kept_values):
+                writer.write_batch(pa.record_batch([kept_values], schema=schema))
+                identity = splitmix64(parsed.positions[keep] ^ base_key)
+                keys.append(np.stack([identity, _byte_lengths(kept_values)], axis=1))
+                if job.dedup is not None:
+                    prints.append(fingerprints(kept_texts, job.dedup, job.seed))
+    os.replace(tmp_rows, out_rows)
+    if rejected is not None:
+        rejected.close()
+    table = np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
+    save_array(out_keys, table)
+    if job.dedup is not None:
+        width = fingerprint_width(job.dedup)
+        stacked = np.concatenate([p.reshape(len(p), width) for p in prints]) if prints else np.zeros((0, width), np.uint64)
+        save_array(prints_path(job.work_dir, task.task_id), stacked)
+    release_memory()
+    return ScanResult(task.task_id, stats, out_rows, out_keys)
+
+
+def _byte_lengths(values: pa.Array) -> np.ndarray:
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    return np.diff(offsets).astype(np.uint64)
+
+
+def with_language(values: pa.Array, fields: pl.DataFrame, job: ScanJob) -> pa.Array:
+    """Output lines with `language` and `language_score` (the columns of `fields`, one row per line) added."""
+    if job.schema == "pretrain":
+        frame = pl.DataFrame({"text": pl.Series(values), "source": job.task.dataset_name}).hstack(fields)
+        encoded = frame.select(pl.struct(pl.all()).struct.json_encode()).to_series()
+        return encoded.to_arrow().cast(pa.large_string()).cast(pa.large_binary())
+    lines = []
+    for line, language, score in zip(values.to_pylist(), fields["language"].to_list(), fields["language_score"].to_list(), strict=True):
+        record = orjson.loads(line)
+        source = record.pop("source")
+        record.update(language=language, language_score=score, source=source)
+        lines.append(orjson.dumps(record))
+    return pa.array(lines, type=pa.large_binary())
+
+
+def rejected_line(value: str | bytes, source: str, reason: str, schema: Phase) -> bytes:
+    """One `--write-rejected` line: the record as it would have been written, plus why it was not."""
+    if schema == "pretrain" and isinstance(value, str):
+        return orjson.dumps({"text": value, "source": source, "reason": reason}) + b"\n"
+    record = orjson.loads(value)
+    record["reason"] = reason
+    return orjson.dumps(record) + b"\n"
+
+
+def _write_rejected(handle: Any, block: LineBlock | TableBlock, parsed: Parsed, reasons: np.ndarray, job: ScanJob) -> None:
+    source = job.task.dataset_name
+    for index, reason in parsed.bad:
+        if isinstance(block, LineBlock):
+            raw = block.data[int(block.starts[index]) : int(block.ends[index])].decode("utf-8", errors="replace")
+        else:
+            raw = orjson.dumps(block.table.slice(index, 1).to_pylist()[0], default=str).decode()
+        entry = {"source": source, "reason": _reason_kind(reason), "detail": reason, "where": _where(block, index, job), "raw": raw}
+        handle.write(orjson.dumps(entry) + b"\n")
+    removed = np.flatnonzero(reasons)
+    if len(removed):
+        values = parsed.values.take(pa.array(removed)).to_pylist()
+        for value, reason in zip(values, reasons[removed].tolist(), strict=True):
+            handle.write(rejected_line(value, source, job.filters[reason - 1][0], job.schema))
+
+
+def _handle_bad(block: LineBlock | TableBlock, bad: list[tuple[int, str]], job: ScanJob, stats: ScanStats) -> None:
+    if job.on_bad_record == "error":
+        index, reason = bad[0]
+        msg = (
+            f"{_where(block, index, job)}: {reason} (dataset {job.task.dataset_name!r}; "
+            "set metadata.on_bad_record: skip to skip such records)"
+        )
+        raise RecordError(msg)
+    for _, reason in bad:
+        stats.bad[_reason_kind(reason)] += 1
+
+
+def _reason_kind(reason: str) -> str:
+    """The part of a reason that groups records (drops the received value)."""
+    return reason.split(" (")[0].split(", got")[0]
+
+
+def _where(block: LineBlock | TableBlock, index: int, job: ScanJob) -> str:
+    path = job.task.file.path
+    if isinstance(block, TableBlock):
+        return f"{path}: row {int(block.positions[index])}"
+    start = int(block.starts[index])
+    if block.first_line is not None:
+        newlines_before = block.data.count(b"\n", 0, start)
+        return f"{path}:{block.first_line + newlines_before}"
+    return f"{path}:{line_number(path, block.base_offset + start, job.task.file.storage_options)}"

@@ -1,0 +1,249 @@
+"""From scan results to what each source contributes: counts, dedup, quotas, selection.
+
+The driver holds, per source, only small arrays for its kept records (identity key,
+output size, task, row: 20 bytes a record). Dedup drops duplicates across sources
+(and validation records that repeat a train record); quotas follow the mixture's
+ratios exactly (largest remainder); the selection is `sampler.choose`, a seeded
+bottom-k with wraparound. Functions return new values; nothing here mutates its input.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mixprep.build.dedup import all_but_survivors, duplicates, fingerprint_groups, fingerprint_width
+from mixprep.build.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, validation_shares
+from mixprep.build.scan import ScanResult, ScanStats, rejected_line
+from mixprep.build.workdir import prints_path, rejected_path
+from mixprep.build.writers import BUCKET_DTYPE, gather
+from mixprep.config.schema import MixtureConfig
+from mixprep.errors import SamplingError
+from mixprep.sources.plan import ScanTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceArrays:
+    """One dataset's kept records across its tasks, in plan order."""
+
+    keys: np.ndarray  # identity hash
+    lengths: np.ndarray  # uint32 output bytes (approximate for pretrain: the text)
+    tasks: np.ndarray  # int32 task id
+    rows: np.ndarray  # uint32 row in the task's scan file
+
+
+def stats_by_dataset(config: MixtureConfig, tasks: list[ScanTask], results: list[ScanResult]) -> dict[str, ScanStats]:
+    stats = {d.name: ScanStats() for d in config.datasets}
+    for task, result in zip(tasks, results, strict=True):
+        if task.role == "main":
+            stats[task.dataset_name] = stats[task.dataset_name] + result.stats
+    return stats
+
+
+def load_scan_arrays(
+    config: MixtureConfig, tasks: list[ScanTask], results: list[ScanResult]
+) -> dict[tuple[int, str], SourceArrays]:
+    parts: dict[tuple[int, str], list[tuple[int, np.ndarray]]] = {}
+    for task, result in zip(tasks, results, strict=True):
+        parts.setdefault((task.dataset, task.role), []).append((task.task_id, np.load(result.keys_path)))
+    arrays = {}
+    for group, items in parts.items():
+        tables = [table for _, table in items]
+        # Narrow types: the driver holds these for every kept record (20 bytes each).
+        arrays[group] = SourceArrays(
+            keys=np.concatenate([t[:, 0] for t in tables]),
+            lengths=np.concatenate([np.minimum(t[:, 1], np.iinfo(np.uint32).max).astype(np.uint32) for t in tables]),
+            tasks=np.concatenate([np.full(len(t), task_id, dtype=np.int32) for task_id, t in items]),
+            rows=np.concatenate([np.arange(len(t), dtype=np.uint32) for t in tables]),
+        )
+    return arrays
+
+
+@dataclass(frozen=True)
+class Deduplicated:
+    arrays: dict[tuple[int, str], SourceArrays]
+    stats: dict[str, ScanStats]
+    """Per dataset: the scan's counts with the records dedup removed moved from kept to removed."""
+    validation_removed: dict[str, dict[str, int]]
+    """Per dataset with a validation source: {"duplicate_of_train": n, "dedup": m}."""
+
+
+def deduplicate(
+    config: MixtureConfig,
+    tasks: list[ScanTask],
+    arrays: dict[tuple[int, str], SourceArrays],
+    stats: dict[str, ScanStats],
+    work: str,
+) -> Deduplicated:
+    """Drop duplicates across the main sources (counted as removed by `dedup`), then the
+    records of validation sources that duplicate a train-source record or each other."""
+    width = 1 if config.dedup is None else fingerprint_width(config.dedup)
+    prints: dict[tuple[int, str], list[np.ndarray]] = {}
+    for task in tasks:  # in plan order, as load_scan_arrays concatenates each group
+        group = (task.dataset, task.role)
+        if group in arrays:
+            table = np.load(prints_path(work, task.task_id))
+            prints.setdefault(group, []).append(table.reshape(len(table), width))
+    main = [(i, "main") for i in range(len(config.datasets)) if (i, "main") in prints]
+    held = [(i, "validation") for i in range(len(config.datasets)) if (i, "validation") in prints]
+    result = dict(arrays)
+    new_stats = dict(stats)
+    validation_removed: dict[str, dict[str, int]] = {}
+    if not main:
+        return Deduplicated(result, new_stats, validation_removed)
+    main_prints = np.concatenate([np.concatenate(prints[g]) for g in main])
+    drop = duplicates(main_prints, np.concatenate([arrays[g].keys for g in main]))
+    for group, keep in zip(main, _split_mask(~drop, [len(arrays[g].keys) for g in main]), strict=True):
+        name = config.datasets[group[0]].name
+        removed = int(len(keep) - keep.sum())
+        if removed:
+            new_stats[name] = new_stats[name].removing("dedup", removed)
+        result[group] = _kept(arrays[group], keep)
+    if held:
+        # A validation record in the same fingerprint group as any train-source record
+        # would leak train data into validation: drop it (and repeats inside validation).
+        held_prints = np.concatenate([np.concatenate(prints[g]) for g in held])
+        labels = fingerprint_groups(np.concatenate([main_prints, held_prints]))
+        held_labels = labels[len(main_prints) :]
+        seen_in_train = np.isin(held_labels, labels[: len(main_prints)])
+        # A group with no train record is a group of validation records alone: the same
+        # survivor as deduplicating validation by itself.
+        repeated = all_but_survivors(held_labels, np.concatenate([arrays[g].keys for g in held]))
+        sizes = [len(arrays[g].keys) for g in held]
+        for group, in_train, again in zip(
+            held,
+            _split_mask(seen_in_train, sizes),
+            _split_mask(repeated & ~seen_in_train, sizes),
+            strict=True,
+        ):
+            name = config.datasets[group[0]].name
+            validation_removed[name] = {"duplicate_of_train": int(in_train.sum()), "dedup": int(again.sum())}
+            result[group] = _kept(arrays[group], ~(in_train | again))
+            if in_train.any() or again.any():
+                log.info("dataset %r: dropped %d validation records that duplicate train records, %d repeats within validation",
+                         name, int(in_train.sum()), int(again.sum()))
+    return Deduplicated(result, new_stats, validation_removed)
+
+
+def _split_mask(mask: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    return np.split(mask, np.cumsum(sizes)[:-1]) if sizes else []
+
+
+def _kept(source: SourceArrays, keep: np.ndarray) -> SourceArrays:
+    return SourceArrays(source.keys[keep], source.lengths[keep], source.tasks[keep], source.rows[keep])
+
+
+def collect_rejected(
+    config: MixtureConfig,
+    tasks: list[ScanTask],
+    before: dict[tuple[int, str], SourceArrays],
+    after: dict[tuple[int, str], SourceArrays],
+    path: Path,
+    work: str,
+) -> None:
+    """`--write-rejected`: every removed record with its source and reason, in plan order."""
+    with open(path, "wb") as out:
+        for task in tasks:
+            with open(rejected_path(work, task.task_id), "rb") as part:
+                shutil.copyfileobj(part, out)
+        for group, source in before.items():
+            kept = after[group]
+            if len(kept.keys) == len(source.keys):
+                continue
+            dropped = ~np.isin(source.keys, kept.keys)
+            plan = np.empty(int(dropped.sum()), dtype=BUCKET_DTYPE)
+            plan["task"], plan["row"], plan["dataset"] = source.tasks[dropped], source.rows[dropped], group[0]
+            name = config.datasets[group[0]].name
+            for value in gather(plan, work).to_pylist():
+                out.write(rejected_line(value, name, "dedup", config.record_schema))
+
+
+# -- allocation -----------------------------------------------------------------------
+
+def allocate_quotas(
+    config: MixtureConfig,
+    stats: dict[str, ScanStats],
+    arrays: dict[tuple[int, str], SourceArrays],
+    *,
+    check: bool = True,
+) -> list[Quota]:
+    counts = []
+    for i, dataset in enumerate(config.datasets):
+        validation = arrays.get((i, "validation"))
+        counts.append(
+            SourceCounts(
+                name=dataset.name,
+                ratio=dataset.mix_ratio,
+                max_samples=dataset.max_samples,
+                kept=stats[dataset.name].kept,
+                validation_kept=None if dataset.validation_source is None else (0 if validation is None else len(validation.keys)),
+            )
+        )
+    fraction = config.validation.fraction if config.validation else None
+    samples = config.validation.samples if config.validation else None
+    shares = validation_shares(counts, fraction, samples)
+    quotas = plan_quotas(counts, total_samples=config.total_samples, validation=shares)
+    if check:
+        _check_quotas(config, counts, quotas, stats)
+    return quotas
+
+
+def _check_quotas(config: MixtureConfig, counts: list[SourceCounts], quotas: list[Quota], stats: dict[str, ScanStats]) -> None:
+    for dataset, count, quota in zip(config.datasets, counts, quotas, strict=True):
+        if count.validation_kept is not None and quota.validation > count.validation_kept:
+            msg = (
+                f"dataset {dataset.name!r}: its validation_source has {count.validation_kept} usable records, "
+                f"but the validation split needs {quota.validation} from it"
+            )
+            raise SamplingError(msg)
+        if count.validation_kept is None and quota.held_out and quota.held_out >= count.kept:
+            msg = (
+                f"dataset {dataset.name!r}: validation would hold out {quota.held_out} of its {count.kept} records, "
+                f"leaving none for train; lower metadata.validation"
+            )
+            raise SamplingError(msg)
+        if quota.quota > 0 and quota.available == 0:
+            msg = (
+                f"dataset {dataset.name!r}: needs {quota.quota} records but none are available "
+                f"({explain(stats[dataset.name], dataset.source.describe())})"
+            )
+            raise SamplingError(msg)
+        factor = quota.repeat_factor
+        if config.repeats.max_factor is not None and factor > config.repeats.max_factor:
+            msg = (
+                f"dataset {dataset.name!r}: quota {quota.quota} from {quota.available} available records needs a repeat "
+                f"factor of {factor:.2f}, above metadata.repeats.max_factor {config.repeats.max_factor:g}; "
+                f"add data, lower its mix_ratio or total_samples, or raise max_factor"
+            )
+            raise SamplingError(msg)
+        if factor > config.repeats.warn_above:
+            log.warning(
+                "dataset %r: quota %d from %d available records: wraparound, repeat factor %.2f "
+                "(%d extra copies)", dataset.name, quota.quota, quota.available, factor, quota.quota - quota.available,
+            )
+
+
+def explain(stats: ScanStats, where: str) -> str:
+    parts = [f"{stats.read} read from {where}"]
+    parts += [f"{n} bad ({reason})" for reason, n in sorted(stats.bad.items())]
+    parts += [f"{n} removed by {name}" for name, n in sorted(stats.removed.items())]
+    return ", ".join(parts)
+
+
+def select_sources(
+    config: MixtureConfig, quotas: list[Quota], arrays: dict[tuple[int, str], SourceArrays]
+) -> list[SourceSelection]:
+    empty = SourceArrays(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    selections = []
+    for i, (dataset, quota) in enumerate(zip(config.datasets, quotas, strict=True)):
+        main = arrays.get((i, "main"), empty)
+        validation = arrays.get((i, "validation"))
+        if dataset.validation_source is not None and validation is None:
+            validation = empty
+        selections.append(choose(main.keys, None if validation is None else validation.keys, quota, dataset.max_samples))
+    return selections

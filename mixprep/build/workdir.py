@@ -1,0 +1,123 @@
+"""The output folder and the build's work folder: where intermediate files live.
+
+A build writes only under `<output_dir>/.mixprep-tmp/<phase>_<name>.<pid>.<random>/`
+until it commits; a killed build's folder is removed by the next build of the same
+mixture once its process is gone. The path helpers below are the work folder's
+layout, shared by the tasks that write a file and the ones that read it; every file
+is written under a unique temporary name and renamed, so a retried task (Ray) never
+sees half a file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from mixprep.config.schema import MixtureConfig
+from mixprep.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+
+TMP_FOLDER = ".mixprep-tmp"
+
+
+def prepare_output_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"output folder {path} cannot be created: {exc.strerror or exc}"
+        raise OutputError(msg) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        msg = f"output folder {path} is not writable; choose another with --output-dir"
+        raise OutputError(msg)
+    return path
+
+
+def make_work_dir(out_dir: Path, config: MixtureConfig) -> Path:
+    root = out_dir / TMP_FOLDER
+    prefix = f"{config.phase}_{config.name}."
+    try:
+        root.mkdir(exist_ok=True)
+        _remove_abandoned(root, prefix)
+        work = root / f"{prefix}{os.getpid()}.{os.urandom(4).hex()}"
+        work.mkdir()
+    except OSError as exc:
+        msg = f"output folder {out_dir} is not writable: {exc.strerror or exc}"
+        raise OutputError(msg) from None
+    return work
+
+
+def remove_work_dir(work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        work.parent.rmdir()  # only when no other build is using it
+    except OSError:
+        pass
+
+
+def _remove_abandoned(root: Path, prefix: str) -> None:
+    """Delete work folders of killed builds of this mixture (their process is gone)."""
+    for entry in root.glob(f"{prefix}*"):
+        try:
+            pid = int(entry.name[len(prefix):].split(".")[0])
+        except ValueError:
+            continue
+        if not _process_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def rows_path(work_dir: str, task_id: int) -> str:
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.arrow")
+
+
+def keys_path(work_dir: str, task_id: int) -> str:
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.keys.npy")
+
+
+def rejected_path(work_dir: str, task_id: int) -> str:
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.rejected.jsonl")
+
+
+def prints_path(work_dir: str, task_id: int) -> str:
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.dedup.npy")
+
+
+def release_memory() -> None:
+    """Hand the allocator's cached free pages back to the OS between tasks, so a
+    worker's footprint stays at one task's working set instead of its high-water mark."""
+    pa.default_memory_pool().release_unused()
+
+
+def unique_tmp(path: str) -> str:
+    """A temporary name no other attempt of the same task uses (Ray may run two at once)."""
+    return f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+
+
+def save_array(path: str, array: np.ndarray) -> None:
+    tmp = unique_tmp(path)
+    with open(tmp, "wb") as handle:  # a handle: np.save adds no ".npy" suffix
+        np.save(handle, array)
+    os.replace(tmp, path)
+
+
+def bucket_dir(work_dir: str, split: str) -> str:
+    return os.path.join(work_dir, f"out-{split}")
+
+
+def parts_dir(work_dir: str, split: str, bucket: int) -> str:
+    return os.path.join(work_dir, f"parts-{split}", f"{bucket:05d}")

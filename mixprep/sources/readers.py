@@ -1,0 +1,279 @@
+"""Scan task -> blocks of records, with bounded memory.
+
+JSONL (plain, gzip, zstd, bz2, xz) is read in blocks of whole lines (`BLOCK_BYTES`); a
+plain file's task owns the lines that start inside its byte range. Parquet is
+read by row group, Arrow IPC by record batch, CSV/TSV as a stream of Arrow
+batches (every column read as a string; quoted fields may span lines). Every
+block carries each record's position (byte offset or row number) so records keep
+a stable identity and bad records can be reported as `file:line` / `file: row N`.
+
+Local files are opened with plain `open`/memory maps; remote URLs (`s3://`,
+`hf://`, ...) through fsspec (`mixprep.remote`), with the same byte-range and
+block semantics, so a remote copy of a tree yields the same records.
+"""
+from __future__ import annotations
+
+import bz2
+import contextlib
+import csv
+import gzip
+import io
+import lzma
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from mixprep.errors import SourceError
+from mixprep.jsonl import line_number_at
+from mixprep.sources import remote
+from mixprep.sources.plan import ScanTask, SourceFile
+
+BLOCK_BYTES = 4 * 1024 * 1024
+PARQUET_BATCH_ROWS = 65_536
+
+# Bytes that make a line blank when it holds nothing else (space, tab, CR, LF).
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[[9, 10, 13, 32]] = True
+
+
+@dataclass(frozen=True)
+class LineBlock:
+    """Whole JSONL lines: `data` holds them, `starts`/`ends` slice each non-blank one."""
+
+    data: bytes
+    base_offset: int
+    """Byte offset of data[0] in the (decompressed) file."""
+    first_line: int | None
+    """1-based line number of data[0] when known while streaming (compressed files)."""
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.starts.astype(np.uint64) + np.uint64(self.base_offset)
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    """Rows from a columnar file; `positions` are row numbers in the file."""
+
+    table: pa.Table
+    positions: np.ndarray
+
+
+def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start/end (exclusive, without the newline) of every non-blank line in data."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(buf)]))
+    keep = starts < ends
+    starts, ends = starts[keep], ends[keep]
+    # A record starts with "{" (or any non-space byte); only lines that open with
+    # whitespace can be blank, and those are rare enough to check one by one.
+    suspects = np.flatnonzero(_WHITESPACE[buf[starts]])
+    if len(suspects):
+        blank = [i for i in suspects.tolist() if not data[starts[i] : ends[i]].strip()]
+        if blank:
+            keep = np.ones(len(starts), dtype=bool)
+            keep[blank] = False
+            starts, ends = starts[keep], ends[keep]
+    return starts, ends
+
+
+def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:
+    file = task.file
+    try:
+        if file.format == "jsonl":
+            if file.compression is None:
+                yield from _plain_jsonl_blocks(file, task.start, task.end)
+            else:
+                yield from _compressed_jsonl_blocks(file)
+        elif file.format == "parquet":
+            yield from _parquet_blocks(file)
+        elif file.format == "arrow":
+            yield from _arrow_blocks(file)
+        elif file.format in CSV_DELIMITERS:
+            yield from _csv_blocks(file)
+        else:  # config validation admits only the formats above
+            msg = f"{file.path}: unsupported format {file.format!r}"
+            raise SourceError(msg)
+    except FileNotFoundError:
+        msg = f"{file.path}: file disappeared during the build"
+        raise SourceError(msg) from None
+    except (OSError, EOFError, pa.ArrowInvalid) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        msg = f"{file.path}: cannot read {file.format} data: {exc}"
+        raise SourceError(msg) from None
+
+
+def _plain_jsonl_blocks(file: SourceFile, start: int, end: int) -> Iterator[LineBlock]:
+    with _open_binary(file) as handle:
+        position = _first_line_start(handle, start)  # offset of data[0] below
+        carry = b""
+        while position < end:
+            chunk = handle.read(BLOCK_BYTES)
+            data = carry + chunk
+            if not data:
+                break
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a block: keep reading
+                    carry = data
+                    continue
+            else:
+                cut = len(data)  # last line without a newline
+            block, carry = data[:cut], data[cut:]
+            block_start = position
+            position += len(block)
+            if position > end:
+                # Lines starting at or after `end` belong to the next shard.
+                block = block[: _bytes_owned(block, end - block_start)]
+            starts, ends = line_spans(block)
+            if len(starts):
+                yield LineBlock(block, block_start, None, starts, ends)
+
+
+def _first_line_start(handle: BinaryIO, start: int) -> int:
+    """The offset of the first line that starts at or after `start`."""
+    if start == 0:
+        return 0
+    handle.seek(start - 1)
+    if handle.read(1) == b"\n":
+        return start
+    handle.readline()
+    return handle.tell()
+
+
+def _bytes_owned(block: bytes, limit: int) -> int:
+    """Length of the prefix of block holding the lines that start before `limit`."""
+    if limit <= 0:
+        return 0
+    newline = block.find(b"\n", limit - 1)
+    return len(block) if newline < 0 else newline + 1
+
+
+def _open_binary(file: SourceFile) -> BinaryIO:
+    """The raw bytes of a file: plain `open` locally (the fast path), fsspec for URLs."""
+    if remote.is_remote(file.path):
+        return remote.open_object(file.path, file.storage_options)
+    return open(file.path, "rb")  # noqa: SIM115 - the callers close it
+
+
+@contextlib.contextmanager
+def _open_stream(file: SourceFile) -> Iterator[BinaryIO]:
+    """The file's (decompressed) bytes as a forward stream; closes the raw handle too."""
+    with _open_binary(file) as raw:
+        if file.compression is None:
+            yield raw
+        elif file.compression == "gzip":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as handle:
+                yield handle  # type: ignore[misc]
+        elif file.compression == "bz2":
+            with bz2.BZ2File(raw, "rb") as handle:
+                yield handle  # type: ignore[misc]
+        elif file.compression == "xz":
+            with lzma.LZMAFile(raw, "rb") as handle:
+                yield handle  # type: ignore[misc]
+        else:
+            import zstandard
+
+            # BufferedReader adds readline() (the CSV header) on top of zstd's reader.
+            with io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)) as handle:  # type: ignore[arg-type]
+                yield handle  # type: ignore[misc]
+
+
+def _compressed_jsonl_blocks(file: SourceFile) -> Iterator[LineBlock]:
+    offset = 0
+    line = 1
+    carry = b""
+    with _open_stream(file) as handle:
+        while True:
+            chunk = handle.read(BLOCK_BYTES)
+            data = carry + chunk
+            if not data:
+                break
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            block, carry = data[:cut], data[cut:]
+            starts, ends = line_spans(block)
+            if len(starts):
+                yield LineBlock(block, offset, line, starts, ends)
+            offset += len(block)
+            line += block.count(b"\n")
+            if not chunk:
+                break
+
+
+def _parquet_blocks(file: SourceFile) -> Iterator[TableBlock]:
+    with contextlib.ExitStack() as stack:
+        source: Any = file.path
+        if remote.is_remote(file.path):
+            source = stack.enter_context(_open_binary(file))
+        parquet = pq.ParquetFile(source)
+        row = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
+            row += batch.num_rows
+
+
+def _arrow_blocks(file: SourceFile) -> Iterator[TableBlock]:
+    with contextlib.ExitStack() as stack:
+        if remote.is_remote(file.path):
+            source: Any = stack.enter_context(_open_binary(file))
+        else:
+            source = stack.enter_context(pa.memory_map(file.path, "r"))
+        try:
+            reader = ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:  # the stream format (what `datasets` save_to_disk writes)
+            source.seek(0)
+            batches = iter(ipc.open_stream(source))
+        row = 0
+        for batch in batches:
+            yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
+            row += batch.num_rows
+
+
+CSV_DELIMITERS = {"csv": ",", "tsv": "\t"}
+
+
+def _csv_blocks(file: SourceFile) -> Iterator[TableBlock]:
+    """Rows of a CSV/TSV file with a header line, every column as a string.
+
+    The header is read first so every column can be declared a string: Arrow's
+    streaming reader infers types from the first block only, and a text column of
+    digits (or an id column) would otherwise change type between blocks.
+    """
+    delimiter = CSV_DELIMITERS[file.format]
+    with _open_stream(file) as handle:
+        header = handle.readline()
+        if not header.strip():
+            return
+        names = next(csv.reader([header.decode("utf-8-sig").rstrip("\r\n")], delimiter=delimiter))
+        reader = pacsv.open_csv(
+            handle,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=min(BLOCK_BYTES, 1 << 24)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.large_string() for n in names}, strings_can_be_null=False),
+        )
+        row = 0
+        for batch in reader:
+            yield TableBlock(pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows, dtype=np.uint64))
+            row += batch.num_rows
+
+
+def line_number(path: str, offset: int, storage_options: Mapping[str, Any] | None = None) -> int:
+    """1-based line number of the line starting at byte `offset` of a plain file, local or remote."""
+    opened = remote.open_object(path, storage_options) if remote.is_remote(path) else open(path, "rb")  # noqa: SIM115
+    with opened as handle:
+        return line_number_at(handle, offset)

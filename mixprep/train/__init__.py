@@ -1,0 +1,13 @@
+"""`mixprep train`: a compact GPT trained on a prepared mixture, and the tools around it.
+
+Modules in the order a run uses them:
+- `options`: command-line flags -> frozen `TrainOptions`.
+- `data`: the mixture or prepared files -> tokenizer, `UnifiedDataset`s, seeded batches.
+- `run`: the `Trainer` loop (schedule, accumulation, evaluation, resume).
+- `model`: the GPT; `checkpoint`: atomic save/resume; `metrics`: metrics.jsonl and plots.
+- `tokenizer`: training a byte-level BPE tokenizer with a ChatML template.
+- `__main__`: `python -m mixprep.train` / `mixprep train`.
+"""
+
+
+
