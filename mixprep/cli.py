@@ -87,6 +87,11 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write every removed record, with its reason, to <phase>_<name>.rejected.jsonl",
     )
+    build.add_argument(
+        "--sha256",
+        action="store_true",
+        help="also record the JSONL's whole-file sha256 (what `sha256sum` prints; one more pass over the output)",
+    )
     build.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     build.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     build.set_defaults(handler=cmd_build)
@@ -127,6 +132,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     }
     if not args.dry_run:
         options["write_rejected"] = args.write_rejected
+        options["sha256"] = args.sha256
     if args.dry_run:
         result = mixer.dry_run(output_dir=args.output_dir, workers=args.workers, **options)
         print(plan_table(result))

@@ -63,6 +63,9 @@ def build(config: Path, out: Path, **options: Any) -> BuildResult:
     from mixprep.mixer import DatasetMixer
 
     options.setdefault("progress", False)
+    # Test inputs are tiny: without this, `workers=2` would run in this process (see
+    # SMALL_INPUT_BYTES) and the tests about worker counts would not start a pool.
+    options.setdefault("small_input_bytes", 0)
     return DatasetMixer.from_yaml(config).build(output_dir=out, **options)
 
 

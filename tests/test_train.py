@@ -278,7 +278,7 @@ def test_data_config_builds_the_mixture_then_reuses_it(corpus, tmp_path, caplog)
     assert "built mixture" in caplog.text
     stamp = built.stat().st_mtime_ns
     config = json.loads((tmp_path / "run1" / "config.json").read_text())
-    assert config["data"]["train"]["records"] == 184 and config["data"]["train"]["manifest_sha256"]
+    assert config["data"]["train"]["records"] == 184 and config["data"]["train"]["manifest_checksum"]
     last = read_metrics(tmp_path / "run1" / "metrics.jsonl")[-1]
     assert last["step"] == 6 and last["val_loss"] is not None  # validated on the built validation split
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from mixprep import __version__
 from mixprep.build.executors import Executor, make_executor
 from mixprep.build.manifest import build_key, input_fingerprints, outputs_intact, read_manifest, split_manifest, write_manifest
@@ -32,9 +34,9 @@ from mixprep.build.select import (
     select_sources,
     stats_by_dataset,
 )
-from mixprep.build.shuffle import final_order, partition_and_bucket_jobs
-from mixprep.build.workdir import make_work_dir, prepare_output_dir, remove_work_dir
-from mixprep.build.writers import BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, partition, sidecar_json_fields, write_bucket
+from mixprep.build.shuffle import final_order, write_jobs
+from mixprep.build.workdir import check_free_space, make_work_dir, prepare_output_dir, remove_work_dir
+from mixprep.build.writers import BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, sidecar_json_fields, write_bucket
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError
 from mixprep.progress import Progress
@@ -44,6 +46,10 @@ log = logging.getLogger(__name__)
 
 
 SPLITS = ("train", "validation")
+SMALL_INPUT_BYTES = 64 * 1024 * 1024
+"""Below this much input a local build runs its tasks in this process whatever `--workers`
+says: starting worker processes (each imports polars, numba and pyarrow) and waiting for
+them to exit costs more than they would save."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class BuildOptions:
     parquet_compression: str = "none"
     progress: bool | None = None  # None: a bar when stderr is a terminal
     write_rejected: bool = False
+    sha256: bool = False  # also record the whole JSONL's sha256 (`sha256sum`-compatible; one serial pass)
+    small_input_bytes: int = SMALL_INPUT_BYTES  # below this much input, `workers > 1` runs in this process
 
 
 @dataclass
@@ -113,7 +121,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
 
     work = make_work_dir(out_dir, config)
     phases: dict[str, float] = {}
-    executor = make_executor(options.executor, options.workers, ray_address=options.ray_address)
+    executor = _executor_for(options, tasks)
     try:
         with timed(phases, "scan"):
             results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
@@ -161,7 +169,7 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
 
     config.raise_if_invalid()
     tasks = make_plan(config)
-    executor = make_executor(options.executor, options.workers, ray_address=options.ray_address)
+    executor = _executor_for(options, tasks)
     try:
         with tempfile.TemporaryDirectory(prefix="mixprep-dry-run-") as work:
             results = _scan(config, tasks, executor, work, options.progress)
@@ -176,8 +184,23 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     return BuildResult({}, {}, quotas=quotas, stats=stats)
 
 
+def _executor_for(options: BuildOptions, tasks: list[ScanTask]) -> Executor:
+    workers = options.workers
+    if options.executor == "local" and workers > 1:
+        input_bytes = sum({t.file.path: t.file.size for t in tasks}.values())
+        if input_bytes < options.small_input_bytes:
+            log.info("small input (%.1f MB): running the build in this process instead of %d workers", input_bytes / 1e6, workers)
+            workers = 1
+    return make_executor(options.executor, workers, ray_address=options.ray_address)
+
+
 def _key_options(config: MixtureConfig, options: BuildOptions) -> dict[str, Any]:
-    return {"parquet_compression": options.parquet_compression, "write_rejected": options.write_rejected, "mixprep": __version__}
+    return {
+        "parquet_compression": options.parquet_compression,
+        "write_rejected": options.write_rejected,
+        "sha256": options.sha256,
+        "mixprep": __version__,
+    }
 
 
 def _reuse(finals: dict[str, SplitFiles], key: str) -> dict[str, dict[str, Any]] | None:
@@ -244,40 +267,42 @@ def _write_split(
     options: BuildOptions,
     phases: dict[str, float],
 ) -> OutputInfo:
-    with timed(phases, "partition"):
+    with timed(phases, "order"):
         plan, sizes = final_order(config, split, selections, arrays)
-        partitions, jobs, bucket_sizes = partition_and_bucket_jobs(config, split, plan, sizes, work, json_fields)
-        del plan, sizes  # on disk now, one file per task; the driver keeps only bucket totals
-        for _ in executor.map(partition, partitions):
-            pass
+        jobs, offsets = write_jobs(config, split, plan, sizes, work, str(tmp.jsonl), json_fields)
+        del plan, sizes  # on disk now; the driver keeps only the line offsets (for the index)
     with timed(phases, "write"):
-        return _write_buckets(config, split, jobs, bucket_sizes, tmp, executor, options)
+        return _write_buckets(config, split, jobs, offsets, tmp, executor, options)
 
 
 def _write_buckets(
     config: MixtureConfig,
     split: str,
     jobs: list[BucketJob],
-    bucket_sizes: list[int],
+    offsets: np.ndarray,
     tmp: SplitFiles,
     executor: Executor,
     options: BuildOptions,
 ) -> OutputInfo:
-    writer = SplitWriter(tmp, config.text_values, options.parquet_compression)
-    bar = Progress(f"write {split}", sum(bucket_sizes), options.progress)
+    size = int(offsets[-1])
+    check_free_space(options.output_dir, size)
+    writer = None
+    bar = Progress(f"write {split}", size, options.progress)
     try:
+        writer = SplitWriter(tmp, config.text_values, options.parquet_compression, size, chunk_bytes=config.shuffle_bucket_mb << 20)
         for result in executor.map(write_bucket, jobs):
             writer.add(result)
-            # Sizes are estimates (text bytes); advance by them so the bar ends at 100%.
-            bar.advance(bucket_sizes[result.bucket], result.records)
-        return writer.finish()
+            bar.advance(result.nbytes, result.records)
+        return writer.finish(offsets, whole_sha256=options.sha256)
     except OSError as exc:
         # Disk full, quota, I/O error: a user problem, reported without a traceback.
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         msg = f"cannot write the {split} split of {tmp.jsonl.name} in {tmp.jsonl.parent}: {exc.strerror or exc}"
         raise OutputError(msg) from None
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     finally:
         bar.close()

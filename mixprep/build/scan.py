@@ -18,13 +18,22 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import xxhash
 
 from mixprep.build.dedup import fingerprint_width, fingerprints
+from mixprep.build.encode import line_lengths, string_buffers
 from mixprep.build.hashing import splitmix64
 from mixprep.build.records import Parsed, RecordSpec, parse_block
-from mixprep.build.workdir import keys_path, prints_path, rejected_path, release_memory, rows_path, save_array, unique_tmp
+from mixprep.build.workdir import (
+    keys_path,
+    prints_path,
+    rejected_path,
+    release_memory,
+    save_array,
+    unique_tmp,
+    value_offsets_path,
+    values_path,
+)
 from mixprep.config.schema import DedupSpec, Phase
 from mixprep.errors import RecordError
 from mixprep.filters.engine import filter_batch
@@ -32,9 +41,6 @@ from mixprep.filters.registry import FilterChain
 from mixprep.filters.rules import language_feature, language_prefix_of
 from mixprep.sources.plan import ScanTask
 from mixprep.sources.readers import LineBlock, TableBlock, line_number, read_blocks
-
-TEXT_SCHEMA = pa.schema([("text", pa.large_string())])
-LINE_SCHEMA = pa.schema([("line", pa.large_binary())])
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class ScanStats:
 class ScanResult:
     task_id: int
     stats: ScanStats
-    rows_path: str
+    values_path: str
     keys_path: str
 
 
@@ -104,19 +110,19 @@ def file_key(job: ScanJob) -> np.uint64:
 
 def scan_task(job: ScanJob) -> ScanResult:
     task = job.task
-    out_rows, out_keys = rows_path(job.work_dir, task.task_id), keys_path(job.work_dir, task.task_id)
-    Path(out_rows).parent.mkdir(parents=True, exist_ok=True)
+    out_values, out_keys = values_path(job.work_dir, task.task_id), keys_path(job.work_dir, task.task_id)
+    Path(out_values).parent.mkdir(parents=True, exist_ok=True)
     stats = ScanStats()
     base_key = file_key(job)
     keys: list[np.ndarray] = []
     prints: list[np.ndarray] = []
-    schema = TEXT_SCHEMA if job.text_values else LINE_SCHEMA
+    value_lengths: list[np.ndarray] = []
     # The annotation reads the prefix the `languages` filter reads, so where that filter
     # runs its verdicts are reused instead of classifying the kept records again.
     annotation = (language_feature(language_prefix_of(job.filters)),) if job.annotate_language else ()
-    tmp_rows = unique_tmp(out_rows)
+    tmp_values = unique_tmp(out_values)
     rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
-    with pa.OSFile(tmp_rows, "wb") as sink, ipc.new_file(sink, schema) as writer:
+    with open(tmp_values, "wb") as sink:
         for block in read_blocks(task):
             parsed = parse_block(block, job.records)
             stats.read += len(parsed.positions) + len(parsed.bad)
@@ -136,14 +142,18 @@ def scan_task(job: ScanJob) -> ScanResult:
             stats.kept += len(kept_values)
             stats.field_kinds.update(parsed.field_kinds)
             if len(kept_values):
-                writer.write_batch(pa.record_batch([kept_values], schema=schema))
+                data, offsets = string_buffers(kept_values)
+                sink.write(memoryview(data))
+                value_lengths.append(np.diff(offsets))
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
-                keys.append(np.stack([identity, _byte_lengths(kept_values)], axis=1))
+                keys.append(np.stack([identity, _output_lengths(kept_values, offsets, job)], axis=1))
                 if job.dedup is not None:
                     prints.append(fingerprints(kept_texts, job.dedup, job.seed))
-    os.replace(tmp_rows, out_rows)
+    os.replace(tmp_values, out_values)
     if rejected is not None:
         rejected.close()
+    lengths = np.concatenate(value_lengths) if value_lengths else np.zeros(0, dtype=np.int64)
+    save_array(value_offsets_path(job.work_dir, task.task_id), np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
     table = np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
     save_array(out_keys, table)
     if job.dedup is not None:
@@ -151,12 +161,15 @@ def scan_task(job: ScanJob) -> ScanResult:
         stacked = np.concatenate([p.reshape(len(p), width) for p in prints]) if prints else np.zeros((0, width), np.uint64)
         save_array(prints_path(job.work_dir, task.task_id), stacked)
     release_memory()
-    return ScanResult(task.task_id, stats, out_rows, out_keys)
+    return ScanResult(task.task_id, stats, out_values, out_keys)
 
 
-def _byte_lengths(values: pa.Array) -> np.ndarray:
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
-    return np.diff(offsets).astype(np.uint64)
+def _output_lengths(values: pa.Array, offsets: np.ndarray, job: ScanJob) -> np.ndarray:
+    """Exact length of each kept record's output line (newline included): plain pretrain
+    texts are encoded at write time, everything else is a whole JSON line already."""
+    if job.text_values:
+        return line_lengths(values, job.task.dataset_name)
+    return (np.diff(offsets) + 1).astype(np.uint64)
 
 
 def with_language(values: pa.Array, fields: pl.DataFrame, job: ScanJob) -> pa.Array:

@@ -19,7 +19,7 @@ from mixprep.build.dedup import all_but_survivors, duplicates, fingerprint_group
 from mixprep.build.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, validation_shares
 from mixprep.build.scan import ScanResult, ScanStats, rejected_line
 from mixprep.build.workdir import prints_path, rejected_path
-from mixprep.build.writers import BUCKET_DTYPE, gather
+from mixprep.build.writers import PLAN_DTYPE, gather
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import SamplingError
 from mixprep.sources.plan import ScanTask
@@ -156,10 +156,10 @@ def collect_rejected(
             if len(kept.keys) == len(source.keys):
                 continue
             dropped = ~np.isin(source.keys, kept.keys)
-            plan = np.empty(int(dropped.sum()), dtype=BUCKET_DTYPE)
+            plan = np.empty(int(dropped.sum()), dtype=PLAN_DTYPE)
             plan["task"], plan["row"], plan["dataset"] = source.tasks[dropped], source.rows[dropped], group[0]
             name = config.datasets[group[0]].name
-            for value in gather(plan, work).to_pylist():
+            for value in gather(plan, work, text=config.text_values).to_pylist():
                 out.write(rejected_line(value, name, "dedup", config.record_schema))
 
 

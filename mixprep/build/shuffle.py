@@ -1,9 +1,12 @@
-"""The global shuffle: every selected copy in its final position, cut into buckets.
+"""The global shuffle: every selected copy at its final byte offset, cut into write tasks.
 
 The final order is a sort by seeded shuffle keys (`sampler.shuffle_keys`), so it does
-not depend on tasks or workers. The order is cut into buckets of about
-`shuffle_bucket_mb` (memory bound of the write stage) and handed back to each scan
-task as (row, position) pairs, so the partition stage reads each scan file once.
+not depend on tasks or workers. The scan counted every record's exact output length,
+so the final file's offsets are a prefix sum (numpy, in the driver). The file is cut
+into buckets of exactly `shuffle_bucket_mb` MiB of output (the last one shorter): each
+write task encodes the records that overlap its bucket and writes that byte range of
+the final file, so buckets are also the chunks of the output's checksum. A record that
+straddles a cut is encoded by both tasks and each writes its own part of it.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import numpy as np
 
 from mixprep.build.sampler import SourceSelection, shuffle_keys
 from mixprep.build.select import SourceArrays
-from mixprep.build.writers import BUCKET_DTYPE, PART_DTYPE, BucketJob, PartitionJob
+from mixprep.build.writers import PLAN_DTYPE, BucketJob
 from mixprep.config.schema import MixtureConfig
 
 log = logging.getLogger(__name__)
@@ -36,10 +39,10 @@ def final_order(
             keys.append(shuffle_keys(source.keys[chosen.rows], chosen.copies))
             sources.append((i, source, chosen.rows))
     if not keys:
-        return np.empty(0, dtype=BUCKET_DTYPE), np.zeros(0, dtype=np.uint32)
+        return np.empty(0, dtype=PLAN_DTYPE), np.zeros(0, dtype=np.uint64)
     order = np.argsort(np.concatenate(keys), kind="stable")
     del keys
-    plan = np.empty(len(order), dtype=BUCKET_DTYPE)
+    plan = np.empty(len(order), dtype=PLAN_DTYPE)
     for name, column in (("task", "tasks"), ("row", "rows"), ("dataset", None)):
         if column is None:
             values = np.concatenate([np.full(len(rows), i, dtype=np.int32) for i, _, rows in sources])
@@ -50,39 +53,35 @@ def final_order(
     return plan, sizes
 
 
-def partition_and_bucket_jobs(
-    config: MixtureConfig, split: str, plan: np.ndarray, sizes: np.ndarray, work: str, json_fields: tuple[str, ...]
-) -> tuple[list[PartitionJob], list[BucketJob], list[int]]:
-    """Cut the final order into buckets of about `shuffle_bucket_mb`, and give each scan task
-    the list of its records with their final positions. Also returns each bucket's size estimate."""
-    bucket_bytes = config.shuffle_bucket_mb * 1024 * 1024
-    cumulative = np.cumsum(sizes, dtype=np.uint64)
-    if len(plan):
-        cuts = np.searchsorted(cumulative, np.arange(bucket_bytes, int(cumulative[-1]), bucket_bytes, dtype=np.uint64), side="right")
-        bounds = [0, *sorted(set(int(c) for c in cuts) - {0, len(plan)}), len(plan)]
-    else:
-        bounds = [0, 0]
+def write_jobs(
+    config: MixtureConfig, split: str, plan: np.ndarray, sizes: np.ndarray, work: str, jsonl_path: str, json_fields: tuple[str, ...]
+) -> tuple[list[BucketJob], np.ndarray]:
+    """The split's write tasks, one per bucket of output bytes, and the final file's n+1 line offsets."""
+    offsets = np.zeros(len(plan) + 1, dtype=np.uint64)
+    np.cumsum(sizes, dtype=np.uint64, out=offsets[1:])
     folder = Path(work) / f"plan-{split}"
     folder.mkdir(exist_ok=True)
-    bounds_path = folder / "bounds.npy"
-    np.save(bounds_path, np.array(bounds, dtype=np.int64))
-    partitions = []
-    by_task = np.argsort(plan["task"], kind="stable")  # positions ascend within each task
-    task_ids, firsts = np.unique(plan["task"][by_task], return_index=True)
-    ends = list(firsts[1:]) + [len(plan)]
-    for task_id, lo, hi in zip(task_ids.tolist(), firsts.tolist(), ends, strict=True):
-        positions = by_task[lo:hi]
-        part = np.empty(len(positions), dtype=PART_DTYPE)
-        part["row"], part["position"], part["dataset"] = plan["row"][positions], positions, plan["dataset"][positions]
-        path = folder / f"task-{task_id:06d}.npy"
-        np.save(path, part)
-        partitions.append(PartitionJob(split, task_id, str(path), str(bounds_path), work))
+    plan_path, offsets_path = folder / "plan.npy", folder / "offsets.npy"
+    np.save(plan_path, plan)
+    np.save(offsets_path, offsets)
+    chunk = config.shuffle_bucket_mb * 1024 * 1024
+    total = int(offsets[-1])
     names = tuple(d.name for d in config.datasets)
-    buckets = [
-        BucketJob(split, b, config.record_schema, names, work, json_fields, config.text_values)
-        for b in range(len(bounds) - 1)
+    jobs = [
+        BucketJob(
+            split=split,
+            bucket=b,
+            start=start,
+            end=min(start + chunk, total),
+            schema=config.record_schema,
+            source_names=names,
+            work_dir=work,
+            jsonl_path=jsonl_path,
+            plan_path=str(plan_path),
+            offsets_path=str(offsets_path),
+            json_fields=json_fields,
+            text_values=config.text_values,
+        )
+        for b, start in enumerate(range(0, total, chunk))
     ]
-    totals = np.concatenate(([0], cumulative))[bounds].astype(np.int64)
-    return partitions, buckets, np.diff(totals).tolist()
-
-
+    return jobs, offsets

@@ -81,8 +81,28 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def rows_path(work_dir: str, task_id: int) -> str:
-    return os.path.join(work_dir, "scan", f"{task_id:06d}.arrow")
+def check_free_space(folder: Path, needed: int) -> None:
+    """Refuse to start an output that cannot fit, naming the folder and the sizes."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the writes themselves will say
+    if free < needed:
+        msg = (
+            f"not enough space in {folder}: the JSONL alone needs {needed / 1e6:,.1f} MB and "
+            f"{free / 1e6:,.1f} MB are free; free some space or choose another --output-dir"
+        )
+        raise OutputError(msg)
+
+
+def values_path(work_dir: str, task_id: int) -> str:
+    """A scan task's kept values, back to back: plain pretrain texts, or whole JSON lines."""
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.values")
+
+
+def value_offsets_path(work_dir: str, task_id: int) -> str:
+    """int64 n+1 offsets of the values in `values_path` (row i is bytes [off[i], off[i+1]))."""
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.offsets.npy")
 
 
 def keys_path(work_dir: str, task_id: int) -> str:
@@ -116,8 +136,5 @@ def save_array(path: str, array: np.ndarray) -> None:
 
 
 def bucket_dir(work_dir: str, split: str) -> str:
+    """Where a split's write tasks leave their sidecar parts."""
     return os.path.join(work_dir, f"out-{split}")
-
-
-def parts_dir(work_dir: str, split: str, bucket: int) -> str:
-    return os.path.join(work_dir, f"parts-{split}", f"{bucket:05d}")

@@ -1,13 +1,15 @@
-"""Write stage: selected records in shuffled order -> JSONL + Parquet sidecar + `.idx`.
+"""Write stage: each write task fills its own byte range of the final JSONL.
 
-The driver fixes the final position of every output record before anything is
-written, then cuts the order into buckets of about `shuffle_bucket_mb`. A bucket
-task (`write_bucket`, run in any worker) gathers its records from the scan files,
-already in final order, and writes one JSONL part, its line offsets and one
-Arrow part for the sidecar. `SplitWriter` (driver) appends the parts in bucket
-order: the JSONL is hashed while it is copied, the sidecar gets one row group per
-bucket, the index is the concatenated offsets. Memory is bounded by the bucket
-size, never by the input, and the bytes do not depend on the bucket count.
+The driver fixes every output record's final byte offset before anything is written
+(`shuffle.write_jobs`) and creates the temporary JSONL at its final size. A write task
+(`write_bucket`, run in any worker) gathers its records' values from the scan files,
+encodes their lines straight into a buffer laid out as its bucket of the final file,
+writes that range in place (`pwrite`), hashes it (one checksum chunk), and writes the
+Arrow part of the Parquet sidecar for the records that start in its range. No part file
+is copied again: the driver's own work is the index (from the offsets it already holds),
+the sidecar's row groups (on a thread, in bucket order) and the manifest. Memory is
+bounded by the bucket size, never by the input, and the bytes do not depend on the
+bucket size, the worker count or the order tasks finish in.
 
 Everything is written under the build's temporary folder; `commit` renames the
 finished files into place, manifest last.
@@ -20,17 +22,17 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
-import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from mixprep.build.encode import copy_lines, copy_rows, encode_lines
 from mixprep.build.scan import ScanResult
-from mixprep.build.workdir import bucket_dir, parts_dir, release_memory, rows_path, save_array, unique_tmp
+from mixprep.build.workdir import bucket_dir, release_memory, unique_tmp, value_offsets_path, values_path
 from mixprep.config.schema import Phase
 from mixprep.errors import OutputError
 from mixprep.serve.index import write_index
@@ -38,213 +40,134 @@ from mixprep.serve.index import write_index
 log = logging.getLogger(__name__)
 
 
-BUCKET_DTYPE = np.dtype([("task", "<i4"), ("row", "<i8"), ("dataset", "<i4")])
+PLAN_DTYPE = np.dtype([("task", "<i4"), ("row", "<i8"), ("dataset", "<i4")])
+"""One output record: the scan task and row its value comes from, and its dataset's number."""
 PRETRAIN_SIDECAR = pa.schema([("text", pa.large_string()), ("source", pa.string())])
 PARQUET_ROW_GROUP = 16_384
-COPY_CHUNK = 8 * 1024 * 1024
 OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".idx", ".manifest.json")
-
-
-PART_DTYPE = np.dtype([("row", "<i8"), ("position", "<i8"), ("dataset", "<i4")])
-
-
-@dataclass(frozen=True)
-class PartitionJob:
-    """Route one scan task's selected records to the buckets that hold their final positions."""
-
-    split: str
-    task_id: int
-    plan_path: str  # PART_DTYPE rows, ascending by position
-    bounds_path: str  # first final position of each bucket, then the total
-    work_dir: str
+CHECKSUM = "sha256-chunks/1"
+"""The manifest's checksum: sha256 of each `chunk_bytes` piece of the JSONL, then sha256 of those digests."""
 
 
 @dataclass(frozen=True)
 class BucketJob:
+    """Write bytes [start, end) of a split's final JSONL (and the sidecar rows that start there)."""
+
     split: str
     bucket: int
+    start: int
+    end: int
     schema: Phase
     source_names: tuple[str, ...]
     work_dir: str
+    jsonl_path: str
+    plan_path: str  # PLAN_DTYPE per output record, in final order
+    offsets_path: str  # uint64 n+1 line offsets of the final file
     json_fields: tuple[str, ...] = ()
     """Structured phases: fields whose JSON type varies between records; the sidecar stores them as JSON text."""
     text_values: bool = True
-    """Values are pretrain texts (serialized here); otherwise whole JSON lines."""
+    """Values are pretrain texts (encoded here); otherwise whole JSON lines."""
 
 
 @dataclass(frozen=True)
 class BucketResult:
     bucket: int
     records: int
+    """Records whose line starts in this bucket (their sidecar rows are in `sidecar_path`)."""
     nbytes: int
-    jsonl_path: str
-    offsets_path: str
+    sha256: str
     sidecar_path: str
 
 
-PARTITION_BUFFER_BYTES = 16 * 1024 * 1024
-
-
-def partition(job: PartitionJob) -> int:
-    """Read a scan file once, in order, batch by batch, and append its selected records
-    to one part file per bucket.
-
-    Gathering a bucket straight from every scan file would touch pages all over them
-    at random; this pass keeps every read sequential. Picked records are buffered up to
-    `PARTITION_BUFFER_BYTES` and then flushed, one record batch per bucket.
-    """
-    plan = np.load(job.plan_path)
-    bounds = np.load(job.bounds_path)
-    by_row = np.argsort(plan["row"], kind="stable")
-    rows = plan["row"][by_row]
-    buckets = np.searchsorted(bounds, plan["position"][by_row], side="right") - 1
-    parts = _PartWriters(job)
-    try:
-        with pa.memory_map(rows_path(job.work_dir, job.task_id), "r") as source:
-            reader = ipc.open_file(source)
-            first_row = 0
-            for i in range(reader.num_record_batches):
-                batch = reader.get_batch(i)
-                lo, hi = np.searchsorted(rows, [first_row, first_row + batch.num_rows])
-                if lo < hi:
-                    values = batch.column(0).take(pa.array(rows[lo:hi] - first_row))
-                    parts.add(values, plan[by_row[lo:hi]], buckets[lo:hi])
-                first_row += batch.num_rows
-        parts.flush()
-    finally:
-        parts.close()
-    parts.commit()
-    release_memory()
-    return job.task_id
-
-
-class _PartWriters:
-    """One Arrow file per bucket for a partition task, written through a bounded buffer."""
-
-    def __init__(self, job: PartitionJob) -> None:
-        self.job = job
-        self.pending: list[tuple[pa.Array, np.ndarray, np.ndarray]] = []
-        self.pending_bytes = 0
-        self.files: dict[int, tuple[str, str, pa.OSFile, ipc.RecordBatchFileWriter]] = {}
-
-    def add(self, values: pa.Array, entries: np.ndarray, buckets: np.ndarray) -> None:
-        self.pending.append((values, entries, buckets))
-        self.pending_bytes += values.nbytes
-        if self.pending_bytes >= PARTITION_BUFFER_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        values = pa.concat_arrays([v for v, _, _ in self.pending])
-        entries = np.concatenate([e for _, e, _ in self.pending])
-        buckets = np.concatenate([b for _, _, b in self.pending])
-        self.pending, self.pending_bytes = [], 0
-        order = np.argsort(buckets, kind="stable")
-        present, firsts = np.unique(buckets[order], return_index=True)
-        ends = list(firsts[1:]) + [len(order)]
-        for bucket, lo, hi in zip(present.tolist(), firsts.tolist(), ends, strict=True):
-            chosen = order[lo:hi]
-            batch = pa.record_batch(
-                [values.take(pa.array(chosen)), pa.array(entries["position"][chosen]), pa.array(entries["dataset"][chosen])],
-                names=["value", "position", "dataset"],
-            )
-            self._writer(bucket, batch.schema).write_batch(batch)
-
-    def _writer(self, bucket: int, schema: pa.Schema) -> ipc.RecordBatchFileWriter:
-        if bucket not in self.files:
-            folder = parts_dir(self.job.work_dir, self.job.split, bucket)
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, f"{self.job.task_id:06d}.arrow")
-            tmp = unique_tmp(path)
-            sink = pa.OSFile(tmp, "wb")
-            self.files[bucket] = (path, tmp, sink, ipc.new_file(sink, schema))
-        return self.files[bucket][3]
-
-    def close(self) -> None:
-        for _, _, sink, writer in self.files.values():
-            writer.close()
-            sink.close()
-
-    def commit(self) -> None:
-        for path, tmp, _, _ in self.files.values():
-            os.replace(tmp, path)
-
-
-def _bucket_records(job: BucketJob) -> tuple[pa.Array, np.ndarray]:
-    """A bucket's values and dataset numbers, in final order."""
-    folder = parts_dir(job.work_dir, job.split, job.bucket)
-    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-    tables = []
-    for name in names:
-        if name.endswith(".arrow"):
-            with pa.OSFile(os.path.join(folder, name), "rb") as source:
-                tables.append(ipc.open_file(source).read_all())
-    if not tables:
-        empty = pa.array([], pa.large_string() if job.text_values else pa.large_binary())
-        return empty, np.zeros(0, dtype=np.int32)
-    merged = pa.concat_tables(tables).combine_chunks()
-    order = pa.array(np.argsort(merged.column("position").to_numpy(), kind="stable"))
-    values = merged.column("value").take(order).combine_chunks()
-    datasets = merged.column("dataset").take(order).to_numpy()
-    return values, datasets
-
-
 def write_bucket(job: BucketJob) -> BucketResult:
-    values, datasets = _bucket_records(job)
-    names = pa.array(job.source_names, pa.string())
-    source = pa.DictionaryArray.from_arrays(pa.array(datasets, pa.int32()), names).cast(pa.string())
+    offsets = np.load(job.offsets_path, mmap_mode="r")
+    first = int(np.searchsorted(offsets, job.start, side="right")) - 1  # the record holding byte `start`
+    last = int(np.searchsorted(offsets, job.end, side="left"))  # records that start before `end`
+    plan = np.asarray(np.load(job.plan_path, mmap_mode="r")[first:last])
+    values, value_offsets = _gather_values(plan, job.work_dir)
+    base = int(offsets[first])
+    line_offsets = (np.asarray(offsets[first : last + 1]) - np.uint64(base)).astype(np.int64)
+    lines = np.empty(int(line_offsets[-1]), dtype=np.uint8)
     if job.text_values:
-        sidecar = pa.table([values, source], schema=PRETRAIN_SIDECAR)
-        lines = _json_lines(sidecar)
+        encode_lines(values, value_offsets, plan["dataset"], list(job.source_names), lines, line_offsets)
     else:
-        lines = pc.binary_join_element_wise(values, pa.scalar(b"", pa.large_binary()), pa.scalar(b"\n", pa.large_binary()))
-        sidecar = structured_sidecar(values, job.json_fields)
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
-    data = lines.buffers()[2]
-    start, end = int(offsets[0]), int(offsets[-1])
-    body = memoryview(data)[start:end] if data is not None else memoryview(b"")
-
-    folder = bucket_dir(job.work_dir, job.split)
-    os.makedirs(folder, exist_ok=True)
-    stem = os.path.join(folder, f"{job.bucket:05d}")
-    # Each file under a temporary name, then renamed: a retried task never leaves a torn file.
-    tmp = unique_tmp(f"{stem}.jsonl")
-    with open(tmp, "wb") as handle:
-        handle.write(body)
-    os.replace(tmp, f"{stem}.jsonl")
-    save_array(f"{stem}.offsets.npy", (offsets - start).astype(np.uint64))
-    tmp = unique_tmp(f"{stem}.arrow")
+        copy_lines(values, value_offsets, lines, line_offsets)
+    piece = lines[job.start - base : job.end - base]
+    _write_at(job.jsonl_path, piece, job.start)
+    digest = hashlib.sha256(piece).hexdigest()
+    starts_here = 0 if base >= job.start else 1  # a record that began in the bucket before belongs to it
+    sidecar = _sidecar_part(job, plan[starts_here:], values, value_offsets[starts_here:])
+    path = os.path.join(bucket_dir(job.work_dir, job.split), f"{job.bucket:05d}.arrow")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # Under a temporary name, then renamed: a retried task never leaves a torn file.
+    tmp = unique_tmp(path)
     with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, sidecar.schema) as writer:
         writer.write_table(sidecar)
-    os.replace(tmp, f"{stem}.arrow")
+    os.replace(tmp, path)
+    del lines, piece, values, sidecar
     release_memory()
-    return BucketResult(job.bucket, len(values), end - start, f"{stem}.jsonl", f"{stem}.offsets.npy", f"{stem}.arrow")
+    return BucketResult(job.bucket, len(plan) - starts_here, job.end - job.start, digest, path)
 
 
-def gather(plan: np.ndarray, work_dir: str) -> pa.Array:
-    """The scan values of the given (task, row) records, in the plan's order (random access: for small sets)."""
-    if len(plan) == 0:
-        return pa.array([], pa.large_string())
+def _gather_values(plan: np.ndarray, work_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """The scan values of `plan`'s records, back to back in plan order, and their n+1 offsets."""
+    lengths = np.zeros(len(plan), dtype=np.int64)
     tasks = plan["task"]
     by_task = np.argsort(tasks, kind="stable")
     task_ids, firsts = np.unique(tasks[by_task], return_index=True)
-    bounds = list(firsts) + [len(by_task)]
-    pieces = []
+    bounds = [*firsts.tolist(), len(plan)]
+    sources = []
     for t, lo, hi in zip(task_ids.tolist(), bounds[:-1], bounds[1:], strict=True):
-        with pa.memory_map(rows_path(work_dir, t), "r") as source:
-            column = ipc.open_file(source).read_all().column(0)
-            pieces.append(column.take(pa.array(plan["row"][by_task[lo:hi]])).combine_chunks())
-    grouped = pa.chunked_array(pieces).combine_chunks()
-    # `grouped` is ordered by task; put each record back at its place in the bucket.
-    inverse = np.empty_like(by_task)
-    inverse[by_task] = np.arange(len(by_task))
-    return grouped.take(pa.array(inverse))
+        slots = by_task[lo:hi]
+        source_offsets = np.load(value_offsets_path(work_dir, t), mmap_mode="r")
+        rows = plan["row"][slots]
+        lengths[slots] = np.asarray(source_offsets[rows + 1]) - np.asarray(source_offsets[rows])
+        sources.append((t, slots, rows, source_offsets))
+    offsets = np.zeros(len(plan) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.empty(int(offsets[-1]), dtype=np.uint8)
+    for t, slots, rows, source_offsets in sources:
+        source = _mapped(values_path(work_dir, t))
+        copy_rows(source, np.asarray(source_offsets), rows, values, offsets, slots)
+    return values, offsets
 
 
-def _json_lines(table: pa.Table) -> pa.Array:
-    encoded = pl.from_arrow(table).select((pl.struct(pl.all()).struct.json_encode() + "\n").alias("line"))
-    return encoded.get_column("line").to_arrow().cast(pa.large_string())
+def _mapped(path: str) -> np.ndarray:
+    """A file as a read-only uint8 array (pages come from the page cache as they are touched)."""
+    if os.path.getsize(path) == 0:
+        return np.zeros(0, dtype=np.uint8)
+    return np.memmap(path, dtype=np.uint8, mode="r")
+
+
+def _write_at(path: str, data: np.ndarray, offset: int) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        view = memoryview(data).cast("B")
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+    finally:
+        os.close(fd)
+
+
+def _sidecar_part(job: BucketJob, plan: np.ndarray, values: np.ndarray, value_offsets: np.ndarray) -> pa.Table:
+    """The sidecar rows of the records in `plan`; `value_offsets` (n+1) index into `values`."""
+    base = int(value_offsets[0]) if len(value_offsets) else 0
+    rebased = (value_offsets - base).astype(np.int64)
+    data = values[base : int(value_offsets[-1])] if len(value_offsets) else values[:0]
+    array = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(plan), [None, pa.py_buffer(rebased), pa.py_buffer(data)])
+    if not job.text_values:
+        return structured_sidecar(array, job.json_fields)
+    names = pa.array(job.source_names, pa.string())
+    source = pa.DictionaryArray.from_arrays(pa.array(plan["dataset"], pa.int32()), names).cast(pa.string())
+    return pa.table([array.cast(pa.large_string()), source], schema=PRETRAIN_SIDECAR)
+
+
+def gather(plan: np.ndarray, work_dir: str, *, text: bool) -> pa.Array:
+    """The scan values of the given (task, row) records, in the plan's order (for small sets)."""
+    values, offsets = _gather_values(plan, work_dir)
+    array = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(plan), [None, pa.py_buffer(offsets), pa.py_buffer(values)])
+    return array.cast(pa.large_string()) if text else array
 
 
 def structured_sidecar(lines: pa.Array, json_fields: tuple[str, ...]) -> pa.Table:
@@ -286,54 +209,44 @@ class SplitFiles:
 class OutputInfo:
     records: int
     bytes: int
-    sha256: str
+    checksum: dict[str, Any]
     parquet_rows: int
     parquet_bytes: int
+    sha256: str | None = None
+    """The whole file's sha256 (`sha256sum`), when asked for: one more serial pass."""
 
 
 class SplitWriter:
-    """Appends bucket parts, in bucket order, into one split's temporary output files."""
+    """The driver's side of one split: the temporary files, the sidecar, the index."""
 
-    def __init__(self, tmp: SplitFiles, text_values: bool, compression: str) -> None:
+    def __init__(self, tmp: SplitFiles, text_values: bool, compression: str, size: int, *, chunk_bytes: int) -> None:
         self.tmp = tmp
         self.compression = compression
-        self.sha = hashlib.sha256()
-        self.size = 0
+        self.size = size
+        self.chunk_bytes = chunk_bytes
         self.records = 0
-        self.offsets: list[np.ndarray] = []
+        self.digests: dict[int, str] = {}
         self.sidecar_parts: list[str] = []
-        self.jsonl = open(tmp.jsonl, "wb", buffering=0)  # noqa: SIM115 - closed in finish()/abort()
+        with open(tmp.jsonl, "wb") as handle:
+            handle.truncate(size)  # every write task fills its own range of it
         self.parquet: pq.ParquetWriter | None = None
         if text_values:  # the sidecar's schema is known: write each part as it arrives
             self.parquet = _parquet_writer(tmp.parquet, PRETRAIN_SIDECAR, compression)
         # Parquet parts are encoded on a thread of their own, in bucket order (pyarrow
-        # releases the GIL), while this one hashes and copies the next part's JSONL: the
-        # driver's serial work is what bounds a build with many workers.
+        # releases the GIL), while this one waits for the next write task.
         self._sidecar_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixprep-sidecar")
         self._sidecar_writes: list[Future[None]] = []
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
     def add(self, part: BucketResult) -> None:
-        with open(part.jsonl_path, "rb") as handle:
-            while chunk := handle.read(COPY_CHUNK):
-                self.sha.update(chunk)
-            # The copy itself stays in the kernel (no user-space buffer).
-            copied = 0
-            while copied < part.nbytes:
-                n = os.copy_file_range(handle.fileno(), self.jsonl.fileno(), part.nbytes - copied, copied)
-                if n == 0:
-                    msg = f"{part.jsonl_path}: shorter than the {part.nbytes} bytes its task reported"
-                    raise OutputError(msg)
-                copied += n
-        offsets = np.load(part.offsets_path)
-        self.offsets.append(offsets[:-1] + np.uint64(self.size))
-        self.size += part.nbytes
+        self.digests[part.bucket] = part.sha256
         self.records += part.records
         if self.parquet is not None:
             self._sidecar_writes.append(self._sidecar_thread.submit(self._write_sidecar, part.sidecar_path, None))
             self._raise_sidecar_error()
         else:
             self.sidecar_parts.append(part.sidecar_path)
-        os.remove(part.jsonl_path)
 
     def _raise_sidecar_error(self, *, wait: bool = False) -> None:
         """Re-raise the first failed sidecar write here; keep the ones still running."""
@@ -345,22 +258,23 @@ class SplitWriter:
                 pending.append(write)
         self._sidecar_writes = pending
 
-    def finish(self) -> OutputInfo:
-        self.jsonl.close()
+    def finish(self, offsets: np.ndarray, *, whole_sha256: bool = False) -> OutputInfo:
         self._raise_sidecar_error(wait=True)
         self._sidecar_thread.shutdown()
         if self.parquet is None:
             self._write_structured_sidecar()
         else:
+            self._write_full_row_groups(last=True)
             self.parquet.close()
-        offsets = np.concatenate(self.offsets + [np.array([self.size], dtype=np.uint64)])
+        chunks = [self.digests[b] for b in range(len(self.digests))]
         write_index(self.tmp.index, self.tmp.jsonl, offsets)
         rows = pq.ParquetFile(self.tmp.parquet).metadata.num_rows
-        return OutputInfo(self.records, self.size, self.sha.hexdigest(), rows, self.tmp.parquet.stat().st_size)
+        checksum = checksum_record(chunks, self.chunk_bytes)
+        sha = file_sha256(self.tmp.jsonl) if whole_sha256 else None
+        return OutputInfo(self.records, self.size, checksum, rows, self.tmp.parquet.stat().st_size, sha)
 
     def abort(self) -> None:
         self._sidecar_thread.shutdown(wait=True, cancel_futures=True)
-        self.jsonl.close()
         if self.parquet is not None:
             self.parquet.close()
 
@@ -369,12 +283,26 @@ class SplitWriter:
             table = ipc.open_file(source).read_all()
         if schema is not None:
             table = conform(table, schema)
-        assert self.parquet is not None
         if table.num_rows:
-            self.parquet.write_table(table, row_group_size=PARQUET_ROW_GROUP)
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+            self._write_full_row_groups()
         del table
         os.remove(path)
         release_memory()
+
+    def _write_full_row_groups(self, *, last: bool = False) -> None:
+        """Row groups of exactly PARQUET_ROW_GROUP rows (the last one shorter), wherever the
+        buckets were cut: the sidecar's bytes do not depend on the bucket size."""
+        assert self.parquet is not None
+        if not self._pending or (self._pending_rows < PARQUET_ROW_GROUP and not last):
+            return
+        table = pa.concat_tables(self._pending).combine_chunks()  # page cuts must not follow the buckets
+        whole = table.num_rows if last else table.num_rows - table.num_rows % PARQUET_ROW_GROUP
+        self.parquet.write_table(table.slice(0, whole), row_group_size=PARQUET_ROW_GROUP)
+        rest = table.slice(whole)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
 
     def _write_structured_sidecar(self) -> None:
         """Other phases: the schema is inferred per bucket, so unify before writing."""
@@ -397,7 +325,22 @@ class SplitWriter:
         self.parquet = _parquet_writer(self.tmp.parquet, unified, self.compression)
         for path in self.sidecar_parts:
             self._write_sidecar(path, unified)
+        self._write_full_row_groups(last=True)
         self.parquet.close()
+
+
+def checksum_record(chunk_digests: list[str], chunk_bytes: int) -> dict[str, Any]:
+    """The manifest's checksum: each chunk's sha256 and one sha256 over those digests."""
+    combined = hashlib.sha256(b"".join(bytes.fromhex(d) for d in chunk_digests)).hexdigest()
+    return {"algorithm": CHECKSUM, "chunk_bytes": chunk_bytes, "digest": combined, "chunks": chunk_digests}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _parquet_writer(path: Path, schema: pa.Schema, compression: str) -> pq.ParquetWriter:

@@ -11,7 +11,7 @@ Format (version 1), a `torch.save`d dict of plain types and tensors, so it loads
   position: {"step": optimizer steps, "micro_batches_done": over all epochs, "tokens_seen"}
   model_config: mixprep.model.GPTConfig fields
   train_config: every `mixprep train` option
-  data: {"path", "size", "records", "xxh3" (offset-index fingerprint), "manifest_sha256" (when built)}
+  data: {"path", "size", "records", "xxh3" (offset-index fingerprint), "manifest_checksum" (when built)}
 
 Guarantees: a crash mid-save leaves the previous checkpoint intact (temp file + os.replace);
 a resume is refused, listing every difference, when the data, the model shape or an option in

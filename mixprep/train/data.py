@@ -149,7 +149,7 @@ def build_from_mixture(config: Path, *, output_dir: Path | None, workers: int) -
 
 def data_fingerprint(path: Path, num_records: int) -> dict[str, Any]:
     """Identity of a data file: size, record count, the offset index's content hash and, for a
-    file `mixprep build` wrote, its manifest's sha256 of the whole output (informational)."""
+    file `mixprep build` wrote, its manifest's checksum of the whole output (informational)."""
     from mixprep.serve.index import fingerprint
 
     size = path.stat().st_size
@@ -157,7 +157,7 @@ def data_fingerprint(path: Path, num_records: int) -> dict[str, Any]:
     manifest = path.with_name(path.name.removesuffix(".jsonl") + ".manifest.json")
     if manifest.is_file():
         with contextlib.suppress(ValueError, KeyError, TypeError):  # a foreign or older manifest: just omit it
-            identity["manifest_sha256"] = json.loads(manifest.read_text(encoding="utf-8"))["output"]["sha256"]
+            identity["manifest_checksum"] = json.loads(manifest.read_text(encoding="utf-8"))["output"]["checksum"]["digest"]
     return identity
 
 

@@ -1,0 +1,171 @@
+"""Output JSON lines by compiled code, with every line's length known before it is written.
+
+A plain pretrain record's output line is `{"text":"<text>","source":"<name>"}` and a newline,
+escaped as serde_json escapes strings (what polars' `struct.json_encode` writes, so the
+bytes are the ones earlier versions wrote): `"` and `\\` get a backslash; backspace, tab,
+newline, form feed and carriage return their short forms; the other bytes below 0x20
+`\\u00XX` with lowercase hex; everything else, non-ASCII UTF-8 included, as it is.
+
+The escaping is a function of each byte, so the scan counts each line's exact length
+(`line_lengths`) while the text is in cache, the driver turns the lengths into the final
+file's offsets, and each write task encodes its records straight into its part of the
+final file (`encode_lines`). Other records are whole JSON lines already (`copy_lines`).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pyarrow as pa
+
+_PREFIX = b'{"text":"'
+_MIDDLE = b'","source":"'
+_SUFFIX = b'"}\n'
+# Per byte value: how many bytes it becomes inside a JSON string.
+_ESCAPED_SIZE = np.ones(256, dtype=np.int64)
+_ESCAPED_SIZE[:0x20] = 6
+for _byte in b'\b\t\n\f\r"\\':
+    _ESCAPED_SIZE[_byte] = 2
+_SHORT_ESCAPES = np.zeros(256, dtype=np.uint8)
+for _byte, _letter in zip(b'\b\t\n\f\r"\\', b'btnfr"\\', strict=True):
+    _SHORT_ESCAPES[_byte] = _letter
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(data uint8, offsets int64 n+1, rebased to 0) of a (large_)string/binary array, zero-copy where Arrow allows."""
+    values = values.cast(pa.large_binary()) if not pa.types.is_large_binary(values.type) else values
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    start = int(offsets[0]) if len(offsets) else 0
+    return raw[start : int(offsets[-1]) if len(offsets) else 0], offsets - start
+
+
+def escaped(text: str) -> bytes:
+    """`text` as it appears between the quotes of a JSON string (the same escaping as the kernels)."""
+    raw = np.frombuffer(text.encode(), dtype=np.uint8)
+    out = np.empty(int(_ESCAPED_SIZE[raw].sum()), dtype=np.uint8)
+    _escape_into(raw, 0, len(raw), out, 0, _ESCAPED_SIZE, _SHORT_ESCAPES, _HEX)
+    return out.tobytes()
+
+
+def line_lengths(texts: pa.Array, source: str) -> np.ndarray:
+    """uint64 length of each text's output line, newline included."""
+    data, offsets = string_buffers(texts)
+    overhead = len(_PREFIX) + len(_MIDDLE) + len(escaped(source)) + len(_SUFFIX)
+    return (_escaped_lengths(data, offsets, _ESCAPED_SIZE) + overhead).astype(np.uint64)
+
+
+def encode_lines(
+    data: np.ndarray, offsets: np.ndarray, datasets: np.ndarray, names: list[str], out: np.ndarray, out_offsets: np.ndarray
+) -> None:
+    """Write text i's line at out[out_offsets[i]:out_offsets[i+1]]; `datasets[i]` indexes `names`.
+
+    Raises AssertionError if a line's length differs from its slot: the scan counted it, so a
+    difference is a bug, never something to write around."""
+    tails = [_MIDDLE + escaped(name) + _SUFFIX for name in names]
+    tail_data = np.frombuffer(b"".join(tails), dtype=np.uint8)
+    tail_offsets = np.zeros(len(tails) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in tails], out=tail_offsets[1:])
+    prefix = np.frombuffer(_PREFIX, dtype=np.uint8)
+    ok = _encode(
+        data, offsets, datasets.astype(np.int64), prefix, tail_data, tail_offsets, out, out_offsets,
+        _ESCAPED_SIZE, _SHORT_ESCAPES, _HEX,
+    )
+    assert ok, "an output line's length differs from the length counted at scan time"
+
+
+def copy_lines(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offsets: np.ndarray) -> None:
+    """Write value i (a whole JSON line) and a newline at out[out_offsets[i]:out_offsets[i+1]]."""
+    ok = _copy_lines(data, offsets, out, out_offsets)
+    assert ok, "an output line's length differs from the length counted at scan time"
+
+
+def copy_rows(
+    source: np.ndarray, source_offsets: np.ndarray, rows: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
+) -> None:
+    """Copy value `rows[k]` of a scan file (`source`, its n+1 `source_offsets`) to out slot `slots[k]`."""
+    _gather(source, source_offsets, rows, out, out_offsets, slots)
+
+
+# -- kernels ---------------------------------------------------------------------------
+
+@numba.njit(cache=True, nogil=True)
+def _escaped_lengths(data: np.ndarray, offsets: np.ndarray, size: np.ndarray) -> np.ndarray:
+    n = len(offsets) - 1
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        total = 0
+        for j in range(offsets[i], offsets[i + 1]):
+            total += size[data[j]]
+        out[i] = total
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _escape_into(
+    src: np.ndarray, start: int, end: int, out: np.ndarray, at: int, size: np.ndarray, short: np.ndarray, hexdigits: np.ndarray
+) -> int:
+    for j in range(start, end):
+        b = src[j]
+        cost = size[b]
+        if cost == 1:
+            out[at] = b
+            at += 1
+        elif cost == 2:
+            out[at] = 92  # backslash
+            out[at + 1] = short[b]
+            at += 2
+        else:
+            out[at] = 92
+            out[at + 1] = 117  # u
+            out[at + 2] = 48  # 0
+            out[at + 3] = 48
+            out[at + 4] = hexdigits[b >> 4]
+            out[at + 5] = hexdigits[b & 15]
+            at += 6
+    return at
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode(
+    data: np.ndarray, offsets: np.ndarray, datasets: np.ndarray, prefix: np.ndarray, tails: np.ndarray,
+    tail_offsets: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, size: np.ndarray, short: np.ndarray,
+    hexdigits: np.ndarray,
+) -> bool:
+    for i in range(len(offsets) - 1):
+        at = out_offsets[i]
+        for k in range(len(prefix)):
+            out[at + k] = prefix[k]
+        at = _escape_into(data, offsets[i], offsets[i + 1], out, at + len(prefix), size, short, hexdigits)
+        d = datasets[i]
+        for k in range(tail_offsets[d], tail_offsets[d + 1]):
+            out[at] = tails[k]
+            at += 1
+        if at != out_offsets[i + 1]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_lines(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offsets: np.ndarray) -> bool:
+    for i in range(len(offsets) - 1):
+        at = out_offsets[i]
+        length = offsets[i + 1] - offsets[i]
+        if at + length + 1 != out_offsets[i + 1]:
+            return False
+        out[at : at + length] = data[offsets[i] : offsets[i + 1]]
+        out[at + length] = 10
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather(
+    source: np.ndarray, source_offsets: np.ndarray, rows: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
+) -> None:
+    for k in range(len(rows)):
+        row = rows[k]
+        start = source_offsets[row]
+        length = source_offsets[row + 1] - start
+        at = out_offsets[slots[k]]
+        out[at : at + length] = source[start : start + length]

@@ -1,0 +1,81 @@
+"""The compiled JSON-line encoder against polars' json_encode, which earlier versions wrote with."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from mixprep.build.encode import copy_lines, copy_rows, encode_lines, escaped, line_lengths, string_buffers
+
+# Every byte that JSON escapes, plus the characters serde_json leaves alone on purpose.
+ODD = "".join(chr(i) for i in range(0x20)) + '"\\/\x7f\u2028\u2029é日本😀\ufeff'
+
+
+def polars_lines(texts: list[str], sources: list[str]) -> bytes:
+    frame = pl.DataFrame({"text": texts, "source": sources}, schema={"text": pl.String, "source": pl.String})
+    encoded = frame.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
+    return "".join(line + "\n" for line in encoded).encode()
+
+
+def encode(texts: list[str], datasets: list[int], names: list[str]) -> bytes:
+    array = pa.array(texts, pa.large_string())
+    lengths = np.zeros(len(texts), dtype=np.uint64)
+    for d, name in enumerate(names):  # the scan counts per source, one source per task
+        mine = np.array([i for i, x in enumerate(datasets) if x == d], dtype=np.int64)
+        if len(mine):
+            lengths[mine] = line_lengths(array.take(pa.array(mine)), name)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    out = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    data, value_offsets = string_buffers(array)
+    encode_lines(data, value_offsets, np.array(datasets, dtype=np.int32), names, out, offsets)
+    return out.tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.text(alphabet=st.one_of(st.sampled_from(ODD), st.characters()), max_size=40), st.integers(0, 2)), max_size=30),
+)
+@example([("", 0), ('"', 1), ("\\", 2), ("\x00\x1f\x08\x0c", 0)])
+def test_lines_equal_polars_json_encode(records: list[tuple[str, int]]) -> None:
+    names = ["web", 'a "quoted"\\ name\n', "日本"]
+    texts = [t for t, _ in records]
+    datasets = [d for _, d in records]
+    assert encode(texts, datasets, names) == polars_lines(texts, [names[d] for d in datasets])
+
+
+def test_escaped_matches_json_string_bodies() -> None:
+    expected = polars_lines([ODD], ["s"])[len(b'{"text":"') : -len(b'","source":"s"}\n')]
+    assert escaped(ODD) == expected
+    assert escaped("\x01") == b"\\u0001" and escaped("\n") == b"\\n" and escaped("é") == "é".encode()
+
+
+def test_string_buffers_of_a_sliced_array_start_at_zero() -> None:
+    array = pa.array(["skip", "ab", "", "cde"], pa.large_string()).slice(1)
+    data, offsets = string_buffers(array)
+    assert data.tobytes() == b"abcde" and offsets.tolist() == [0, 2, 2, 5]
+
+
+def test_copy_lines_and_rows() -> None:
+    values = np.frombuffer(b'{"a":1}{"b":22}', dtype=np.uint8)
+    offsets = np.array([0, 7, 15], dtype=np.int64)
+    out = np.zeros(17, dtype=np.uint8)
+    copy_lines(values, offsets, out, np.array([0, 8, 17], dtype=np.int64))
+    assert out.tobytes() == b'{"a":1}\n{"b":22}\n'
+    gathered = np.zeros(15, dtype=np.uint8)
+    copy_rows(values, offsets, np.array([1, 0]), gathered, np.array([0, 8, 15], dtype=np.int64), np.array([0, 1]))
+    assert gathered.tobytes() == b'{"b":22}{"a":1}'
+
+
+def test_a_line_whose_slot_has_the_wrong_length_is_refused() -> None:
+    data, value_offsets = string_buffers(pa.array(["abc"], pa.large_string()))
+    out = np.zeros(64, dtype=np.uint8)
+    try:
+        encode_lines(data, value_offsets, np.zeros(1, dtype=np.int32), ["s"], out, np.array([0, 10], dtype=np.int64))
+    except AssertionError as exc:
+        assert "differs from the length counted at scan time" in str(exc)
+    else:
+        msg = "a wrong slot length went unnoticed"
+        raise AssertionError(msg)
