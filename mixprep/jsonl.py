@@ -6,11 +6,16 @@ offset into the 1-based line number that an error message names.
 """
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, BinaryIO
 
 import orjson
 
 _CHUNK = 4 * 1024 * 1024
+# orjson reads integers past 64 bits as floats (1.2345678901234568e+29): a line holding a run
+# of 20 or more digits is parsed again by the standard library, which keeps every digit.
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
 
 
 def load_json_object(line: bytes) -> dict[str, Any]:
@@ -18,12 +23,27 @@ def load_json_object(line: bytes) -> dict[str, Any]:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        try:
+            bytes(line).decode("utf-8")
+        except UnicodeDecodeError as bad:
+            msg = f"invalid UTF-8 (byte 0x{bytes(line)[bad.start]:02x} at column {bad.start + 1})"
+            raise ValueError(msg) from None
         msg = f"invalid JSON ({exc})"
         raise ValueError(msg) from None
     if not isinstance(record, dict):
         msg = f"expected a JSON object, got {type(record).__name__}"
         raise ValueError(msg)
+    if _LONG_DIGITS.search(line):
+        record = json.loads(bytes(line))
     return record
+
+
+def dump_json(value: Any) -> bytes:
+    """Compact JSON, UTF-8 as is; integers past 64 bits (which orjson refuses) written exactly."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def line_number_at(handle: BinaryIO, offset: int) -> int:

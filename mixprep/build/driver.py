@@ -35,12 +35,18 @@ from mixprep.build.select import (
     stats_by_dataset,
 )
 from mixprep.build.shuffle import final_order, write_jobs
-from mixprep.build.workdir import check_free_space, make_work_dir, prepare_output_dir, remove_work_dir
+from mixprep.build.workdir import (
+    check_free_space,
+    check_outputs_are_not_inputs,
+    make_work_dir,
+    prepare_output_dir,
+    remove_work_dir,
+)
 from mixprep.build.writers import BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, sidecar_json_fields, write_bucket
 from mixprep.config.schema import MixtureConfig
-from mixprep.errors import ConfigError, OutputError
+from mixprep.errors import ConfigError, OutputError, SourceError
 from mixprep.progress import Progress
-from mixprep.sources.plan import ScanTask, make_plan
+from mixprep.sources.plan import ScanTask, changed_inputs, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +116,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     splits = requested_splits(config, options.splits)
     out_dir = prepare_output_dir(options.output_dir)
     tasks = make_plan(config)
+    check_outputs_are_not_inputs(config, out_dir, [t.file.path for t in tasks])
     inputs = input_fingerprints(tasks)
     key = build_key(config.raw_digest, inputs, _key_options(config, options))
     finals = {split: SplitFiles.for_stem(out_dir, config.stem(split)) for split in splits}
@@ -125,6 +132,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     try:
         with timed(phases, "scan"):
             results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
+        _check_inputs_unchanged(tasks)
         selecting = time.perf_counter()
         stats = stats_by_dataset(config, tasks, results)
         json_fields = sidecar_json_fields(config.record_schema, results)
@@ -182,6 +190,16 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     finally:
         executor.close()
     return BuildResult({}, {}, quotas=quotas, stats=stats)
+
+
+def _check_inputs_unchanged(tasks: list[ScanTask]) -> None:
+    changes = changed_inputs(tasks)
+    if changes:
+        msg = (
+            f"{len(changes)} input file(s) changed while the build read them, so what was read is not what the "
+            f"manifest would record: {'; '.join(changes[:5])}; rerun once they are no longer being written"
+        )
+        raise SourceError(msg)
 
 
 def _executor_for(options: BuildOptions, tasks: list[ScanTask]) -> Executor:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from mixprep.errors import IndexFormatError
+from mixprep.serve.index import open_index
 from mixprep.sources.plan import ScanTask
 
 if TYPE_CHECKING:
@@ -80,15 +82,15 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 
 
 def outputs_intact(manifest: dict[str, Any], jsonl: Path, parquet: Path, index: Path) -> bool:
-    """Cheap check that the files a manifest describes are still the ones on disk."""
+    """Cheap check that the files a manifest describes are still the ones on disk: sizes, and
+    the index's header against the JSONL (its size, mtime and a hash of its first and last
+    64 KiB), so an edit that keeps the size is noticed without reading the whole file."""
     output = manifest.get("output", {})
     try:
-        return (
-            os.path.getsize(jsonl) == output.get("bytes")
-            and os.path.getsize(parquet) == output.get("parquet", {}).get("bytes")
-            and index.is_file()
-        )
-    except OSError:
+        if os.path.getsize(jsonl) != output.get("bytes") or os.path.getsize(parquet) != output.get("parquet", {}).get("bytes"):
+            return False
+        return len(open_index(index, jsonl)) == output.get("records")
+    except (OSError, IndexFormatError):
         return False
 
 

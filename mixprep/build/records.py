@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pajson
 
 from mixprep.config.schema import Phase
-from mixprep.jsonl import load_json_object
+from mixprep.jsonl import dump_json, load_json_object
 from mixprep.sources.readers import LineBlock, TableBlock
 
 ROLES = ("user", "assistant", "system", "tool", "function")
@@ -69,6 +68,8 @@ def _pretrain_lines(block: LineBlock, text_field: str) -> Parsed:
 
 
 def _fast_text_column(data: bytes, text_field: str, expected_rows: int) -> pa.Array | None:
+    if b"\xef\xbb\xbf" in data:
+        return None  # byte order marks: the readers skip them line by line
     options = pajson.ParseOptions(
         explicit_schema=pa.schema([(text_field, pa.large_string())]), unexpected_field_behavior="ignore"
     )
@@ -87,7 +88,12 @@ def _fast_text_column(data: bytes, text_field: str, expected_rows: int) -> pa.Ar
             return None
     if table.num_rows != expected_rows or text_field not in table.column_names:
         return None
-    return table.column(text_field).combine_chunks()
+    column = table.column(text_field).combine_chunks()
+    try:
+        column.validate(full=True)  # Arrow's JSON reader copies invalid UTF-8 through
+    except pa.ArrowInvalid:
+        return None  # the line-by-line path names the record
+    return column
 
 
 def _pretrain_slow(block: LineBlock, text_field: str) -> Parsed:
@@ -153,6 +159,8 @@ def _text_problem(record: dict[str, Any], text_field: str) -> str | None:
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return "big integer"  # no Arrow integer holds it: the sidecar keeps it as JSON text
     return {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
@@ -181,7 +189,7 @@ def _structured(records: list[tuple[str | None, Any]], positions: np.ndarray, sp
         record = {k: v for k, v in record.items() if k != "source"}
         record["source"] = source
         kinds.update((name, _json_type(value)) for name, value in record.items() if value is not None)
-        lines.append(orjson.dumps(record))
+        lines.append(dump_json(record))
         texts.append(filter_text(record, spec.schema, spec.filter_on))
         good.append(i)
     values = pa.array(lines, type=pa.large_binary())

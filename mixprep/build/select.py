@@ -190,6 +190,10 @@ def allocate_quotas(
     quotas = plan_quotas(counts, total_samples=config.total_samples, validation=shares)
     if check:
         _check_quotas(config, counts, quotas, stats)
+        if not any(q.quota for q in quotas):
+            reasons = "; ".join(f"{d.name}: {explain(stats[d.name], d.source.describe())}" for d in config.datasets)
+            msg = f"{config.path}: the mixture selects no records: nothing is left after the filters ({reasons})"
+            raise SamplingError(msg)
     return quotas
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -35,6 +34,7 @@ from mixprep.build.scan import ScanResult
 from mixprep.build.workdir import bucket_dir, release_memory, unique_tmp, value_offsets_path, values_path
 from mixprep.config.schema import Phase
 from mixprep.errors import OutputError
+from mixprep.jsonl import dump_json, load_json_object
 from mixprep.serve.index import write_index
 
 log = logging.getLogger(__name__)
@@ -172,13 +172,13 @@ def gather(plan: np.ndarray, work_dir: str, *, text: bool) -> pa.Array:
 
 def structured_sidecar(lines: pa.Array, json_fields: tuple[str, ...]) -> pa.Table:
     """SFT/DPO/RL records as columns; `json_fields` (see build.sidecar_json_fields) as JSON text."""
-    records = [orjson.loads(line) for line in lines.to_pylist()]
+    records = [load_json_object(line) for line in lines.to_pylist()]
     if not records:
         return pa.table({})
     for record in records:
         for name in json_fields:
             if record.get(name) is not None:
-                record[name] = orjson.dumps(record[name]).decode()
+                record[name] = dump_json(record[name]).decode()
     try:
         return pa.Table.from_struct_array(pa.array(records))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -391,6 +391,6 @@ def sidecar_json_fields(schema: str, results: list[ScanResult]) -> tuple[str, ..
         sorted(
             name
             for name, found in kinds.items()
-            if len(found) > 1 or (found & nested and name not in MESSAGE_FIELDS)
+            if len(found) > 1 or (found & nested and name not in MESSAGE_FIELDS) or "big integer" in found
         )
     )

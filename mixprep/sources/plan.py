@@ -88,6 +88,7 @@ def resolve_files(spec: SourceSpec, dataset_name: str) -> list[SourceFile]:
         return _hub_files(spec, dataset_name)
     files: list[SourceFile] = []
     seen: set[str] = set()
+    seen_real: set[str] = set()
     for pattern in spec.patterns:
         if remote.is_remote(pattern):
             files.extend(f for f in _remote_files(pattern, spec, dataset_name) if f.path not in seen)
@@ -101,7 +102,10 @@ def resolve_files(spec: SourceSpec, dataset_name: str) -> list[SourceFile]:
             raise SourceError(msg)
         root = pattern_root(pattern)
         for match in matches:
-            if match in seen:
+            # `**` follows symlinked folders, and a link loop repeats the same files under
+            # ever longer paths: each real file is read once, under its first path.
+            real = os.path.realpath(match)
+            if match in seen or real in seen_real:
                 continue
             fmt = spec.format or format_for(match)
             if fmt is None:
@@ -110,6 +114,7 @@ def resolve_files(spec: SourceSpec, dataset_name: str) -> list[SourceFile]:
                 msg = f"dataset {dataset_name!r}: cannot tell the format of {match}; set `format:` in its source"
                 raise SourceError(msg)
             seen.add(match)
+            seen_real.add(real)
             stat = os.stat(match)
             files.append(
                 SourceFile(
@@ -206,3 +211,20 @@ def _roles(dataset: DatasetSpec) -> list[tuple[Role, SourceSpec]]:
     if dataset.validation_source is not None:
         roles.append(("validation", dataset.validation_source))
     return roles
+
+
+def changed_inputs(tasks: list[ScanTask]) -> list[str]:
+    """Local input files whose size or mtime differs from when the plan was made: each with
+    what changed. (Remote objects are pinned by their ETag when they are opened.)"""
+    changes = []
+    for file in {t.file.path: t.file for t in tasks}.values():
+        if remote.is_remote(file.path) or file.revision is not None:
+            continue
+        try:
+            stat = os.stat(file.path)
+        except OSError as exc:
+            changes.append(f"{file.path}: {exc.strerror or exc}")
+            continue
+        if (stat.st_size, stat.st_mtime_ns) != (file.size, file.mtime_ns):
+            changes.append(f"{file.path}: {file.size:,} -> {stat.st_size:,} bytes, mtime {file.mtime_ns} -> {stat.st_mtime_ns}")
+    return changes

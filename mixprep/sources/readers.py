@@ -19,6 +19,7 @@ import csv
 import gzip
 import io
 import lzma
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -73,6 +74,14 @@ def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     newlines = np.flatnonzero(buf == 10)
     starts = np.concatenate(([0], newlines + 1))
     ends = np.concatenate((newlines, [len(buf)]))
+    # A UTF-8 byte order mark opening a line (a file written by some Windows tools, or files
+    # concatenated with one) is an encoding mark, not part of the record: skip it.
+    marked = starts[starts + 3 <= len(buf)]
+    if len(marked):
+        bom = marked[(buf[marked] == 0xEF) & (buf[marked + 1] == 0xBB) & (buf[marked + 2] == 0xBF)]
+        if len(bom):
+            starts = starts.copy()
+            starts[np.isin(starts, bom)] += 3
     keep = starts < ends
     starts, ends = starts[keep], ends[keep]
     # A record starts with "{" (or any non-space byte); only lines that open with
@@ -107,11 +116,27 @@ def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:
     except FileNotFoundError:
         msg = f"{file.path}: file disappeared during the build"
         raise SourceError(msg) from None
-    except (OSError, EOFError, pa.ArrowInvalid) as exc:
-        if isinstance(exc, SourceError):
+    except SourceError:
+        raise
+    except (OSError, EOFError, pa.ArrowInvalid, zlib.error, lzma.LZMAError) as exc:
+        raise SourceError(_read_error(file, exc)) from None
+    except Exception as exc:
+        if type(exc).__name__ != "ZstdError":
             raise
-        msg = f"{file.path}: cannot read {file.format} data: {exc}"
-        raise SourceError(msg) from None
+        raise SourceError(_read_error(file, exc)) from None
+
+
+def _read_error(file: SourceFile, exc: BaseException) -> str:
+    """One line for a file that cannot be read: truncated or corrupt compressed data named as such."""
+    if file.compression is not None:
+        if isinstance(exc, EOFError):
+            return (
+                f"{file.path}: truncated {file.compression} file: it ends before the end of its compressed stream "
+                "(an interrupted download or copy?); no record of it was used"
+            )
+        if not isinstance(exc, PermissionError):
+            return f"{file.path}: corrupt {file.compression} data ({exc}); no record of it was used"
+    return f"{file.path}: cannot read {file.format} data: {exc}"
 
 
 def _plain_jsonl_blocks(file: SourceFile, start: int, end: int) -> Iterator[LineBlock]:
@@ -185,9 +210,51 @@ def _open_stream(file: SourceFile) -> Iterator[BinaryIO]:
         else:
             import zstandard
 
-            # BufferedReader adds readline() (the CSV header) on top of zstd's reader.
-            with io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)) as handle:  # type: ignore[arg-type]
+            # BufferedReader adds readline() (the CSV header) on top of the frame reader.
+            with io.BufferedReader(_ZstdFrames(raw, zstandard.ZstdDecompressor())) as handle:
                 yield handle  # type: ignore[misc]
+
+
+class _ZstdFrames(io.RawIOBase):
+    """zstd frames, one after another, decompressed as a stream. Unlike zstandard's own
+    stream reader, a file that ends inside a frame raises EOFError (truncated) instead of
+    reading as a shorter file, as gzip, bz2 and lzma do."""
+
+    def __init__(self, raw: BinaryIO, decompressor: Any) -> None:
+        self._raw = raw
+        self._decompressor = decompressor
+        self._frame = decompressor.decompressobj()
+        self._in_frame = False
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._in_frame:
+                    msg = "Compressed file ended before the end-of-stream marker was reached"
+                    raise EOFError(msg)
+                return 0
+            self._pending = self._decompress(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        out = [self._frame.decompress(chunk)]
+        self._in_frame = not self._frame.eof
+        while self._frame.eof and self._frame.unused_data:  # the next frame starts in this chunk
+            rest = self._frame.unused_data
+            self._frame = self._decompressor.decompressobj()
+            out.append(self._frame.decompress(rest))
+            self._in_frame = not self._frame.eof
+        if self._frame.eof:  # a frame ended exactly at the chunk's end: the next one starts fresh
+            self._frame = self._decompressor.decompressobj()
+        return b"".join(out)
 
 
 def _compressed_jsonl_blocks(file: SourceFile) -> Iterator[LineBlock]:

@@ -1,0 +1,166 @@
+"""The fuzz catalogue's data-loss and silently-wrong cases (issue 21): each fails on the old engine."""
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from helpers import build, complete_looking_outputs, manifest_of, mixture, read_jsonl, texts, write_jsonl
+
+from mixprep.build import driver
+from mixprep.errors import OutputError, RecordError, SamplingError, SourceError
+from mixprep.verify import verify
+
+
+def test_an_output_named_like_a_source_is_refused_and_the_source_kept(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    source = write_jsonl(data / "pretrain_t_train.jsonl", texts("a", 50))
+    before = source.read_bytes()
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "data/pretrain_t_train.jsonl"}])
+    with pytest.raises(OutputError, match=r"the source file .*data/pretrain_t_train\.jsonl is also an output of this build"):
+        build(config, data)
+    assert source.read_bytes() == before
+
+
+def test_an_output_folder_that_is_a_source_folder_never_reads_its_own_output(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_jsonl(data / "a.jsonl", texts("a", 300))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "data/*.jsonl"}])
+    first = build(config, data)
+    assert len(read_jsonl(first.files["train"])) == 300
+    # The second build's glob now matches the first build's output: refused, not 600 records.
+    with pytest.raises(OutputError, match=r"pretrain_t_train\.jsonl is also an output of this build"):
+        build(config, data, force=True)
+    assert len(read_jsonl(first.files["train"])) == 300
+
+
+def test_a_symlink_loop_under_a_double_star_glob_reads_each_file_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_jsonl(data / "sub" / "a.jsonl", texts("a", 100))
+    os.symlink(data, data / "sub" / "loop")  # data/sub/loop -> data: sub/loop/sub/loop/... repeats a.jsonl
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "data/**/*.jsonl"}])
+    result = build(config, tmp_path / "out")
+    assert len(read_jsonl(result.files["train"])) == 100
+    assert [i["path"] for i in manifest_of(result.files["train"])["inputs"]] == [str(data / "sub" / "a.jsonl")]
+
+
+def test_a_source_that_changes_during_the_build_fails_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = write_jsonl(tmp_path / "a.jsonl", texts("a", 200))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}])
+    scan = driver.scan_task
+
+    def scan_then_truncate(job):  # type: ignore[no-untyped-def]
+        result = scan(job)
+        with open(source, "r+b") as handle:  # another program cuts the file short meanwhile
+            handle.truncate(1000)
+        return result
+
+    monkeypatch.setattr(driver, "scan_task", scan_then_truncate)
+    with pytest.raises(SourceError, match=r"1 input file\(s\) changed while the build read them.*a\.jsonl: [\d,]+ -> 1,000 bytes"):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_an_edited_output_is_rebuilt_not_reused(two_sources: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = build(two_sources, out).files["train"]
+    original = first.read_bytes()
+    edited = bytearray(original)
+    at = edited.index(b"alpha")
+    edited[at] = ord("A")  # same size
+    first.write_bytes(bytes(edited))
+    again = build(two_sources, out)
+    assert again.reused is False
+    assert first.read_bytes() == original
+
+
+def test_filters_that_remove_every_record_fail_with_the_counts(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 40))
+    write_jsonl(tmp_path / "b.jsonl", texts("b", 20))
+    config = mixture(
+        tmp_path,
+        [{"name": "a", "mix_ratio": 0.5, "source": "a.jsonl"}, {"name": "b", "mix_ratio": 0.5, "source": "b.jsonl"}],
+        filters={"min_chars": 10_000},
+    )
+    with pytest.raises(
+        SamplingError,
+        match=r"the mixture selects no records: nothing is left after the filters \(a: 40 read from .*a\.jsonl, "
+        r"40 removed by min_chars; b: 20 read from .*b\.jsonl, 20 removed by min_chars\)",
+    ):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_invalid_utf8_in_a_text_is_a_bad_record_named_by_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_bytes(b'{"text": "fine one"}\n{"text": "bad \xff\xfe bytes"}\n{"text": "fine two"}\n')
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}])
+    with pytest.raises(RecordError, match=r"a\.jsonl:2: invalid UTF-8 \(byte 0xff at column 15\) \(dataset 'a'"):
+        build(config, tmp_path / "out")
+    skipping = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], file_name="skip.yaml", on_bad_record="skip")
+    result = build(skipping, tmp_path / "skipped")
+    assert [r["text"] for r in read_jsonl(result.files["train"])] in (["fine one", "fine two"], ["fine two", "fine one"])
+    assert manifest_of(result.files["train"])["sources"]["a"]["bad"] == {"invalid UTF-8": 1}  # counted by kind
+    assert verify(result.files["train"]).ok
+
+
+COMPRESSORS = {
+    "gz": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zst": lambda data: zstandard.ZstdCompressor().compress(data),
+}
+COMPRESSION_NAMES = {"gz": "gzip", "bz2": "bz2", "xz": "xz", "zst": "zstd"}
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_damaged_compressed_sources_are_named_never_read_in_part(tmp_path: Path, suffix: str, damage: str) -> None:
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in texts("a", 5000))
+    packed = COMPRESSORS[suffix](data)
+    damaged = packed[: len(packed) // 2] if damage == "truncated" else packed[:30] + bytes(300) + packed[330:]
+    (tmp_path / f"a.jsonl.{suffix}").write_bytes(damaged)
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": f"a.jsonl.{suffix}"}], on_bad_record="skip")
+    name = COMPRESSION_NAMES[suffix]
+    expected = f"truncated {name} file: it ends before the end" if damage == "truncated" else f"corrupt {name} data \\("
+    with pytest.raises(SourceError, match=rf"a\.jsonl\.{suffix}: {expected}"):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_zstd_files_of_several_frames_read_whole(tmp_path: Path) -> None:
+    frames = [zstandard.ZstdCompressor().compress(b"".join(json.dumps(r).encode() + b"\n" for r in texts(f"f{i}", 300)))
+              for i in range(3)]
+    (tmp_path / "a.jsonl.zst").write_bytes(b"".join(frames))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl.zst"}])
+    assert len(read_jsonl(build(config, tmp_path / "out").files["train"])) == 900
+
+
+def test_integers_past_64_bits_are_kept_exactly(tmp_path: Path) -> None:
+    big = 123456789012345678901234567890
+    conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps({"conversations": conversation, "id": big}) + "\n" + json.dumps({"conversations": conversation, "id": 7}) + "\n"
+    )
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], phase="sft")
+    path = build(config, tmp_path / "out").files["train"]
+    assert sorted(r["id"] for r in read_jsonl(path)) == [7, big]
+    assert f'"id":{big}'.encode() in path.read_bytes()
+    sidecar = pq.read_table(path.with_suffix(".parquet")).column("id").to_pylist()
+    assert sorted(sidecar) == sorted([str(big), "7"])  # no Arrow integer holds it: JSON text
+    assert verify(path).ok
+
+
+def test_a_byte_order_mark_opening_a_line_is_skipped_wherever_the_line_is(tmp_path: Path) -> None:
+    bom = "\ufeff".encode()
+    lines = [bom + b'{"text": "first, after the file\'s mark"}', b'{"text": "second"}', bom + b'{"text": "third, concatenated"}']
+    for i, order in enumerate([lines, lines[::-1], [lines[1], lines[0], lines[2]]]):
+        (tmp_path / f"a{i}.jsonl").write_bytes(b"\n".join(order) + b"\n")
+        config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": f"a{i}.jsonl"}], file_name=f"m{i}.yaml")
+        texts_out = sorted(r["text"] for r in read_jsonl(build(config, tmp_path / f"out{i}").files["train"]))
+        assert texts_out == ["first, after the file's mark", "second", "third, concatenated"]
