@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mixprep.errors import MixprepError
+from mixprep.errors import ConfigError, MixprepError
+from mixprep.flags import FlagParser
 
 DELEGATED = {"train": "mixprep.train.__main__", "tokenizer": "mixprep.train.tokenizer"}
 
@@ -62,15 +63,19 @@ def _run(call: Any) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixprep", description="Build exact, deterministic training-data mixtures.")
+    parser = FlagParser(prog="mixprep", description="Build exact, deterministic training-data mixtures.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    build = sub.add_parser("build", help="build a mixture's JSONL + Parquet + index + manifest")
-    build.add_argument("config", help="mixture YAML")
-    build.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
-    build.add_argument(
-        "--output-dir", "--output_dir", dest="output_dir", help="where outputs go (default: metadata.output_dir or ./dataset)"
+    build = sub.add_parser(
+        "build",
+        help="build a mixture's JSONL + Parquet + index + manifest",
+        description="Build a mixture: every split's JSONL, Parquet sidecar, offset index and manifest, "
+        "written atomically; a rerun with unchanged config and inputs reuses them.",
     )
+    build.add_argument("config", nargs="?", help="mixture YAML")
+    build.add_argument("--mixture_config", "--config", dest="config_option", metavar="CONFIG", help="the mixture YAML, as a flag")
+    build.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    build.add_argument("--output-dir", dest="output_dir", help="where outputs go (default: metadata.output_dir or ./dataset)")
     build.add_argument("--split", choices=("train", "validation", "all"), default="all", help="which split(s) to write")
     build.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")
     build.add_argument("--dry-run", action="store_true", help="scan and print the plan (available/quota/repeats) without writing")
@@ -96,20 +101,38 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     build.set_defaults(handler=cmd_build)
 
-    validate = sub.add_parser("validate", help="check a mixture file; non-zero exit when invalid")
+    validate = sub.add_parser(
+        "validate",
+        help="check a mixture file; non-zero exit when invalid",
+        description="Check a mixture YAML without reading its data: every problem at once, each with the file and "
+        "key, as JSON; exit 1 when the mixture is invalid.",
+    )
     validate.add_argument("config")
     validate.set_defaults(handler=cmd_validate)
 
-    verify = sub.add_parser("verify", help="re-check outputs against their manifest and index")
+    verify = sub.add_parser(
+        "verify",
+        help="re-check outputs against their manifest and index",
+        description="Re-check built JSONL files: the manifest's checksum (all cores), every index offset, records "
+        "per source in the JSONL and the Parquet sidecar; exit 1 on any mismatch.",
+    )
     verify.add_argument("files", nargs="+", metavar="FILE.jsonl")
     verify.set_defaults(handler=cmd_verify)
 
-    index = sub.add_parser("index", help="build (or refresh) the offset index of a JSONL file")
+    index = sub.add_parser(
+        "index",
+        help="build (or refresh) the offset index of a JSONL file",
+        description="Write FILE.idx beside each JSONL (or in the cache folder when that folder is read-only).",
+    )
     index.add_argument("files", nargs="+", metavar="FILE.jsonl")
     index.add_argument("--force", action="store_true", help="rebuild even when the index is fresh")
     index.set_defaults(handler=cmd_index)
 
-    example = sub.add_parser("example-data", help="generate the example sources the configs/ mixtures read")
+    example = sub.add_parser(
+        "example-data",
+        help="generate the example sources the configs/ mixtures read",
+        description="Write the seeded example sources that the mixtures in configs/ read.",
+    )
     example.add_argument("out", nargs="?", default="data", help="folder to write (default ./data)")
     example.add_argument("--seed", type=int, default=0)
     example.set_defaults(handler=cmd_example_data)
@@ -122,7 +145,10 @@ def make_parser() -> argparse.ArgumentParser:
 def cmd_build(args: argparse.Namespace) -> int:
     from mixprep.mixer import DatasetMixer
 
-    mixer = DatasetMixer.from_yaml(args.config)
+    if (args.config is None) == (args.config_option is None):
+        msg = "build needs one mixture YAML: `mixprep build CONFIG` or `mixprep build --mixture_config CONFIG`"
+        raise ConfigError(msg)
+    mixer = DatasetMixer.from_yaml(args.config or args.config_option)
     splits = None if args.split == "all" else (args.split,)
     options: dict[str, Any] = {
         "executor": args.executor,
@@ -139,7 +165,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 0
     result = mixer.build(output_dir=args.output_dir, splits=splits, workers=args.workers, force=args.force, **options)
     for split, manifest in result.manifests.items():
-        print(summary_table(manifest, reused=result.reused))
+        if not args.quiet:
+            print(summary_table(manifest, reused=result.reused))
         print(f"-> {result.files[split]}")
     return 0
 

@@ -165,3 +165,36 @@ def test_a_missing_optional_package_names_the_extra_to_install(capsys: pytest.Ca
 
     with pytest.raises(ModuleNotFoundError):  # a real bug keeps its traceback
         cli._run(needs_something_unknown)
+
+
+def test_flags_take_either_spelling_and_build_takes_the_seeds_mixture_config(two_sources: Path, tmp_path: Path) -> None:
+    assert main(["build", "--mixture_config", str(two_sources), "--output_dir", str(tmp_path / "a"), "--no_progress", "-q"]) == 0
+    assert main(["build", f"--mixture-config={two_sources}", "--output-dir", str(tmp_path / "b"), "--no-progress", "-q"]) == 0
+    assert (tmp_path / "a" / "pretrain_t_train.jsonl").read_bytes() == (tmp_path / "b" / "pretrain_t_train.jsonl").read_bytes()
+
+
+def test_build_needs_exactly_one_mixture(two_sources: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build"]) == 1
+    assert main(["build", str(two_sources), "--config", str(two_sources)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error: build needs one mixture YAML: `mixprep build CONFIG` or `mixprep build --mixture_config CONFIG`") == 2
+
+
+def test_quiet_build_prints_only_where_the_files_went(two_sources: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", str(two_sources), "--output-dir", str(tmp_path / "q"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == f"-> {tmp_path / 'q' / 'pretrain_t_train.jsonl'}"
+
+
+@pytest.mark.parametrize("command", ["build", "validate", "verify", "index", "example-data"])
+def test_every_command_has_a_description(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    usage, _, rest = capsys.readouterr().out.partition("\n\n")
+    assert rest.split("\n\n")[0].strip()[0].isupper()  # a sentence between the usage and the arguments
+
+
+def test_dir_lists_the_lazy_exports() -> None:
+    import mixprep
+
+    assert {"DatasetMixer", "UnifiedDataset", "SFTDataset", "ConfigError", "__version__"} <= set(dir(mixprep))

@@ -51,7 +51,7 @@ def test_shipped_toy_mixture_parses_to_typed_frozen_config(toy_config: Path, exa
 
 
 def test_defaults_name_from_file_stem_seed_42_text_field(tmp_path: Path, data: Path) -> None:
-    path = write_yaml(tmp_path / "my_mix.yaml", {"metadata": {"phase": "pt"}, "datasets": two()})
+    path = write_yaml(tmp_path / "my_mix.yaml", {"metadata": {"phase": "pretrain_pt"}, "datasets": two()})
     config = load_mixture(path)
     assert config.is_valid, config.problems
     assert (config.name, config.seed, config.total_samples, config.validation) == ("my_mix", 42, None, None)
@@ -252,3 +252,19 @@ def test_per_dataset_filter_threshold_overrides_the_global_one(tmp_path: Path, d
     config = load_mixture(mixture(tmp_path, datasets, filters={"min_chars": 20, "max_words": 100}))
     assert config.datasets[0].filters == (("min_chars", 20), ("max_words", 100))
     assert config.datasets[1].filters == (("min_chars", 5), ("max_words", 100), ("min_words", 2))
+
+
+@pytest.mark.parametrize(
+    ("phase", "hint"),
+    [("stf_v1", "; did you mean 'sft' ('sft_v1')?"), ("pretrian", "; did you mean 'pretrain' ('pretrain')?"), ("chat", "")],
+)
+def test_an_unknown_phase_prefix_is_a_validation_error_with_a_hint(tmp_path: Path, phase: str, hint: str) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 5))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], phase=phase)
+    report = DatasetMixer.from_yaml(config).validate_mixture()
+    assert not report["is_valid"]
+    expected = (
+        f"mix.yaml: metadata.phase: {phase!r} starts with none of pretrain, sft, dpo, ppo, rlaif, grpo "
+        f"(the prefix picks the record schema: pretrain text, sft conversations, dpo pairs, ppo/rlaif/grpo prompts){hint}"
+    )
+    assert report["errors"] == [expected]

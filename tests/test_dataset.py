@@ -1,6 +1,7 @@
 """UnifiedDataset: access protocol, laziness across workers, Parquet, errors, aliases."""
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
@@ -177,3 +178,33 @@ def test_empty_file_has_no_records(tmp_path, chatml):
     assert len(ds) == 0
     with pytest.raises(IndexError):
         ds[0]
+
+
+def test_a_file_changed_under_an_open_dataset_is_an_error_not_mixed_records(tmp_path, chatml):
+    import pickle
+
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": f"record {i}"} for i in range(20)])
+    appended = UnifiedDataset(path, chatml, 16)
+    appended[0]
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"text": "appended"}\n')
+    with pytest.raises(SourceError, match=r"d\.jsonl changed while this dataset was reading it \(size 430 -> 451 bytes"):
+        appended[1]
+
+    write_jsonl(path, [{"text": f"record {i}"} for i in range(20)])
+    truncated = UnifiedDataset(path, chatml, 16)
+    with open(path, "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(SourceError, match=r"changed while this dataset was reading it .*mix two versions"):
+        truncated[19]
+
+    write_jsonl(path, [{"text": f"record {i}"} for i in range(20)])
+    reading = UnifiedDataset(path, chatml, 16)
+    before = reading[5]
+    worker_copy = pickle.dumps(reading)  # what a DataLoader worker receives
+    rebuilt = tmp_path / "new.jsonl"
+    write_jsonl(rebuilt, [{"text": f"other {i}"} for i in range(7)])
+    os.replace(rebuilt, path)  # a rebuild renames a new file over the old one
+    assert all(torch.equal(a, b) for a, b in zip(reading[5], before, strict=True))  # still the old file, whole
+    with pytest.raises(SourceError, match=r"d\.jsonl changed since the dataset was created \(size 430 -> \d+ bytes"):
+        pickle.loads(worker_copy)[0]

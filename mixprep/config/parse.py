@@ -23,6 +23,7 @@ import yaml
 from mixprep.config.schema import (
     DEFAULT_BUCKET_MB,
     DEFAULT_SEED,
+    PHASE_PREFIXES,
     RATIO_TOLERANCE,
     DatasetSpec,
     DedupSpec,
@@ -100,6 +101,7 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
     for key, value in (("phase", phase), ("name", name)):
         if "/" in value or "\\" in value or not value:
             problems.add(f"metadata.{key}", f"{value!r} must be a non-empty name without slashes (it goes into file names)")
+    _check_phase(phase, problems)
     seed = _integer(meta, "seed", "metadata", problems, default=DEFAULT_SEED, minimum=0)
     total_samples = _integer(meta, "total_samples", "metadata", problems, default=None, minimum=1)
     data_dir = base / _string(meta, "data_dir", "metadata", problems, default=".")
@@ -163,6 +165,22 @@ class _Problems:
             did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
             where = f"{prefix}.{key}" if prefix else str(key)
             self.add(where, f"unknown key; {did_you_mean}valid keys: {', '.join(valid)}")
+
+
+def _check_phase(phase: str, problems: _Problems) -> None:
+    """The phase's prefix picks the record schema: a typo would read every record as pretrain text."""
+    lowered = phase.lower()
+    prefixes = [prefix for prefix, _ in PHASE_PREFIXES]
+    if not phase or any(lowered.startswith(prefix) for prefix in prefixes):
+        return
+    word = re.split(r"[^a-z]", lowered, maxsplit=1)[0]
+    hint = difflib.get_close_matches(word, prefixes, n=1, cutoff=0.5)
+    did_you_mean = f"; did you mean {hint[0]!r} ({hint[0] + lowered[len(word):]!r})?" if hint else ""
+    problems.add(
+        "metadata.phase",
+        f"{phase!r} starts with none of {', '.join(prefixes)} (the prefix picks the record schema: pretrain text, "
+        f"sft conversations, dpo pairs, ppo/rlaif/grpo prompts){did_you_mean}",
+    )
 
 
 def _string(mapping: Mapping[str, Any], key: str, prefix: str, problems: _Problems, *, default: str) -> str:

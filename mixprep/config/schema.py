@@ -20,6 +20,7 @@ DEFAULT_BUCKET_MB = 16
 
 Phase = Literal["pretrain", "sft", "dpo", "rl"]
 PHASE_PREFIXES: tuple[tuple[str, Phase], ...] = (
+    ("pretrain", "pretrain"),
     ("sft", "sft"),
     ("dpo", "dpo"),
     ("ppo", "rl"),

@@ -44,13 +44,22 @@ class _JsonlRecords:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self.identity = _identity(os.fstat(self._file.fileno()))
         self.offsets = ensure_index(path).offsets
-        self._file = open(path, "rb")
+        if int(self.offsets[-1]) != self.identity[0]:  # the file changed while it was indexed
+            raise SourceError(_changed(path, "while it was opened", self.identity, _identity(os.fstat(self._file.fileno()))))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def read(self, i: int) -> dict:
+        # One fstat per record (well under a microsecond): an append, a truncation or an edit
+        # in place would pair the old offsets with new bytes. (A rebuild renames a new file
+        # over the path; this handle keeps reading the old one, whole and consistent.)
+        now = _identity(os.fstat(self._file.fileno()))
+        if now != self.identity:
+            raise SourceError(_changed(self.path, "while this dataset was reading it", self.identity, now))
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
         raw = os.pread(self._file.fileno(), end - start, start)
         try:
@@ -79,6 +88,7 @@ class _ParquetRecords:
         import pyarrow.parquet as pq
 
         self.path = path
+        self.identity = _identity(os.stat(path))
         self._file = pq.ParquetFile(path)
         sizes = [self._file.metadata.row_group(g).num_rows for g in range(self._file.num_row_groups)]
         self._starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
@@ -100,6 +110,17 @@ class _ParquetRecords:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _changed(path: Path, when: str, before: tuple[int, int], after: tuple[int, int]) -> str:
+    return (
+        f"{path} changed {when} (size {before[0]:,} -> {after[0]:,} bytes, mtime_ns {before[1]} -> {after[1]}): "
+        "its records would mix two versions of the file; create the dataset again once the file is complete"
+    )
 
 
 def _open_records(path: Path) -> _JsonlRecords | _ParquetRecords:
@@ -163,6 +184,7 @@ class UnifiedDataset(Dataset):
         self._adapter: TokenizerAdapter | None = None
         self._records: _JsonlRecords | _ParquetRecords | None = None
         self._records_pid = os.getpid()
+        self._identity: tuple[int, int] | None = None  # (size, mtime_ns) of the file when first opened
         self._length = len(self._reader())
         self._check_tokenizer()
 
@@ -181,8 +203,14 @@ class UnifiedDataset(Dataset):
     def _reader(self) -> _JsonlRecords | _ParquetRecords:
         # A forked worker inherits the parent's handles; reopen so no two processes share one.
         if self._records is None or self._records_pid != os.getpid():
-            self._records = _open_records(self.data_path)
-            self._records_pid = os.getpid()
+            records = _open_records(self.data_path)
+            if self._identity is not None and records.identity != self._identity:
+                # A DataLoader worker (or an unpickled copy) reopening a file rebuilt since.
+                records.close()
+                msg = _changed(self.data_path, "since the dataset was created", self._identity, records.identity)
+                raise SourceError(msg)
+            self._records, self._records_pid = records, os.getpid()
+            self._identity = records.identity
         return self._records
 
     def _tokenizer(self) -> TokenizerAdapter:

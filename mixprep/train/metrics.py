@@ -17,7 +17,6 @@ file never holds two records for one step; matplotlib is imported only when plot
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixprep.errors import OutputError, SourceError
+from mixprep.flags import FlagParser
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
@@ -173,7 +173,7 @@ def compare_runs(run_dirs: Sequence[Path], *, plot: Path | None = None) -> str:
 
 def compare_main(argv: list[str] | None = None) -> int:
     """`python -m mixprep.metrics RUN_DIR RUN_DIR ... [--plot FILE.png]` (also `mixprep train compare`)."""
-    parser = argparse.ArgumentParser(
+    parser = FlagParser(
         prog="mixprep train compare", description="Compare training runs' metrics.jsonl side by side."
     )
     parser.add_argument("runs", nargs="+", type=Path, help="training --out_dir folders")

@@ -2,7 +2,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mixprep.errors import ConfigError
+from mixprep.flags import FlagParser
 from mixprep.train.data import PHASES
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def options_to_json(opts: TrainOptions) -> dict[str, Any]:
     return {f.name: (str(v) if isinstance(v := getattr(opts, f.name), Path) else v) for f in fields(opts)}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> FlagParser:
+    parser = FlagParser(
         prog="mixprep train",
         # --out_dir (the run) and --output_dir (the seed's data folder) are one typo apart:
         # no prefix matching, so `--out` or `--output` is an error rather than a silent guess.

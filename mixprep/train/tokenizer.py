@@ -15,7 +15,6 @@ Guarantees:
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import orjson
 
 from mixprep.errors import ConfigError, RecordError, SourceError
+from mixprep.flags import FlagParser
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,8 @@ def _strings(value: object) -> Iterator[str]:
                 yield message["content"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixprep tokenizer", description="Tokenizer tools.")
+def _parser() -> FlagParser:
+    parser = FlagParser(prog="mixprep tokenizer", description="Tokenizer tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a byte-level BPE with ChatML specials on JSONL files")
     train.add_argument("files", nargs="+", type=Path, help="JSONL files (text, prompt/chosen/rejected or messages)")
