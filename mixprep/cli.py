@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(call: Any) -> int:
+    received: list[int] = []
+
+    def on_terminate(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt  # unwinds like Ctrl-C: workers stopped, work folder removed
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_terminate)
+    except ValueError:  # not the main thread: leave signals to whoever owns it
+        previous = None
     try:
         return int(call() or 0)
     except MixprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; no output was left half-written", file=sys.stderr)
-        return 130
+        what = "terminated" if received else "interrupted"
+        print(f"{what}; no output was left half-written", file=sys.stderr)
+        return 143 if received else 130
     except ModuleNotFoundError as exc:
         package = (exc.name or "").split(".")[0]
         if package not in EXTRAS:
@@ -60,6 +72,9 @@ def _run(call: Any) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -74,7 +89,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("config", nargs="?", help="mixture YAML")
     build.add_argument("--mixture_config", "--config", dest="config_option", metavar="CONFIG", help="the mixture YAML, as a flag")
-    build.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    build.add_argument("--workers", type=int, default=1, help="local processes")
+    build.add_argument(
+        "--in-process-below",
+        type=float,
+        default=64,
+        metavar="MB",
+        help="inputs smaller than this run in this process whatever --workers says (starting workers costs more)",
+    )
     build.add_argument("--output-dir", dest="output_dir", help="where outputs go (default: metadata.output_dir or ./dataset)")
     build.add_argument("--split", choices=("train", "validation", "all"), default="all", help="which split(s) to write")
     build.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")
@@ -155,6 +177,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         "ray_address": args.ray_address,
         "parquet_compression": args.parquet_compression,
         "progress": False if args.no_progress else None,
+        "small_input_bytes": int(args.in_process_below * 1e6),
     }
     if not args.dry_run:
         options["write_rejected"] = args.write_rejected

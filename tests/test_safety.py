@@ -6,15 +6,20 @@ import gzip
 import json
 import lzma
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from helpers import build, complete_looking_outputs, manifest_of, mixture, read_jsonl, texts, write_jsonl
+from helpers import REPO, build, complete_looking_outputs, manifest_of, mixture, read_jsonl, texts, write_jsonl
 
 from mixprep.build import driver
-from mixprep.errors import OutputError, RecordError, SamplingError, SourceError
+from mixprep.config import load_mixture
+from mixprep.errors import ConfigError, OutputError, RecordError, SamplingError, SourceError
 from mixprep.verify import verify
 
 
@@ -164,3 +169,67 @@ def test_a_byte_order_mark_opening_a_line_is_skipped_wherever_the_line_is(tmp_pa
         config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": f"a{i}.jsonl"}], file_name=f"m{i}.yaml")
         texts_out = sorted(r["text"] for r in read_jsonl(build(config, tmp_path / f"out{i}").files["train"]))
         assert texts_out == ["first, after the file's mark", "second", "third, concatenated"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code", "word"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_ends_the_whole_build_quickly_and_leaves_nothing(tmp_path: Path, signum: int, code: int, word: str) -> None:
+    import psutil
+
+    for name in ("a", "b", "c"):
+        write_jsonl(tmp_path / f"{name}.jsonl", texts(name, 20_000, words=8))
+    config = mixture(tmp_path, [{"name": n, "mix_ratio": r, "source": f"{n}.jsonl"} for n, r in (("a", 0.5), ("b", 0.3), ("c", 0.2))])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "mixprep", "build", str(config), "--workers", "2", "--in-process-below", "0",
+               "--output-dir", str(out), "--no-progress"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while len(parent.children()) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    tree = parent.children(recursive=True)
+    assert len(tree) >= 2, "the build did not start its workers"
+    sent = time.monotonic()
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)  # Ctrl-C in a terminal reaches the whole process group
+    else:
+        os.kill(proc.pid, signum)  # `kill PID` reaches the driver alone
+    returncode = proc.wait(timeout=30)
+    took = time.monotonic() - sent
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert returncode == code, stderr
+    assert took < 5, f"the build took {took:.1f} s to stop"
+    assert f"{word}; no output was left half-written" in stderr
+    assert "Traceback" not in stderr and "BrokenProcessPool" not in stderr
+    psutil.wait_procs(tree, timeout=5)
+    assert [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert complete_looking_outputs(out) == []
+    assert not (out / ".mixprep-tmp").exists() or list((out / ".mixprep-tmp").iterdir()) == []
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\nmetadata: {phase: pretrain}\ndatasets: *i\n")
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: the YAML's aliases expand to 926,177,119 values \(at most 1,000,000\)"):
+        load_mixture(bomb)
+    assert time.monotonic() - started < 5
+    looped = tmp_path / "loop.yaml"
+    looped.write_text("metadata: &m {phase: pretrain, x: *m}\ndatasets: []\n")
+    with pytest.raises(ConfigError, match=r"loop\.yaml: line 1: a YAML alias refers to a node that contains it"):
+        load_mixture(looped)
+
+
+def test_a_total_that_cannot_be_held_is_refused_before_allocating(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 3))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], total_samples=10**12)
+    with pytest.raises(
+        SamplingError,
+        match=r"1,000,000,000,000 output records need about 64,000\.0 GB of memory to order \(64 bytes each\) "
+        r"and this machine has [\d,.]+ GB; lower total_samples",
+    ):
+        build(config, tmp_path / "out")
+    assert complete_looking_outputs(tmp_path / "out") == []

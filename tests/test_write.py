@@ -89,7 +89,8 @@ def test_an_output_that_cannot_fit_is_refused_before_writing(
         return real(path)._replace(free=1000)
 
     monkeypatch.setattr(workdir.shutil, "disk_usage", nearly_full)
-    expected = r"not enough space in .*/out: the JSONL alone needs 0\.\d MB and 0\.0 MB are free; free some space"
+    # Refused at planning time, from the records' measured lengths, before any output file exists.
+    expected = r"the JSONL alone would take about 0\.0 GB \(1,000 records\) and .*/out has 0\.0 GB free; lower total_samples"
     with pytest.raises(OutputError, match=expected):
         build(two_sources, tmp_path / "out")
     assert complete_looking_outputs(tmp_path / "out") == []

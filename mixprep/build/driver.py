@@ -21,13 +21,14 @@ from typing import Any, Literal
 import numpy as np
 
 from mixprep import __version__
-from mixprep.build.executors import Executor, make_executor
+from mixprep.build.executors import Executor, held_signals, make_executor
 from mixprep.build.manifest import build_key, input_fingerprints, outputs_intact, read_manifest, split_manifest, write_manifest
 from mixprep.build.sampler import Quota, SourceSelection
 from mixprep.build.scan import ScanJob, ScanResult, ScanStats, scan_task
 from mixprep.build.select import (
     SourceArrays,
     allocate_quotas,
+    check_plan_fits,
     collect_rejected,
     deduplicate,
     load_scan_arrays,
@@ -35,13 +36,7 @@ from mixprep.build.select import (
     stats_by_dataset,
 )
 from mixprep.build.shuffle import final_order, write_jobs
-from mixprep.build.workdir import (
-    check_free_space,
-    check_outputs_are_not_inputs,
-    make_work_dir,
-    prepare_output_dir,
-    remove_work_dir,
-)
+from mixprep.build.workdir import check_free_space, check_outputs_are_not_inputs, make_work_dir, prepare_output_dir, remove_work_dir
 from mixprep.build.writers import BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, sidecar_json_fields, write_bucket
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SourceError
@@ -52,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 SPLITS = ("train", "validation")
-SMALL_INPUT_BYTES = 64 * 1024 * 1024
+SMALL_INPUT_BYTES = 64_000_000
 """Below this much input a local build runs its tasks in this process whatever `--workers`
 says: starting worker processes (each imports polars, numba and pyarrow) and waiting for
 them to exit costs more than they would save."""
@@ -126,9 +121,13 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             log.info("outputs are up to date (config and inputs unchanged); use --force to rebuild")
             return BuildResult({s: f.jsonl for s, f in finals.items()}, reused, reused=True)
 
-    work = make_work_dir(out_dir, config)
     phases: dict[str, float] = {}
     executor = _executor_for(options, tasks)
+    try:
+        work = make_work_dir(out_dir, config)
+    except BaseException:
+        executor.close(abort=True)
+        raise
     try:
         with timed(phases, "scan"):
             results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
@@ -148,6 +147,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             extras.append((rejected, out_dir / rejected.name))
         arrays = deduplicated
         quotas = allocate_quotas(config, stats, arrays)
+        check_plan_fits(config, quotas, arrays, out_dir)
         selections = select_sources(config, quotas, arrays)
         phases["select"] = time.perf_counter() - selecting
         manifests: dict[str, dict[str, Any]] = {}
@@ -163,8 +163,13 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             pairs.append((tmp, finals[split]))
         with timed(phases, "commit"):
             commit(pairs, extras)
+    except BaseException:
+        # An error or a signal (Ctrl-C, SIGTERM): stop the workers now rather than waiting
+        # for their tasks, then remove what they wrote.
+        executor.close(abort=True)
+        raise
     finally:
-        with timed(phases, "cleanup"):
+        with timed(phases, "cleanup"), held_signals():  # a second signal must not leave half the work folder
             executor.close()
             remove_work_dir(work)
     log.info("time by phase: %s", ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items()))
@@ -187,6 +192,9 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
                 deduped = deduplicate(config, tasks, arrays, stats, work)
                 arrays, stats = deduped.arrays, deduped.stats
             quotas = allocate_quotas(config, stats, arrays, check=False)
+    except BaseException:
+        executor.close(abort=True)
+        raise
     finally:
         executor.close()
     return BuildResult({}, {}, quotas=quotas, stats=stats)

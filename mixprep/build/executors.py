@@ -6,7 +6,10 @@ depend only on their job, is what keeps the output independent of the executor.
 """
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -18,14 +21,21 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class Executor(Protocol):
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]: ...
-    def close(self) -> None: ...
+    def close(self, *, abort: bool = False) -> None: ...
 
 
 def _init_worker() -> None:
     import pyarrow as pa
 
+    # Ctrl-C reaches the whole process group: the driver alone handles it, and stops the
+    # workers itself, so they print no tracebacks of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # Each worker gets one core; N workers use N cores without oversubscribing.
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
@@ -43,20 +53,74 @@ class LocalExecutor:
             self._saved_env = os.environ.get("POLARS_MAX_THREADS")
             os.environ["POLARS_MAX_THREADS"] = "1"
             self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            _start_ignoring_ctrl_c(self.pool, workers)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         if self.pool is None:
             return (fn(item) for item in items)
         return self.pool.map(fn, items)
 
-    def close(self) -> None:
+    def close(self, *, abort: bool = False) -> None:
+        """Wait for the workers to exit; with `abort` (an error or a signal), stop them now."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            if abort:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                _stop_children()
+            else:
+                self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
             if self._saved_env is None:
                 os.environ.pop("POLARS_MAX_THREADS", None)
             else:
                 os.environ["POLARS_MAX_THREADS"] = self._saved_env
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM for the length of the block; one that came meanwhile is raised
+    again after it. Held twice over: blocked in this thread (a mask that processes started
+    here inherit through exec), and deferred at the Python level, because other threads
+    (the pool's) do not block them and Python would raise KeyboardInterrupt in this one."""
+    deferred: list[int] = []
+    try:
+        previous_handlers = {s: signal.signal(s, lambda signum, _frame: deferred.append(signum)) for s in HELD_SIGNALS}
+    except ValueError:  # not the main thread: signals are someone else's
+        yield
+        return
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(HELD_SIGNALS))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+        for signum in deferred:
+            signal.raise_signal(signum)
+
+
+def _start_ignoring_ctrl_c(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start every worker now, with the signals held: a worker is born with SIGINT and SIGTERM
+    blocked, so a signal while it is still importing cannot make it print Python's start-up
+    traceback (its initializer then ignores SIGINT for good and lets SIGTERM in), and no
+    KeyboardInterrupt can fall between a spawn and the write of the child's start-up data."""
+    with held_signals():
+        for _ in range(workers):  # each submit finds no idle worker and spawns one (fork + exec, no wait)
+            pool.submit(_ready)
+
+
+def _ready() -> None:
+    """A task that does nothing: it makes the pool start a worker."""
+
+
+def _stop_children() -> None:
+    """Kill this process's worker processes and reap them. SIGKILL, not SIGTERM: a worker
+    has nothing to clean up (its files are in the work folder, which the driver removes), and
+    one still starting holds SIGTERM blocked until its initializer runs."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.kill()
+    for child in children:
+        child.join()
 
 
 def make_executor(kind: Literal["local", "ray"], workers: int, *, ray_address: str | None = None) -> Executor:

@@ -210,7 +210,7 @@ class RayExecutor:
             raise result.error
         return result
 
-    def close(self) -> None:
+    def close(self, *, abort: bool = False) -> None:
         if self._owns_connection:
             self.ray.shutdown()
             self._owns_connection = False

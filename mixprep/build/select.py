@@ -9,6 +9,7 @@ bottom-k with wraparound. Functions return new values; nothing here mutates its 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from mixprep.build.scan import ScanResult, ScanStats, rejected_line
 from mixprep.build.workdir import prints_path, rejected_path
 from mixprep.build.writers import PLAN_DTYPE, gather
 from mixprep.config.schema import MixtureConfig
-from mixprep.errors import SamplingError
+from mixprep.errors import OutputError, SamplingError
 from mixprep.sources.plan import ScanTask
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,39 @@ def explain(stats: ScanStats, where: str) -> str:
     parts += [f"{n} bad ({reason})" for reason, n in sorted(stats.bad.items())]
     parts += [f"{n} removed by {name}" for name, n in sorted(stats.removed.items())]
     return ", ".join(parts)
+
+
+PLAN_BYTES_PER_RECORD = 64
+"""What the driver holds per output record while it orders a split: the selected rows and
+their copies, shuffle keys, the sort order, the plan and the line offsets."""
+
+
+def check_plan_fits(config: MixtureConfig, quotas: list[Quota], arrays: dict[tuple[int, str], SourceArrays], out_dir: Path) -> None:
+    """Refuse a plan this machine cannot hold or store before allocating it (`total_samples`
+    far beyond the data makes the wraparound plan as large as the number asked for)."""
+    records = sum(q.quota + q.validation for q in quotas)
+    need = records * PLAN_BYTES_PER_RECORD
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > memory // 2:
+        msg = (
+            f"{config.path}: {records:,} output records need about {need / 1e9:,.1f} GB of memory to order "
+            f"({PLAN_BYTES_PER_RECORD} bytes each) and this machine has {memory / 1e9:,.1f} GB; "
+            "lower total_samples, or split the mixture into several builds"
+        )
+        raise SamplingError(msg)
+    estimate = 0.0
+    for i, quota in enumerate(quotas):
+        for role, count in (("main", quota.quota), ("validation", quota.validation)):
+            source = arrays.get((i, role)) or arrays.get((i, "main"))
+            if count and source is not None and len(source.lengths):
+                estimate += count * float(source.lengths.mean())
+    free = shutil.disk_usage(out_dir).free
+    if estimate > free:
+        msg = (
+            f"{config.path}: the JSONL alone would take about {estimate / 1e9:,.1f} GB ({records:,} records) and "
+            f"{out_dir} has {free / 1e9:,.1f} GB free; lower total_samples or choose another --output-dir"
+        )
+        raise OutputError(msg)
 
 
 def select_sources(

@@ -9,7 +9,8 @@ without raising and `build` can refuse it with the whole list.
 """
 from __future__ import annotations
 
-from mixprep.config.parse import load_mixture, parse_mixture
+from mixprep.config.load import load_mixture
+from mixprep.config.parse import parse_mixture
 from mixprep.config.schema import (
     DatasetSpec,
     DedupSpec,

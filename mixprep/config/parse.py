@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from mixprep.config.schema import (
     DEFAULT_BUCKET_MB,
@@ -33,7 +32,6 @@ from mixprep.config.schema import (
     SourceSpec,
     ValidationSpec,
 )
-from mixprep.errors import ConfigError
 from mixprep.filters.registry import FilterChain
 from mixprep.filters.rules import merge_chains, parse_filters
 from mixprep.sources.formats import FORMATS, format_for
@@ -55,35 +53,6 @@ VALIDATION_KEYS = ("fraction", "samples")
 REPEATS_KEYS = ("warn_above", "max_factor")
 DEDUP_KEYS = ("method", "threshold", "num_perm", "ngram")
 DEDUP_METHODS = ("exact", "near")
-
-
-# -- loading ------------------------------------------------------------------
-
-def load_mixture(path: str | Path) -> MixtureConfig:
-    """Read a mixture YAML. Raises ConfigError only when it is not a readable YAML mapping."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        msg = f"{path}: mixture file not found"
-        raise ConfigError(msg) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        msg = f"{path}: cannot read the mixture file: {exc}"
-        raise ConfigError(msg) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        msg = f"{path}: invalid YAML{where}: {problem}"
-        raise ConfigError(msg) from None
-    if not isinstance(raw, Mapping):
-        msg = f"{path}: expected a mapping with `metadata` and `datasets`, got {type(raw).__name__}"
-        raise ConfigError(msg)
-    return parse_mixture(raw, path)
 
 
 def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
