@@ -23,9 +23,10 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from mixprep.build.manifest import read_manifest
+from mixprep.build.manifest import MANIFEST_FORMAT, read_manifest
 from mixprep.build.writers import CHECKSUM, SplitFiles, checksum_record, file_sha256
 from mixprep.errors import IndexFormatError
+from mixprep.jsonl import load_json_object
 from mixprep.serve.index import open_index
 
 SPOT_CHECK_ROWS = 1000
@@ -51,10 +52,15 @@ def verify(jsonl: str | Path) -> VerifyReport:
         return report
     stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.stem
     files = SplitFiles.for_stem(path.parent, stem)
-    manifest = read_manifest(files.manifest)
-    if manifest is None:
-        report.problems.append(f"{files.manifest}: missing or not a mixprep manifest; the build did not finish")
+    if not files.manifest.exists():
+        _check_without_manifest(files, report)
         return report
+    manifest = read_manifest(files.manifest)
+    problem = _manifest_problem(manifest)
+    if problem:
+        report.problems.append(f"{files.manifest}: {problem}")
+        return report
+    assert manifest is not None
     output = manifest["output"]
     report.records = output["records"]
     _check_bytes(path, output, report)
@@ -64,6 +70,41 @@ def verify(jsonl: str | Path) -> VerifyReport:
         _compare(counts, output["records_by_source"], "JSONL records per source", report)
     _check_sidecar(files, output, offsets, path, report)
     return report
+
+
+def _manifest_problem(manifest: dict | None) -> str:
+    """Why a manifest cannot be checked against, or '' when it can."""
+    if manifest is None:
+        return f"not a {MANIFEST_FORMAT} manifest (unreadable, or written by another tool or version); rebuild to replace it"
+    output = manifest.get("output")
+    if not isinstance(output, dict):
+        return "malformed manifest: no `output` section"
+    for key, kind in (("records", int), ("bytes", int), ("records_by_source", dict), ("checksum", dict)):
+        if not isinstance(output.get(key), kind):
+            return f"malformed manifest: output.{key} is missing or not a {kind.__name__}"
+    return ""
+
+
+def _check_without_manifest(files: SplitFiles, report: VerifyReport) -> None:
+    """A JSONL that mixprep did not build (or whose build never finished): check what can be
+    checked without a manifest, and say so."""
+    report.checks.append(f"{files.manifest.name} is absent: not built by mixprep, or the build did not finish; "
+                         "checking the JSON lines and the index only")
+    records = 0
+    with open(files.jsonl, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                load_json_object(line)
+            except ValueError as exc:
+                report.problems.append(f"{files.jsonl}:{number}: {exc}")
+                return
+            records += 1
+    report.records = records
+    report.checks.append(f"{records:,} lines, each a JSON object")
+    if files.index.exists():
+        _check_index(files, records, report)
 
 
 def _check_bytes(path: Path, output: dict, report: VerifyReport) -> None:

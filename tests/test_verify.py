@@ -132,10 +132,42 @@ def test_sidecar_in_another_order_is_caught(output: Path) -> None:
     assert any("differs from JSONL record" in p for p in report.problems), report.problems
 
 
-def test_missing_manifest_means_the_build_did_not_finish(output: Path) -> None:
+def test_without_a_manifest_the_lines_and_the_index_are_still_checked(output: Path) -> None:
     sibling(output, ".manifest.json").unlink()
     report = verify(output)
-    assert report.problems == [f"{sibling(output, '.manifest.json')}: missing or not a mixprep manifest; the build did not finish"]
+    assert report.ok, report.problems
+    assert report.records == 500
+    assert report.checks[0].startswith(f"{sibling(output, '.manifest.json').name} is absent: not built by mixprep, or the build")
+    assert "500 lines, each a JSON object" in report.checks and any("index: 500 offsets" in c for c in report.checks)
+
+
+def test_a_foreign_jsonl_with_a_broken_line_is_named_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "theirs.jsonl"
+    path.write_text('{"text": "a"}\n{"text": "b"}\n{"text": \n')
+    report = verify(path)
+    assert report.problems == [f"{path}:3: invalid JSON (unexpected end of data: line 2 column 1 (char 10))"]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "problem"),
+    [
+        ("{not json", "not a mixprep-manifest/1 manifest (unreadable, or written by another tool or version); rebuild to replace it"),
+        ('{"format": "mixprep-manifest/1", "output": {"records": 500}}', "malformed manifest: output.bytes is missing or not a int"),
+        ('{"format": "mixprep-manifest/1"}', "malformed manifest: no `output` section"),
+    ],
+)
+def test_a_malformed_manifest_is_a_problem_not_a_traceback(output: Path, manifest: str, problem: str) -> None:
+    sibling(output, ".manifest.json").write_text(manifest)
+    assert verify(output).problems == [f"{sibling(output, '.manifest.json')}: {problem}"]
+
+
+def test_a_byte_turned_into_a_newline_is_found(output: Path) -> None:
+    data = bytearray(output.read_bytes())
+    at = data.index(b"alpha", len(data) // 3)
+    data[at] = ord("\n")
+    rewrite_keeping_mtime(output, bytes(data))
+    report = verify(output)
+    assert not report.ok and any("checksum chunks differ" in p for p in report.problems), report.problems
 
 
 def test_missing_file(tmp_path: Path) -> None:
