@@ -4,6 +4,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import logging
 import lzma
 import os
 import signal
@@ -233,3 +234,32 @@ def test_a_total_that_cannot_be_held_is_refused_before_allocating(tmp_path: Path
     ):
         build(config, tmp_path / "out")
     assert complete_looking_outputs(tmp_path / "out") == []
+
+
+def test_a_rebuild_says_why_and_the_rejected_option_alone_does_not_force_one(
+    two_sources: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    rejected = out / "pretrain_t.rejected.jsonl"
+    with caplog.at_level(logging.INFO, logger="mixprep"):
+        build(two_sources, out, write_rejected=True)
+        assert "rebuilding: no finished earlier build" in caplog.text and rejected.is_file()
+        caplog.clear()
+        assert build(two_sources, out).reused  # without --write-rejected: nothing to redo
+        assert build(two_sources, out, write_rejected=True).reused  # and it is still there
+        with open(tmp_path / "data" / "a.jsonl", "a", encoding="utf-8") as handle:
+            handle.write('{"text": "one more record for a"}\n')
+        build(two_sources, out)
+        assert f"rebuilding: input {tmp_path / 'data' / 'a.jsonl'} changed" in caplog.text
+        assert not rejected.exists()  # it described the earlier build
+        caplog.clear()
+        build(two_sources, out, write_rejected=True)
+        assert "rebuilding: --write-rejected asks for the removed records, which the earlier build did not write" in caplog.text
+        caplog.clear()
+        build(two_sources, out, parquet_compression="zstd")
+        assert "rebuilding: output options changed (mixprep: " in caplog.text and "parquet_compression: zstd" in caplog.text
+
+
+def test_the_build_key_covers_the_packages_that_change_outputs(two_sources: Path, tmp_path: Path) -> None:
+    packages = manifest_of(build(two_sources, tmp_path / "out").files["train"])["packages"]
+    assert {"py3langid", "datasketch", "tokenizers", "numba", "pyarrow", "polars", "orjson", "zstandard", "PyYAML"} <= set(packages)

@@ -22,7 +22,15 @@ import numpy as np
 
 from mixprep import __version__
 from mixprep.build.executors import Executor, held_signals, make_executor
-from mixprep.build.manifest import build_key, input_fingerprints, outputs_intact, read_manifest, split_manifest, write_manifest
+from mixprep.build.manifest import (
+    build_key,
+    input_fingerprints,
+    outputs_intact,
+    read_manifest,
+    rebuild_reason,
+    split_manifest,
+    write_manifest,
+)
 from mixprep.build.sampler import Quota, SourceSelection
 from mixprep.build.scan import ScanJob, ScanResult, ScanStats, scan_task
 from mixprep.build.select import (
@@ -115,11 +123,18 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     inputs = input_fingerprints(tasks)
     key = build_key(config.raw_digest, inputs, _key_options(config, options))
     finals = {split: SplitFiles.for_stem(out_dir, config.stem(split)) for split in splits}
-    if not options.force:
-        reused = _reuse(finals, key)
+    rejected_final = out_dir / f"{config.phase}_{config.name}.rejected.jsonl"
+    if options.force:
+        log.info("rebuilding: --force")
+    else:
+        reused, why = _reuse(finals, key, options, rejected_final)
         if reused is not None:
             log.info("outputs are up to date (config and inputs unchanged); use --force to rebuild")
             return BuildResult({s: f.jsonl for s, f in finals.items()}, reused, reused=True)
+        if not why:
+            first = read_manifest(next(iter(finals.values())).manifest)
+            why = rebuild_reason(first, config_digest=config.raw_digest, inputs=inputs, options=_key_options(config, options))
+        log.info("rebuilding: %s", why)
 
     phases: dict[str, float] = {}
     executor = _executor_for(options, tasks)
@@ -158,11 +173,14 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             manifests[split] = split_manifest(
                 config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression,
                 validation_removed=validation_removed,
+                write_rejected=options.write_rejected,
             )
             write_manifest(tmp.manifest, manifests[split])
             pairs.append((tmp, finals[split]))
         with timed(phases, "commit"):
             commit(pairs, extras)
+            if not options.write_rejected:
+                rejected_final.unlink(missing_ok=True)  # it described an earlier build, not this one
     except BaseException:
         # An error or a signal (Ctrl-C, SIGTERM): stop the workers now rather than waiting
         # for their tasks, then remove what they wrote.
@@ -221,24 +239,23 @@ def _executor_for(options: BuildOptions, tasks: list[ScanTask]) -> Executor:
 
 
 def _key_options(config: MixtureConfig, options: BuildOptions) -> dict[str, Any]:
-    return {
-        "parquet_compression": options.parquet_compression,
-        "write_rejected": options.write_rejected,
-        "sha256": options.sha256,
-        "mixprep": __version__,
-    }
+    # Not write_rejected: the outputs do not depend on it (see `_reuse`).
+    return {"parquet_compression": options.parquet_compression, "sha256": options.sha256, "mixprep": __version__}
 
 
-def _reuse(finals: dict[str, SplitFiles], key: str) -> dict[str, dict[str, Any]] | None:
+def _reuse(finals: dict[str, SplitFiles], key: str, options: BuildOptions, rejected: Path) -> tuple[dict[str, dict[str, Any]] | None, str]:
+    """The manifests of reusable outputs, or None and why they cannot be reused."""
     manifests = {}
     for split, files in finals.items():
         manifest = read_manifest(files.manifest)
         if manifest is None or manifest.get("build_key") != key:
-            return None
+            return None, ""
         if not outputs_intact(manifest, files.jsonl, files.parquet, files.index):
-            return None
+            return None, f"{files.jsonl.name} or its sidecars were edited or removed since they were built"
+        if options.write_rejected and not (manifest.get("options", {}).get("write_rejected") and rejected.is_file()):
+            return None, "--write-rejected asks for the removed records, which the earlier build did not write"
         manifests[split] = manifest
-    return manifests
+    return manifests, ""
 
 
 # -- scan ---------------------------------------------------------------------------

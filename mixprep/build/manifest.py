@@ -29,7 +29,13 @@ if TYPE_CHECKING:
 
 
 MANIFEST_FORMAT = "mixprep-manifest/1"
-RECORDED_PACKAGES = ("mixprep", "pyarrow", "polars", "numpy", "orjson", "xxhash")
+RECORDED_PACKAGES = (
+    "mixprep", "pyarrow", "polars", "numpy", "orjson", "xxhash",  # readers, writers, sampling hashes
+    "numba", "py3langid", "datasketch", "tokenizers",  # filter kernels, the language model, near-dedup, token counts
+    "zstandard", "PyYAML",  # decompression, the mixture file
+)
+"""Every package whose version can change an output byte or a filter's verdict: part of the
+build key, so upgrading one rebuilds instead of reusing outputs it might not reproduce."""
 
 
 def package_versions() -> dict[str, str]:
@@ -81,6 +87,26 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return manifest
 
 
+def rebuild_reason(manifest: dict[str, Any] | None, *, config_digest: str, inputs: list[dict[str, Any]], options: dict[str, Any]) -> str:
+    """Why outputs with this manifest cannot be reused, in words, for the one line a rebuild logs."""
+    if manifest is None:
+        return "no finished earlier build"
+    if manifest.get("config", {}).get("sha256") != config_digest:
+        return "the mixture changed"
+    before = {(i.get("dataset"), i.get("role"), i.get("path")): i for i in manifest.get("inputs", [])}
+    for entry in inputs:
+        earlier = before.get((entry["dataset"], entry["role"], entry["path"]))
+        if earlier != entry:
+            return f"input {entry['path']} {'is new' if earlier is None else 'changed'}"
+    if len(before) != len(inputs):
+        return "an input file is gone"
+    versions = package_versions()
+    changed = sorted(name for name, version in versions.items() if manifest.get("packages", {}).get(name) != version)
+    if changed:
+        return f"package versions changed ({', '.join(changed)})"
+    return f"output options changed ({', '.join(f'{k}: {v}' for k, v in sorted(options.items()))})"
+
+
 def outputs_intact(manifest: dict[str, Any], jsonl: Path, parquet: Path, index: Path) -> bool:
     """Cheap check that the files a manifest describes are still the ones on disk: sizes, and
     the index's header against the JSONL (its size, mtime and a hash of its first and last
@@ -110,6 +136,7 @@ def split_manifest(
     final: SplitFiles,
     parquet_compression: str,
     validation_removed: dict[str, dict[str, int]] | None = None,
+    write_rejected: bool = False,
 ) -> dict[str, Any]:
     """The manifest of one split: what was read, removed, available, selected and written.
 
@@ -155,7 +182,11 @@ def split_manifest(
         "build_key": key,
         "total_samples": sum(by_source.values()),
         "packages": package_versions(),
-        "options": {"parquet_compression": parquet_compression, "shuffle_bucket_mb": config.shuffle_bucket_mb},
+        "options": {
+            "parquet_compression": parquet_compression,
+            "shuffle_bucket_mb": config.shuffle_bucket_mb,
+            "write_rejected": write_rejected,
+        },
         "inputs": inputs,
         "sources": sources,
         "output": {
