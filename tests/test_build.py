@@ -538,6 +538,7 @@ DatasetMixer.from_yaml(sys.argv[1]).build(output_dir=sys.argv[2], progress=False
 """
 
 
+@pytest.mark.slow
 def test_build_killed_mid_write_leaves_nothing_complete_looking(two_sources: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(

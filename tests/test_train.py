@@ -167,6 +167,7 @@ def test_resume_reproduces_the_uninterrupted_run(corpus, tmp_path):
         assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
 
 
+@pytest.mark.slow
 def test_resume_skips_consumed_batches_without_reading_them(corpus, tmp_path, monkeypatch):
     out = tmp_path / "run"
     main(train_args(corpus, out, "--max_steps", "3"))

@@ -33,6 +33,7 @@ def long_records(tmp_path: Path) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_lines_longer_than_a_bucket_are_written_whole_for_any_worker_count(long_records: Path, tmp_path: Path) -> None:
     one = build(long_records, tmp_path / "w1").files["train"]
     two = build(long_records, tmp_path / "w2", workers=2).files["train"]
@@ -69,6 +70,7 @@ def test_whole_file_sha256_is_opt_in_and_verified(two_sources: Path, tmp_path: P
     assert with_sha.read_bytes() == plain.read_bytes()
 
 
+@pytest.mark.slow
 def test_small_inputs_run_in_this_process_and_give_the_same_bytes(
     two_sources: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
