@@ -3,14 +3,15 @@
 Modules in the order data moves through them:
 - `driver`: runs the stages below through an executor; `build` and `dry_run`.
 - `workdir`: the output folder, the build's temporary work folder and its file layout.
-- `scan`: one task's blocks -> parsed (`records`), filtered, fingerprinted records on disk.
+- `scan`: one task's blocks -> parsed (`records`), filtered, fingerprinted records spilled once.
 - `records`: raw blocks -> checked records of the phase's schema and the text filters judge.
 - `select`: per-source counts, dedup across sources, quotas and the seeded selection.
 - `sampler`: quotas by largest remainder, bottom-k selection with wraparound (pure numpy).
 - `dedup`: exact and near-duplicate fingerprints and survivors.
 - `hashing`: the stable 64-bit hashes every random choice derives from.
-- `shuffle`: the final order, cut into buckets and routed back to the scan tasks.
-- `writers`: buckets -> JSONL + sidecar + index parts, appended and committed.
+- `shuffle`: the final order and its byte offsets, cut into write tasks (buckets).
+- `encode`: output JSON lines by compiled code, each line's length known at scan time.
+- `writers`: each write task fills its byte range of the final JSONL; sidecar, index, commit.
 - `manifest`: what was built from what (and whether it can be reused).
 - `executors`, `ray_executor`: where tasks run (this process, a pool, Ray).
 """

@@ -1,4 +1,5 @@
-"""Mixture YAML -> frozen, typed config: `schema` holds the types, `parse` builds them.
+"""Mixture YAML -> frozen, typed config: `load` reads the file safely, `parse` builds the
+`schema` types from it.
 
 Parsing never stops at the first problem: it collects every one, each naming the
 YAML file and the key path (`toy.yaml: datasets[1].mix_ratio: ...`), with a
