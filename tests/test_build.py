@@ -465,7 +465,7 @@ CONFIG_BREAKAGES = {
     "empty glob": (lambda d: d[1].update(source="*.parquet"), r"datasets\[1\]\.source: glob matches no file: .*\*\.parquet"),
     "unknown key": (lambda d: d[0].update(max_sampels=3), r"datasets\[0\]\.max_sampels: unknown key; did you mean 'max_samples'\?"),
     "ratios not summing to 1": (lambda d: d[1].update(mix_ratio=0.3), r"datasets: mix_ratio values sum to 0\.8, expected 1"),
-    "negative ratio": (lambda d: d[1].update(mix_ratio=-0.5), r"datasets\[1\]\.mix_ratio: expected a number >= 0, got -0\.5"),
+    "negative ratio": (lambda d: d[1].update(mix_ratio=-0.5), r"datasets\[1\]\.mix_ratio: expected a number from 0 to 1, got -0\.5"),
 }
 
 

@@ -166,9 +166,11 @@ def test_ratios_within_tolerance_are_accepted(tmp_path: Path, data: Path) -> Non
     assert problems_of(path) == []
 
 
-def test_negative_ratio(tmp_path: Path, data: Path) -> None:
+def test_ratios_outside_0_to_1(tmp_path: Path, data: Path) -> None:
     path = mixture(tmp_path, two(1.1, -0.1))
-    assert "mix.yaml: datasets[1].mix_ratio: expected a number >= 0, got -0.1" in problems_of(path)
+    problems = problems_of(path)
+    assert "mix.yaml: datasets[0].mix_ratio: expected a number from 0 to 1, got 1.1" in problems
+    assert "mix.yaml: datasets[1].mix_ratio: expected a number from 0 to 1, got -0.1" in problems
 
 
 def test_missing_file_and_empty_glob_are_config_problems(tmp_path: Path, data: Path) -> None:
@@ -199,10 +201,10 @@ def test_every_problem_listed_at_once_and_build_refuses(tmp_path: Path, data: Pa
     problems = problems_of(path)
     assert len(problems) == 6, problems
     for needle in (
-        "metadata.seed: expected an integer >= 0, got -3",
+        "metadata.seed: expected an integer from 0 to 9,223,372,036,854,775,807 (2^63 - 1), got -3",
         "metadata.validation.fraction: expected a number between 0 and 1",
         "datasets[0].textfield: unknown key; did you mean 'text_field'?",
-        "datasets[1].mix_ratio: expected a number >= 0, got -0.1",
+        "datasets[1].mix_ratio: expected a number from 0 to 1, got -0.1",
         "datasets[2].name: 'a' is used by another dataset",
         "datasets: mix_ratio values sum to 0.8",  # the negative ratio counts as 0
     ):
@@ -268,3 +270,20 @@ def test_an_unknown_phase_prefix_is_a_validation_error_with_a_hint(tmp_path: Pat
         f"(the prefix picks the record schema: pretrain text, sft conversations, dpo pairs, ppo/rlaif/grpo prompts){hint}"
     )
     assert report["errors"] == [expected]
+
+
+def test_huge_integers_and_control_characters_are_problems_not_tracebacks(tmp_path: Path, data: Path) -> None:
+    big = 2**64
+    datasets = two()
+    datasets[0]["max_samples"] = big
+    datasets[1]["mix_ratio"] = 10**400
+    path = write_yaml(tmp_path / "odd.yaml", {"metadata": {"phase": "pretrain\x00x", "seed": big, "name": "a\tb"}, "datasets": datasets})
+    problems = problems_of(path)
+    for needle in (
+        "metadata.phase: 'pretrain\\x00x' must be a non-empty name without slashes or control characters",
+        "metadata.name: 'a\\tb' must be a non-empty name without slashes or control characters",
+        f"metadata.seed: expected an integer from 0 to 9,223,372,036,854,775,807 (2^63 - 1), got {big}",
+        f"datasets[0].max_samples: expected an integer from 1 to 9,223,372,036,854,775,807 (2^63 - 1), got {big}",
+        "datasets[1].mix_ratio: expected a number from 0 to 1, got 1000",
+    ):
+        assert any(needle in p for p in problems), (needle, problems)

@@ -68,8 +68,11 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
     phase = _string(meta, "phase", "metadata", problems, default="pretrain")
     name = _string(meta, "name", "metadata", problems, default=path.stem)
     for key, value in (("phase", phase), ("name", name)):
-        if "/" in value or "\\" in value or not value:
-            problems.add(f"metadata.{key}", f"{value!r} must be a non-empty name without slashes (it goes into file names)")
+        if "/" in value or "\\" in value or not value or not value.isprintable():
+            problems.add(
+                f"metadata.{key}",
+                f"{value!r} must be a non-empty name without slashes or control characters (it goes into file names)",
+            )
     _check_phase(phase, problems)
     seed = _integer(meta, "seed", "metadata", problems, default=DEFAULT_SEED, minimum=0)
     total_samples = _integer(meta, "total_samples", "metadata", problems, default=None, minimum=1)
@@ -136,6 +139,9 @@ class _Problems:
             self.add(where, f"unknown key; {did_you_mean}valid keys: {', '.join(valid)}")
 
 
+MAX_INTEGER = 2**63 - 1  # counts and seeds travel as int64 through numpy and Arrow
+
+
 def _check_phase(phase: str, problems: _Problems) -> None:
     """The phase's prefix picks the record schema: a typo would read every record as pretrain text."""
     lowered = phase.lower()
@@ -168,8 +174,8 @@ def _integer(
     value = mapping.get(key, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        problems.add(f"{prefix}.{key}", f"expected an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INTEGER:
+        problems.add(f"{prefix}.{key}", f"expected an integer from {minimum} to {MAX_INTEGER:,} (2^63 - 1), got {value!r}")
         return default
     return value
 
@@ -299,8 +305,8 @@ def _datasets(
         if ratio is None:
             problems.add(f"{where}.mix_ratio", "missing; every dataset needs a mix_ratio (a number >= 0; all sum to 1)")
             ratio = 0.0
-        elif isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio < 0:
-            problems.add(f"{where}.mix_ratio", f"expected a number >= 0, got {ratio!r}")
+        elif isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1 or not math.isfinite(ratio):
+            problems.add(f"{where}.mix_ratio", f"expected a number from 0 to 1, got {ratio!r}")
             ratio = 0.0
         max_samples = _integer(entry, "max_samples", where, problems, default=None, minimum=1)
         text_field = _string(entry, "text_field", where, problems, default=default_text_field)
@@ -435,6 +441,8 @@ def _canonical(value: Any) -> Any:
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)  # beyond what the digest's JSON encoder takes
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
