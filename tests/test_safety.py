@@ -186,9 +186,13 @@ def test_a_signal_ends_the_whole_build_quickly_and_leaves_nothing(tmp_path: Path
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 60
-    while len(parent.children()) < 2 and proc.poll() is None and time.monotonic() < deadline:
+    tree: list[psutil.Process] = []
+    while len(tree) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    tree = parent.children(recursive=True)
+        try:
+            tree = parent.children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
     assert len(tree) >= 2, "the build did not start its workers"
     sent = time.monotonic()
     if signum == signal.SIGINT:
@@ -202,8 +206,15 @@ def test_a_signal_ends_the_whole_build_quickly_and_leaves_nothing(tmp_path: Path
     assert took < 5, f"the build took {took:.1f} s to stop"
     assert f"{word}; no output was left half-written" in stderr
     assert "Traceback" not in stderr and "BrokenProcessPool" not in stderr
-    psutil.wait_procs(tree, timeout=5)
-    assert [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    _, alive = psutil.wait_procs(tree, timeout=5)
+
+    def running(process: psutil.Process) -> bool:  # a zombie is dead, waiting for its reaper; it may vanish any time
+        try:
+            return process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    assert [p.pid for p in alive if running(p)] == []
     assert complete_looking_outputs(out) == []
     assert not (out / ".mixprep-tmp").exists() or list((out / ".mixprep-tmp").iterdir()) == []
 
@@ -263,3 +274,29 @@ def test_a_rebuild_says_why_and_the_rejected_option_alone_does_not_force_one(
 def test_the_build_key_covers_the_packages_that_change_outputs(two_sources: Path, tmp_path: Path) -> None:
     packages = manifest_of(build(two_sources, tmp_path / "out").files["train"])["packages"]
     assert {"py3langid", "datasketch", "tokenizers", "numba", "pyarrow", "polars", "orjson", "zstandard", "PyYAML"} <= set(packages)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_a_source_that_is_not_a_regular_file_says_what_it_is(tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        path = tmp_path / "pipe.jsonl"
+        os.mkfifo(path)
+        expected = r".*pipe\.jsonl is a named pipe \(FIFO\); a source must be a file that can be read twice"
+    elif kind == "folder":
+        path = tmp_path / "x.jsonl"
+        path.mkdir()
+        expected = r".*x\.jsonl is a folder, not a file; to read the files in it use a glob such as .*x\.jsonl/\*\.jsonl"
+    else:
+        path = Path("/dev/zero")
+        expected = r"/dev/zero is a device, not a data file"
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": {"path": str(path), "format": "jsonl"}}])
+    with pytest.raises(ConfigError, match=rf"datasets\[0\]\.source: {expected}"):
+        build(config, tmp_path / "out")
+
+
+def test_names_too_long_for_a_file_system_are_a_config_problem(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 5))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], name="n" * 240)
+    expected = r"metadata\.name: phase and name make output file names of up to 274 bytes .*file systems take 255"
+    with pytest.raises(ConfigError, match=expected):
+        build(config, tmp_path / "out")

@@ -10,8 +10,9 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import InvalidStateError, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Literal, Protocol, TypeVar
 
@@ -64,8 +65,11 @@ class LocalExecutor:
         """Wait for the workers to exit; with `abort` (an error or a signal), stop them now."""
         if self.pool is not None:
             if abort:
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                _stop_children()
+                # Workers first, then the pool: its manager thread sees them gone and ends
+                # before this interpreter does.
+                with _quiet_broken_pool():
+                    _stop_children()
+                    self.pool.shutdown(wait=True, cancel_futures=True)
             else:
                 self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
@@ -110,6 +114,24 @@ def _start_ignoring_ctrl_c(pool: ProcessPoolExecutor, workers: int) -> None:
 
 def _ready() -> None:
     """A task that does nothing: it makes the pool start a worker."""
+
+
+@contextlib.contextmanager
+def _quiet_broken_pool() -> Iterator[None]:
+    """Silence one known CPython error while a pool is being torn down on purpose: before
+    3.12 its manager thread calls `set_exception` on futures that `map()` already cancelled
+    and dies printing `InvalidStateError` (a CPython bug). Nothing in it concerns the user."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is not InvalidStateError:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def _stop_children() -> None:

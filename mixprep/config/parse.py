@@ -34,7 +34,7 @@ from mixprep.config.schema import (
 )
 from mixprep.filters.registry import FilterChain
 from mixprep.filters.rules import merge_chains, parse_filters
-from mixprep.sources.formats import FORMATS, format_for
+from mixprep.sources.formats import FORMATS, format_for, not_a_data_file
 
 METADATA_KEYS = (
     "phase", "name", "seed", "total_samples", "validation", "data_dir", "output_dir", "filters",
@@ -74,6 +74,13 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
                 f"{value!r} must be a non-empty name without slashes or control characters (it goes into file names)",
             )
     _check_phase(phase, problems)
+    longest = f"{phase}_{name}_validation.manifest.json".encode()
+    if len(longest) > MAX_FILE_NAME_BYTES:
+        problems.add(
+            "metadata.name",
+            f"phase and name make output file names of up to {len(longest)} bytes ({longest[:40].decode(errors='replace')}...); "
+            f"file systems take {MAX_FILE_NAME_BYTES}: shorten the phase or the name",
+        )
     seed = _integer(meta, "seed", "metadata", problems, default=DEFAULT_SEED, minimum=0)
     total_samples = _integer(meta, "total_samples", "metadata", problems, default=None, minimum=1)
     data_dir = base / _string(meta, "data_dir", "metadata", problems, default=".")
@@ -139,6 +146,7 @@ class _Problems:
             self.add(where, f"unknown key; {did_you_mean}valid keys: {', '.join(valid)}")
 
 
+MAX_FILE_NAME_BYTES = 255  # ext4, xfs, btrfs, APFS, NTFS
 MAX_INTEGER = 2**63 - 1  # counts and seeds travel as int64 through numpy and Arrow
 
 
@@ -372,7 +380,10 @@ def _source(
 
 def _check_local_pattern(pattern: str, fmt: str | None, where: str, problems: _Problems) -> None:
     matches = glob.glob(pattern, recursive=True)
-    if not matches:
+    other = None if glob.has_magic(pattern) else not_a_data_file(pattern)
+    if other:
+        problems.add(where, other)
+    elif not matches:
         kind = "glob matches no file" if glob.has_magic(pattern) else "file not found"
         problems.add(where, f"{kind}: {pattern}")
     elif fmt is None:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from mixprep.config.schema import DatasetSpec, MixtureConfig, SourceSpec
 from mixprep.errors import SourceError
 from mixprep.sources import remote
-from mixprep.sources.formats import format_for
+from mixprep.sources.formats import format_for, not_a_data_file
 
 SHARD_BYTES = 64 * 1024 * 1024
 
@@ -97,8 +97,9 @@ def resolve_files(spec: SourceSpec, dataset_name: str) -> list[SourceFile]:
         matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
         magic = glob.has_magic(pattern)
         if not matches:
+            other = None if magic else not_a_data_file(pattern)
             kind = "glob matches no file" if magic else "file not found"
-            msg = f"dataset {dataset_name!r}: {kind}: {pattern}"
+            msg = f"dataset {dataset_name!r}: {other}" if other else f"dataset {dataset_name!r}: {kind}: {pattern}"
             raise SourceError(msg)
         root = pattern_root(pattern)
         for match in matches:
