@@ -25,7 +25,7 @@ def encode(texts: list[str], datasets: list[int], names: list[str]) -> bytes:
     for d, name in enumerate(names):  # the scan counts per source, one source per task
         mine = np.array([i for i, x in enumerate(datasets) if x == d], dtype=np.int64)
         if len(mine):
-            lengths[mine] = line_lengths(array.take(pa.array(mine)), name)
+            lengths[mine] = line_lengths(*string_buffers(array.take(pa.array(mine))), name)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     out = np.zeros(int(offsets[-1]), dtype=np.uint8)

@@ -45,7 +45,16 @@ from mixprep.build.select import (
 )
 from mixprep.build.shuffle import final_order, write_jobs
 from mixprep.build.workdir import check_free_space, check_outputs_are_not_inputs, make_work_dir, prepare_output_dir, remove_work_dir
-from mixprep.build.writers import BucketJob, OutputInfo, SplitFiles, SplitWriter, commit, sidecar_json_fields, write_bucket
+from mixprep.build.writers import (
+    BucketJob,
+    OutputInfo,
+    SplitFiles,
+    SplitWriter,
+    commit,
+    rejected_name,
+    sidecar_json_fields,
+    write_bucket,
+)
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SourceError
 from mixprep.progress import Progress
@@ -119,11 +128,12 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     splits = requested_splits(config, options.splits)
     out_dir = prepare_output_dir(options.output_dir)
     tasks = make_plan(config)
-    check_outputs_are_not_inputs(config, out_dir, [t.file.path for t in tasks])
+    rejected_final = out_dir / rejected_name(config.phase, config.name)
+    every_output = [rejected_final, *(p for s in SPLITS for p in SplitFiles.for_stem(out_dir, config.stem(s)).all())]
+    check_outputs_are_not_inputs(config, out_dir, every_output, [t.file.path for t in tasks])
     inputs = input_fingerprints(tasks)
     key = build_key(config.raw_digest, inputs, _key_options(config, options))
     finals = {split: SplitFiles.for_stem(out_dir, config.stem(split)) for split in splits}
-    rejected_final = out_dir / f"{config.phase}_{config.name}.rejected.jsonl"
     if options.force:
         log.info("rebuilding: --force")
     else:
@@ -157,7 +167,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             deduplicated, stats, validation_removed = deduped.arrays, deduped.stats, deduped.validation_removed
         extras = []
         if options.write_rejected:
-            rejected = work / f"{config.phase}_{config.name}.rejected.jsonl"
+            rejected = work / rejected_final.name
             collect_rejected(config, tasks, arrays, deduplicated, rejected, str(work))
             extras.append((rejected, out_dir / rejected.name))
         arrays = deduplicated

@@ -51,9 +51,8 @@ def escaped(text: str) -> bytes:
     return json.dumps(text, ensure_ascii=False)[1:-1].encode()
 
 
-def line_lengths(texts: pa.Array, source: str) -> np.ndarray:
-    """uint64 length of each text's output line, newline included."""
-    data, offsets = string_buffers(texts)
+def line_lengths(data: np.ndarray, offsets: np.ndarray, source: str) -> np.ndarray:
+    """uint64 length of each text's output line, newline included (`string_buffers` of the texts)."""
     overhead = len(_PREFIX) + len(_MIDDLE) + len(escaped(source)) + len(_SUFFIX)
     return (_escaped_lengths(data, offsets, _ESCAPED_SIZE) + overhead).astype(np.uint64)
 

@@ -48,12 +48,16 @@ class LocalExecutor:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
+        self._not_workers: set[multiprocessing.Process] = set()
         self._saved_env: str | None = None
         if workers > 1:
             # polars reads its thread count at import time, so it must be in the environment the workers inherit.
             self._saved_env = os.environ.get("POLARS_MAX_THREADS")
             os.environ["POLARS_MAX_THREADS"] = "1"
             self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            # Children that exist before the pool are not its workers: a program that calls the
+            # library may have processes of its own, which an abort must leave alone.
+            self._not_workers = set(multiprocessing.active_children())
             _start_ignoring_ctrl_c(self.pool, workers)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
@@ -68,7 +72,7 @@ class LocalExecutor:
                 # Workers first, then the pool: its manager thread sees them gone and ends
                 # before this interpreter does.
                 with _quiet_broken_pool():
-                    _stop_children()
+                    _stop([p for p in multiprocessing.active_children() if p not in self._not_workers])
                     self.pool.shutdown(wait=True, cancel_futures=True)
             else:
                 self.pool.shutdown(wait=True, cancel_futures=True)
@@ -134,15 +138,14 @@ def _quiet_broken_pool() -> Iterator[None]:
         threading.excepthook = previous
 
 
-def _stop_children() -> None:
-    """Kill this process's worker processes and reap them. SIGKILL, not SIGTERM: a worker
-    has nothing to clean up (its files are in the work folder, which the driver removes), and
-    one still starting holds SIGTERM blocked until its initializer runs."""
-    children = multiprocessing.active_children()
-    for child in children:
-        child.kill()
-    for child in children:
-        child.join()
+def _stop(workers: list[multiprocessing.Process]) -> None:
+    """Kill worker processes and reap them. SIGKILL, not SIGTERM: a worker has nothing to
+    clean up (its files are in the work folder, which the driver removes), and one still
+    starting holds SIGTERM blocked until its initializer runs."""
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join()
 
 
 def make_executor(kind: Literal["local", "ray"], workers: int, *, ray_address: str | None = None) -> Executor:

@@ -146,7 +146,7 @@ def scan_task(job: ScanJob) -> ScanResult:
                 sink.write(memoryview(data))
                 value_lengths.append(np.diff(offsets))
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
-                keys.append(np.stack([identity, _output_lengths(kept_values, offsets, job)], axis=1))
+                keys.append(np.stack([identity, _output_lengths(data, offsets, job)], axis=1))
                 if job.dedup is not None:
                     prints.append(fingerprints(kept_texts, job.dedup, job.seed))
     os.replace(tmp_values, out_values)
@@ -164,11 +164,11 @@ def scan_task(job: ScanJob) -> ScanResult:
     return ScanResult(task.task_id, stats, out_values, out_keys)
 
 
-def _output_lengths(values: pa.Array, offsets: np.ndarray, job: ScanJob) -> np.ndarray:
+def _output_lengths(data: np.ndarray, offsets: np.ndarray, job: ScanJob) -> np.ndarray:
     """Exact length of each kept record's output line (newline included): plain pretrain
     texts are encoded at write time, everything else is a whole JSON line already."""
     if job.text_values:
-        return line_lengths(values, job.task.dataset_name)
+        return line_lengths(data, offsets, job.task.dataset_name)
     return (np.diff(offsets) + 1).astype(np.uint64)
 
 

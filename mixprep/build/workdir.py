@@ -81,17 +81,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def check_outputs_are_not_inputs(config: MixtureConfig, out_dir: Path, inputs: list[str]) -> None:
+def check_outputs_are_not_inputs(config: MixtureConfig, out_dir: Path, outputs: list[Path], inputs: list[str]) -> None:
     """Refuse a build that would overwrite one of its inputs, or read an earlier build's
     output as input (an output folder that is also a source folder)."""
-    outputs = {
-        os.path.realpath(out_dir / f"{config.stem(split)}{suffix}")
-        for split in ("train", "validation")
-        for suffix in (".jsonl", ".parquet", ".idx", ".manifest.json")
-    }
-    outputs.add(os.path.realpath(out_dir / f"{config.phase}_{config.name}.rejected.jsonl"))
+    written = {os.path.realpath(path) for path in outputs}
     for path in inputs:
-        if os.path.realpath(path) in outputs:
+        if os.path.realpath(path) in written:
             msg = (
                 f"{config.path}: the source file {path} is also an output of this build (output folder {out_dir}); "
                 "the build would overwrite it or read its own output: choose another --output-dir or narrow the source"

@@ -205,6 +205,11 @@ class SplitFiles:
         return (self.jsonl, self.parquet, self.index, self.manifest)
 
 
+def rejected_name(phase: str, name: str) -> str:
+    """The `--write-rejected` file of a mixture (one for all its splits)."""
+    return f"{phase}_{name}.rejected.jsonl"
+
+
 @dataclass(frozen=True)
 class OutputInfo:
     records: int
