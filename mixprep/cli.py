@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(lambda: import_module(DELEGATED[argv[0]]).main(argv[1:]))
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO, format="%(message)s", stream=sys.stderr)
+    for chatty in ("botocore", "aiobotocore", "s3fs", "fsspec", "httpx", "urllib3"):  # "Found credentials in ..."
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     return _run(lambda: args.handler(args))
 
 

@@ -159,7 +159,7 @@ def _check_index(files: SplitFiles, records: int, report: VerifyReport) -> np.nd
     try:
         index = open_index(files.index, files.jsonl)
     except (IndexFormatError, OSError) as exc:
-        report.problems.append(f"{files.index}: {exc}")
+        report.problems.append(str(exc) if str(exc).startswith(str(files.index)) else f"{files.index}: {exc}")
         return None
     offsets = np.asarray(index.offsets)
     size = files.jsonl.stat().st_size

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import (
@@ -135,8 +136,8 @@ def test_workers_1_2_3_give_byte_identical_outputs(scaled_toy: Path, tmp_path: P
     manifest = reference.manifests["train"]
     assert manifest["output"]["records_by_source"] == {"tinystories": 4_800, "custom_data": 3_200}
     custom = manifest["sources"]["custom_data"]
-    assert custom["held_out_for_validation"] == 32  # 1% of 8,000 kept, shared 0.6 / 0.4
-    assert (custom["available"], custom["extra_copies"]) == (2_968, 232)
+    assert custom["held_out_for_validation"] == 30  # 1% of its own 3,000 kept records
+    assert (custom["available"], custom["extra_copies"]) == (2_970, 230)
     for split in ("train", "validation"):
         ref = built_files(reference.files[split])
         ref_index = ref[".idx"].read_bytes()
@@ -233,13 +234,41 @@ def test_validation_hold_out_never_shares_a_record_with_train(tmp_path: Path) ->
     )
     result = build(config, tmp_path / "out")
     train, validation = read_jsonl(result.files["train"]), read_jsonl(result.files["validation"])
-    assert source_counts(validation) == {"a": 25, "b": 25}  # round(0.1 * 500) shared by mix_ratio
-    assert source_counts(train) == {"a": 300, "b": 300}  # b: 75 left -> wraparound
+    assert source_counts(validation) == {"a": 40, "b": 10}  # 0.1 of what each source holds
+    assert source_counts(train) == {"a": 300, "b": 300}  # b: 90 left -> wraparound
     assert {r["text"] for r in train}.isdisjoint({r["text"] for r in validation})
     manifest = result.manifests["train"]
-    assert manifest["sources"]["b"]["held_out_for_validation"] == 25
-    assert manifest["sources"]["b"]["available"] == 75
-    assert result.manifests["validation"]["output"]["records_by_source"] == {"a": 25, "b": 25}
+    assert manifest["sources"]["b"]["held_out_for_validation"] == 10
+    assert manifest["sources"]["b"]["available"] == 90
+    assert result.manifests["validation"]["output"]["records_by_source"] == {"a": 40, "b": 10}
+
+
+def test_a_validation_fraction_never_fails_on_small_or_upsampled_sources(tmp_path: Path) -> None:
+    """Shared by mix_ratio, 0.3 of 1,150 records asked 173 of the 3-record source."""
+    write_jsonl(tmp_path / "big.jsonl", texts("a", 1000))
+    write_jsonl(tmp_path / "small.jsonl", texts("b", 147))
+    write_jsonl(tmp_path / "tiny.jsonl", texts("c", 3))
+    write_jsonl(tmp_path / "tiny_val.jsonl", texts("v", 2))
+    config = mixture(
+        tmp_path,
+        [
+            {"name": "a", "mix_ratio": 0.4, "source": "big.jsonl"},
+            {"name": "b", "mix_ratio": 0.3, "source": "small.jsonl"},
+            {"name": "c", "mix_ratio": 0.3, "source": "tiny.jsonl", "validation_source": "tiny_val.jsonl"},
+        ],
+        total_samples=2000,
+        validation={"fraction": 0.3},
+    )
+    result = build(config, tmp_path / "out")
+    validation = read_jsonl(result.files["validation"])
+    # 0.3 x 1000, 0.3 x 147 = 44.1, and 0.3 x 3 = 0.9 from c's own split (capped at its 2).
+    assert source_counts(validation) == {"a": 300, "b": 44, "c": 1}
+    assert source_counts(read_jsonl(result.files["train"])) == {"a": 800, "b": 600, "c": 600}
+    write_jsonl(tmp_path / "small.jsonl", texts("b", 1))
+    write_jsonl(tmp_path / "tiny.jsonl", texts("c", 10))
+    one = build(config, tmp_path / "out2")  # 0.3 x 1 rounds to 0: the single record stays in train
+    assert source_counts(read_jsonl(one.files["validation"])) == {"a": 300, "c": 2}  # 0.3 x 10, capped at c's split
+    assert one.manifests["train"]["sources"]["b"]["available"] == 1
 
 
 def test_validation_samples_and_split_selection(two_sources: Path, tmp_path: Path) -> None:
@@ -716,3 +745,29 @@ def test_sidecar_keeps_disagreeing_and_free_form_fields_as_json_text(tmp_path: P
         assert [json.loads(r["id"]) for r in rows] == [r["id"] for r in by_line]
         # Checked message fields stay columns of structs.
         assert rows[0]["conversations"][0]["role"] == "user"
+
+
+def test_messages_whose_extra_keys_disagree_are_kept_as_json_text(tmp_path: Path) -> None:
+    """A message key that is a number in one record and a string in another had no Parquet
+    type: the build failed with no file, line or field. The field is now JSON text."""
+    from mixprep.verify import verify
+
+    records = []
+    for i in range(40):
+        user: dict[str, object] = {"role": "user", "content": f"q{i}"}
+        if i == 7:
+            user["name"] = 7
+        if i == 9:
+            user["name"] = "bob"
+        records.append({"conversations": [user, {"role": "assistant", "content": f"a{i}", "tag": "t"}]})
+    write_jsonl(tmp_path / "chat.jsonl", records)
+    config = mixture(tmp_path, [{"name": "chat", "mix_ratio": 1.0, "source": "chat.jsonl"}], phase="sft")
+    jsonl = build(config, tmp_path / "out").files["train"]
+    assert verify(jsonl).ok
+    table = pq.read_table(jsonl.with_suffix(".parquet"))
+    assert table.schema.field("conversations").type == pa.string()
+    assert [json.loads(v) for v in table["conversations"].to_pylist()] == [r["conversations"] for r in read_jsonl(jsonl)]
+    # Extra keys that agree keep the column nested.
+    write_jsonl(tmp_path / "chat.jsonl", [{**r, "conversations": [{**m, "name": "x"} for m in r["conversations"]]} for r in records])
+    table = pq.read_table(build(config, tmp_path / "out").files["train"].with_suffix(".parquet"))
+    assert pa.types.is_list(table.schema.field("conversations").type)

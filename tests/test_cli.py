@@ -198,3 +198,67 @@ def test_dir_lists_the_lazy_exports() -> None:
     import mixprep
 
     assert {"DatasetMixer", "UnifiedDataset", "SFTDataset", "ConfigError", "__version__"} <= set(dir(mixprep))
+
+
+def test_the_scan_bar_moves_while_its_first_task_runs_in_decimal_units(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar sat at 0% until a whole 64 MB task finished; it now follows each block."""
+    import time
+
+    from helpers import build, mixture, texts, write_jsonl
+
+    from mixprep import progress
+    from mixprep.build import scan
+
+    source = write_jsonl(tmp_path / "a.jsonl", texts("a", 2000, words=20))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}])
+    monkeypatch.setattr("mixprep.sources.readers.BLOCK_BYTES", source.stat().st_size // 4 + 1)
+    real_read_blocks = scan.read_blocks
+
+    def slow_blocks(task):  # type: ignore[no-untyped-def]
+        for block in real_read_blocks(task):
+            time.sleep(0.6)  # longer than the bar's 0.25 s look at the counter
+            yield block
+
+    shown: list[tuple[str, int, int]] = []
+    real_advance = progress.Progress.advance
+
+    def recorded(self: progress.Progress, nbytes: int, records: int) -> None:
+        real_advance(self, nbytes, records)
+        if nbytes or records:
+            shown.append((self.desc, self.done, self.records))
+
+    monkeypatch.setattr(scan, "read_blocks", slow_blocks)
+    monkeypatch.setattr(progress.Progress, "advance", recorded)
+    build(config, tmp_path / "out", workers=1, progress=True)
+    scanned = [(done, records) for desc, done, records in shown if desc == "scan"]
+    assert len(scanned) >= 3  # one task, seen at least three times while it ran
+    assert scanned[0][0] < source.stat().st_size and 0 < scanned[0][1] < 2000
+    assert scanned[-1] == (source.stat().st_size, 2000)
+    assert [d for d, _ in scanned] == sorted(d for d, _ in scanned)
+
+
+def test_progress_bar_counts_decimal_megabytes(capsys: pytest.CaptureFixture[str]) -> None:
+    from mixprep.progress import Progress
+
+    bar = Progress("scan", 5_000_000, True)
+    bar.advance(2_500_000, 10)
+    assert bar.bar is not None
+    assert "2.50M/5.00M" in str(bar.bar)  # as the logs say MB; binary units showed 2.38M/4.77M
+    bar.close()
+
+
+def test_every_command_help_describes_it_and_train_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from mixprep.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "tokens per sample (model context) (default: 512)" in " ".join(text.split())
+    for command in ("validate", "verify"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith(f"usage: mixprep {command}")
+        description = next(line for line in lines[1:] if line.strip())
+        assert not description.startswith(("positional", "options")), lines

@@ -287,3 +287,24 @@ def test_huge_integers_and_control_characters_are_problems_not_tracebacks(tmp_pa
         "datasets[1].mix_ratio: expected a number from 0 to 1, got 1000",
     ):
         assert any(needle in p for p in problems), (needle, problems)
+
+
+def test_remote_timeouts_default_parse_and_are_checked(tmp_path: Path, data: Path) -> None:
+    url = "s3://bucket/a/*.jsonl"
+    datasets = [
+        {"name": "a", "mix_ratio": 0.5, "source": {"path": url, "timeouts": {"connect": 2.5, "read": 30, "attempts": 4}}},
+        {"name": "b", "mix_ratio": 0.5, "source": {"path": url}},
+    ]
+    config = load_mixture(mixture(tmp_path, datasets))
+    assert config.is_valid, config.problems
+    first, second = (d.source.timeouts for d in config.datasets)
+    assert (first.connect, first.read, first.attempts) == (2.5, 30.0, 4)
+    assert (second.connect, second.read, second.attempts) == (10.0, 60.0, 3)
+    datasets[0]["source"]["timeouts"] = {"connect": 0, "read": "soon", "attempts": 1000, "total": 5}
+    datasets[1]["source"]["timeouts"] = 30
+    problems = "\n".join(problems_of(mixture(tmp_path, datasets)))
+    assert "datasets[0].source.timeouts.connect: expected seconds, more than 0 and at most 86400, got 0" in problems
+    assert "datasets[0].source.timeouts.read: expected seconds, more than 0 and at most 86400, got 'soon'" in problems
+    assert "datasets[0].source.timeouts.attempts: expected at most 100 attempts, got 1000" in problems
+    assert "datasets[0].source.timeouts.total: unknown key" in problems
+    assert "datasets[1].source.timeouts: expected {connect: SECONDS, read: SECONDS, attempts: N}, got 30" in problems

@@ -1,4 +1,5 @@
 """The fuzz catalogue's data-loss and silently-wrong cases (issue 21): each fails on the old engine."""
+
 from __future__ import annotations
 
 import bz2
@@ -140,8 +141,7 @@ def test_damaged_compressed_sources_are_named_never_read_in_part(tmp_path: Path,
 
 
 def test_zstd_files_of_several_frames_read_whole(tmp_path: Path) -> None:
-    frames = [zstandard.ZstdCompressor().compress(b"".join(json.dumps(r).encode() + b"\n" for r in texts(f"f{i}", 300)))
-              for i in range(3)]
+    frames = [zstandard.ZstdCompressor().compress(b"".join(json.dumps(r).encode() + b"\n" for r in texts(f"f{i}", 300))) for i in range(3)]
     (tmp_path / "a.jsonl.zst").write_bytes(b"".join(frames))
     config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl.zst"}])
     assert len(read_jsonl(build(config, tmp_path / "out").files["train"])) == 900
@@ -181,8 +181,20 @@ def test_a_signal_ends_the_whole_build_quickly_and_leaves_nothing(tmp_path: Path
         write_jsonl(tmp_path / f"{name}.jsonl", texts(name, 20_000, words=8))
     config = mixture(tmp_path, [{"name": n, "mix_ratio": r, "source": f"{n}.jsonl"} for n, r in (("a", 0.5), ("b", 0.3), ("c", 0.2))])
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "mixprep", "build", str(config), "--workers", "2", "--in-process-below", "0",
-               "--output-dir", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "mixprep",
+        "build",
+        str(config),
+        "--workers",
+        "2",
+        "--in-process-below",
+        "0",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 60
@@ -300,3 +312,65 @@ def test_names_too_long_for_a_file_system_are_a_config_problem(tmp_path: Path) -
     expected = r"metadata\.name: phase and name make output file names of up to 274 bytes .*file systems take 255"
     with pytest.raises(ConfigError, match=expected):
         build(config, tmp_path / "out")
+
+
+def test_a_full_disk_during_the_scan_is_one_error_naming_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mixprep.build import scan
+
+    source = write_jsonl(tmp_path / "data" / "a.jsonl", texts("a", 3000, words=30))
+    before = source.read_bytes()
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "data/a.jsonl"}])
+    real_read_blocks = scan.read_blocks
+
+    def fills_the_disk(task):  # type: ignore[no-untyped-def]
+        for number, block in enumerate(real_read_blocks(task)):
+            if number == 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            yield block
+
+    monkeypatch.setattr(scan, "read_blocks", fills_the_disk)
+    monkeypatch.setattr("mixprep.sources.readers.BLOCK_BYTES", 64 * 1024)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError) as failure:
+        build(config, out)
+    message = str(failure.value)
+    assert message.startswith(f"no space left in {out}: the build's work folder there held ")
+    assert f"a build needs up to about {len(before) / 1e6:,.1f} MB for the kept records while scanning" in message
+    assert "the inputs were not touched and the work folder was removed" in message
+    assert source.read_bytes() == before
+    assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_kernels_load_where_neither_the_install_nor_home_can_hold_numbas_cache(tmp_path: Path) -> None:
+    """Where `__pycache__` beside the sources and ~/.cache cannot be created (a read-only
+    install, a read-only HOME), numba refused to define the kernels: an import traceback."""
+    import shutil
+
+    copy = tmp_path / "install"
+    shutil.copytree(REPO / "mixprep", copy / "mixprep", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in [copy / "mixprep", *(p for p in (copy / "mixprep").rglob("*") if p.is_dir())]:
+        (folder / "__pycache__").write_bytes(b"")  # a file where the cache folder would go
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".cache").write_bytes(b"")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), PYTHONPATH=str(copy), TMPDIR=str(temp))
+    script = (
+        "import numpy as np, numba\n"
+        "import mixprep.filters.textstats, mixprep.filters.langid\n"
+        "from mixprep.build.encode import line_lengths\n"
+        "data = np.frombuffer(b'ab\"c', dtype=np.uint8)\n"
+        "print(line_lengths(data, np.array([0, 2, 4], dtype=np.int64), 'x').tolist(), numba.config.CACHE_DIR)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    lengths, cache_dir = done.stdout.split("] ")
+    assert cache_dir.strip().startswith(str(temp / "mixprep-numba-cache-"))
+    assert any(Path(cache_dir.strip()).rglob("*.nbi"))  # compiled once, kept for the next process
+    assert lengths == "[" + ", ".join(
+        str(len(json.dumps({"text": t, "source": "x"}, ensure_ascii=False, separators=(",", ":"))) + 1) for t in ("ab", '"c')
+    )

@@ -149,12 +149,26 @@ def test_plan_quotas_total_is_exact(kept: list[int], total: int | None) -> None:
 def test_plan_quotas_applies_hold_out_then_cap() -> None:
     sources = [SourceCounts("a", 0.6, 50, 100), SourceCounts("b", 0.4, None, 30, validation_kept=7)]
     shares = validation_shares(sources, 0.1, None)
-    assert shares == [8, 5]  # round(0.1 * 130) = 13 shared 0.6 / 0.4
+    assert shares == [10, 3]  # 0.1 of each source's own kept records
+    assert validation_shares(sources, None, 13) == [8, 5]  # samples: 13 shared 0.6 / 0.4
     a, b = plan_quotas(sources, total_samples=None, validation=shares)
-    assert (a.held_out, a.available) == (8, 50)  # 100 - 8 held out, capped at 50
+    assert (a.held_out, a.available) == (10, 50)  # 100 - 10 held out, capped at 50
     assert (b.held_out, b.available) == (0, 30)  # own validation source: nothing held out
     assert a.quota + b.quota == 80
     assert validation_shares(sources, None, None) == [0, 7]
+
+
+@FAST
+@given(
+    kept=st.lists(st.integers(0, 10_000), min_size=1, max_size=5),
+    fraction=st.floats(0.001, 0.999),
+)
+def test_a_validation_fraction_always_leaves_train_a_record(kept: list[int], fraction: float) -> None:
+    sources = [SourceCounts(f"s{i}", 1.0 / len(kept), None, k) for i, k in enumerate(kept)]
+    shares = validation_shares(sources, fraction, None)
+    for share, k in zip(shares, kept, strict=True):
+        assert share <= max(k - 1, 0)
+        assert abs(share - fraction * k) <= 1
 
 
 def test_choose_hold_out_and_train_never_share_a_record() -> None:

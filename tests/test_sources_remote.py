@@ -1,10 +1,17 @@
 """Remote sources through fsspec: s3:// against a moto S3 server on loopback (as s3fs's
-own tests do). A tree read from S3 builds to the same bytes as the same tree on disk."""
+own tests do), http:// against the standard library's file server. A tree read from S3
+or HTTP builds to the same bytes as the same tree on disk; a store that does not answer
+is one error line within the source's timeouts."""
+
 from __future__ import annotations
 
+import functools
 import gzip
+import http.server
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,9 +117,7 @@ def test_s3_glob_builds_the_same_bytes_as_local_files(
 @pytest.mark.slow
 def test_s3_output_is_identical_across_workers(tmp_path: Path, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plan, "SHARD_BYTES", 4096)
-    config = two_sources(
-        tmp_path, s3_source(s3_endpoint, f"s3://{bucket}/x/*.jsonl"), s3_source(s3_endpoint, f"s3://{bucket}/p/*.parquet")
-    )
+    config = two_sources(tmp_path, s3_source(s3_endpoint, f"s3://{bucket}/x/*.jsonl"), s3_source(s3_endpoint, f"s3://{bucket}/p/*.parquet"))
     one = build(config, tmp_path / "w1", workers=1).files["train"].read_bytes()
     two = build(config, tmp_path / "w2", workers=2).files["train"].read_bytes()
     assert one == two
@@ -129,9 +134,7 @@ def test_s3_missing_objects_are_clear_errors(tmp_path: Path, s3_endpoint: str, b
     )
     with pytest.raises(SourceError, match=rf"dataset 'x': file not found: s3://{bucket}/x/gone.jsonl"):
         build(config, tmp_path / "o2")
-    config = two_sources(
-        tmp_path, s3_source(s3_endpoint, f"s3://{bucket}/x"), s3_source(s3_endpoint, f"s3://{bucket}/p/t.parquet")
-    )
+    config = two_sources(tmp_path, s3_source(s3_endpoint, f"s3://{bucket}/x"), s3_source(s3_endpoint, f"s3://{bucket}/p/t.parquet"))
     with pytest.raises(SourceError, match=rf"s3://{bucket}/x is a folder; name its files with a glob such as s3://{bucket}/x/\*.jsonl"):
         build(config, tmp_path / "o3")
 
@@ -149,3 +152,111 @@ def test_changed_remote_object_changes_the_build_key(tmp_path: Path, s3_endpoint
     assert not second.reused
     assert [r["text"] for r in read_jsonl(second.files["train"])] == ["second version!"]
     assert manifest_of(second.files["train"])["inputs"][0]["etag"] != first.manifests["train"]["inputs"][0]["etag"]
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a hung store or proxy)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def http_root(local_tree: Path) -> Iterator[str]:
+    """local_tree served over HTTP by http.server (no byte ranges: files are streamed)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(local_tree))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_sources_build_the_same_bytes_as_local_files(tmp_path: Path, http_root: str, local_tree: Path) -> None:
+    remote = two_sources(tmp_path / "remote", [f"{http_root}/x/a.jsonl", f"{http_root}/x/b.jsonl.gz"], f"{http_root}/x/deep/c.jsonl")
+    local = two_sources(
+        tmp_path / "local",
+        [str(local_tree / "x" / "a.jsonl"), str(local_tree / "x" / "b.jsonl.gz")],
+        str(local_tree / "x" / "deep" / "c.jsonl"),
+    )
+    remote_out = build(remote, tmp_path / "remote-out").files["train"]
+    assert remote_out.read_bytes() == build(local, tmp_path / "local-out").files["train"].read_bytes()
+    assert {r["text"][0] for r in read_jsonl(remote_out)} == {"a", "b", "c"}
+    assert [i["path"] for i in manifest_of(remote_out)["inputs"]] == [
+        f"{http_root}/x/a.jsonl",
+        f"{http_root}/x/b.jsonl.gz",
+        f"{http_root}/x/deep/c.jsonl",
+    ]
+
+
+def test_http_missing_file_is_not_found(tmp_path: Path, http_root: str) -> None:
+    config = two_sources(tmp_path, f"{http_root}/x/gone.jsonl", f"{http_root}/x/a.jsonl")
+    with pytest.raises(SourceError, match=rf"dataset 'x': file not found: {http_root}/x/gone.jsonl$"):
+        build(config, tmp_path / "out")
+
+
+def quick_timeouts(source: dict[str, object]) -> dict[str, object]:
+    return {**source, "timeouts": {"connect": 1, "read": 1, "attempts": 2}}
+
+
+def test_silent_s3_endpoint_fails_within_the_timeouts(tmp_path: Path, silent_port: int, s3_endpoint: str) -> None:
+    config = two_sources(
+        tmp_path,
+        quick_timeouts(s3_source(f"http://127.0.0.1:{silent_port}", "s3://bucket/x/*.jsonl")),
+        quick_timeouts(s3_source(f"http://127.0.0.1:{silent_port}", "s3://bucket/p/*.parquet")),
+    )
+    started = time.monotonic()
+    with pytest.raises(SourceError) as failure:
+        build(config, tmp_path / "out")
+    # 2 attempts x (1 s read) plus start-up; s3fs's own 5 retries and a 15 s read timeout
+    # made this 415 s before.
+    assert time.monotonic() - started < 20
+    message = str(failure.value)
+    assert message.startswith("dataset 'x': cannot list s3://bucket/x/*.jsonl: no answer in time")
+    assert "gave up after 2 attempt(s) with connect timeout 1 s, read timeout 1 s" in message
+    assert "\n" not in message
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_refused_s3_endpoint_is_one_clear_error(tmp_path: Path, s3_endpoint: str) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    config = two_sources(tmp_path, quick_timeouts(s3_source(closed, "s3://bucket/x/*.jsonl")), s3_source(closed, "s3://bucket/p/*.parquet"))
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"dataset 'x': cannot list s3://bucket/x/\*.jsonl: Could not connect to the endpoint URL"):
+        build(config, tmp_path / "out")
+    assert time.monotonic() - started < 20
+
+
+def test_silent_http_server_fails_within_the_timeouts(tmp_path: Path, silent_port: int, http_root: str) -> None:
+    url = f"http://127.0.0.1:{silent_port}/a.jsonl"
+    config = two_sources(tmp_path, quick_timeouts({"path": url}), f"{http_root}/x/a.jsonl")
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=rf"dataset 'x': cannot list {url}: no answer in time .*read timeout 1 s"):
+        build(config, tmp_path / "out")
+    assert time.monotonic() - started < 20

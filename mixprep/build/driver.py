@@ -44,7 +44,15 @@ from mixprep.build.select import (
     stats_by_dataset,
 )
 from mixprep.build.shuffle import final_order, write_jobs
-from mixprep.build.workdir import check_free_space, check_outputs_are_not_inputs, make_work_dir, prepare_output_dir, remove_work_dir
+from mixprep.build.workdir import (
+    check_free_space,
+    check_outputs_are_not_inputs,
+    check_outputs_are_replaceable,
+    make_work_dir,
+    out_of_space,
+    prepare_output_dir,
+    remove_work_dir,
+)
 from mixprep.build.writers import (
     BucketJob,
     OutputInfo,
@@ -131,6 +139,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     rejected_final = out_dir / rejected_name(config.phase, config.name)
     every_output = [rejected_final, *(p for s in SPLITS for p in SplitFiles.for_stem(out_dir, config.stem(s)).all())]
     check_outputs_are_not_inputs(config, out_dir, every_output, [t.file.path for t in tasks])
+    check_outputs_are_replaceable(every_output)
     inputs = input_fingerprints(tasks)
     key = build_key(config.raw_digest, inputs, _key_options(config, options))
     finals = {split: SplitFiles.for_stem(out_dir, config.stem(split)) for split in splits}
@@ -191,10 +200,13 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             commit(pairs, extras)
             if not options.write_rejected:
                 rejected_final.unlink(missing_ok=True)  # it described an earlier build, not this one
-    except BaseException:
+    except BaseException as exc:
         # An error or a signal (Ctrl-C, SIGTERM): stop the workers now rather than waiting
         # for their tasks, then remove what they wrote.
         executor.close(abort=True)
+        full = out_of_space(exc, work, sum(t.end - t.start for t in tasks))
+        if full is not None:
+            raise full from None
         raise
     finally:
         with timed(phases, "cleanup"), held_signals():  # a second signal must not leave half the work folder
@@ -213,7 +225,13 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     executor = _executor_for(options, tasks)
     try:
         with tempfile.TemporaryDirectory(prefix="mixprep-dry-run-") as work:
-            results = _scan(config, tasks, executor, work, options.progress)
+            try:
+                results = _scan(config, tasks, executor, work, options.progress)
+            except OSError as exc:
+                full = out_of_space(exc, Path(work), sum(t.end - t.start for t in tasks))
+                if full is not None:
+                    raise full from None
+                raise
             stats = stats_by_dataset(config, tasks, results)
             arrays = load_scan_arrays(config, tasks, results)
             if config.dedup is not None:
@@ -296,11 +314,15 @@ def _scan(
         for task in tasks
     ]
     bar = Progress("scan", sum(t.end - t.start for t in tasks), progress)
+    live = getattr(executor, "live", None)  # Ray's tasks report only when they finish
+    if live is not None:
+        bar.follow(live)
     results = []
     try:
         for task, result in zip(tasks, executor.map(scan_task, jobs), strict=True):
             results.append(result)
-            bar.advance(task.end - task.start, result.stats.read)
+            if live is None:
+                bar.advance(task.end - task.start, result.stats.read)
     finally:
         bar.close()
     return results

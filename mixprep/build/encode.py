@@ -19,6 +19,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
 from mixprep.filters.intrinsics import bytes_between, popcount, trailing_zeros
 
 _PREFIX = b'{"text":"'

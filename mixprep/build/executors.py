@@ -17,6 +17,7 @@ from multiprocessing import get_context
 from typing import Literal, Protocol, TypeVar
 
 from mixprep.errors import ConfigError
+from mixprep.progress import LiveCounter, report_to
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,9 +31,10 @@ class Executor(Protocol):
     def close(self, *, abort: bool = False) -> None: ...
 
 
-def _init_worker() -> None:
+def _init_worker(live: LiveCounter) -> None:
     import pyarrow as pa
 
+    report_to(live)
     # Ctrl-C reaches the whole process group: the driver alone handles it, and stops the
     # workers itself, so they print no tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -50,11 +52,17 @@ class LocalExecutor:
         self.pool: ProcessPoolExecutor | None = None
         self._not_workers: set[multiprocessing.Process] = set()
         self._saved_env: str | None = None
+        self.live: LiveCounter | None = LiveCounter(get_context("spawn"))
+        """What running tasks have done so far (the progress bar reads it)."""
+        if workers == 1:
+            report_to(self.live)
         if workers > 1:
             # polars reads its thread count at import time, so it must be in the environment the workers inherit.
             self._saved_env = os.environ.get("POLARS_MAX_THREADS")
             os.environ["POLARS_MAX_THREADS"] = "1"
-            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.live,)
+            )
             # Children that exist before the pool are not its workers: a program that calls the
             # library may have processes of its own, which an abort must leave alone.
             self._not_workers = set(multiprocessing.active_children())
@@ -67,6 +75,7 @@ class LocalExecutor:
 
     def close(self, *, abort: bool = False) -> None:
         """Wait for the workers to exit; with `abort` (an error or a signal), stop them now."""
+        report_to(None)
         if self.pool is not None:
             if abort:
                 # Workers first, then the pool: its manager thread sees them gone and ends

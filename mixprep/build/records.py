@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,11 +190,28 @@ def _structured(records: list[tuple[str | None, Any]], positions: np.ndarray, sp
         record = {k: v for k, v in record.items() if k != "source"}
         record["source"] = source
         kinds.update((name, _json_type(value)) for name, value in record.items() if value is not None)
+        kinds.update(_message_key_kinds(record))
         lines.append(dump_json(record))
         texts.append(filter_text(record, spec.schema, spec.filter_on))
         good.append(i)
     values = pa.array(lines, type=pa.large_binary())
     return Parsed(values, pl.Series("text", texts, dtype=pl.String), positions[good], bad, kinds)
+
+
+MESSAGE_FIELDS = ("conversations", "prompt", "chosen", "rejected")
+
+
+def _message_key_kinds(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """("conversations[].name", "number") for each extra key of a message (beyond role and
+    content): a key whose type differs between messages gives the field no Parquet type."""
+    for name in MESSAGE_FIELDS:
+        messages = record.get(name)
+        if isinstance(messages, list):
+            for message in messages:
+                if len(message) > 2:
+                    for key, value in message.items():
+                        if key not in ("role", "content") and value is not None:
+                            yield f"{name}[].{key}", _json_type(value)
 
 
 def _messages_problem(value: Any, field_name: str) -> str | None:

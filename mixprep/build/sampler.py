@@ -115,14 +115,25 @@ def validation_shares(
 ) -> list[int]:
     """Validation records per source.
 
-    With `metadata.validation` ({fraction} of all kept records, or {samples}), the
-    total is shared by mix_ratio (largest remainder), so validation mirrors the
-    mixture. Without it, a source's own validation split is used whole.
+    `{fraction: f}`: each source gives f of its own kept records (half up), from its
+    validation split when it has one (at most what the split holds), else held out of its
+    records, always leaving train at least one; so a fraction never fails, however a
+    source is up- or down-sampled. `{samples: N}`: N shared by mix_ratio (largest
+    remainder), so validation mirrors the mixture. Neither: a source's own validation
+    split is used whole.
     """
-    if fraction is None and samples is None:
+    if fraction is not None:
+        return [_share_of_own_records(s, fraction) for s in sources]
+    if samples is None:
         return [s.validation_kept or 0 for s in sources]
-    total = samples if samples is not None else round(fraction * sum(s.kept for s in sources))  # type: ignore[operator]
-    return largest_remainder([s.ratio for s in sources], total)
+    return largest_remainder([s.ratio for s in sources], samples)
+
+
+def _share_of_own_records(source: SourceCounts, fraction: float) -> int:
+    share = math.floor(fraction * source.kept + 0.5)
+    if source.validation_kept is not None:
+        return min(share, source.validation_kept)
+    return min(share, max(source.kept - 1, 0))
 
 
 def plan_quotas(

@@ -39,6 +39,7 @@ from mixprep.errors import RecordError
 from mixprep.filters.engine import filter_batch
 from mixprep.filters.registry import FilterChain
 from mixprep.filters.rules import language_feature, language_prefix_of
+from mixprep.progress import report
 from mixprep.sources.plan import ScanTask
 from mixprep.sources.readers import LineBlock, TableBlock, line_number, read_blocks
 
@@ -122,10 +123,16 @@ def scan_task(job: ScanJob) -> ScanResult:
     annotation = (language_feature(language_prefix_of(job.filters)),) if job.annotate_language else ()
     tmp_values = unique_tmp(out_values)
     rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
+    # Plain JSONL blocks are byte ranges of the task; other sources report at the end.
+    reports_bytes = task.file.format == "jsonl" and task.file.compression is None
+    reported = 0
     with open(tmp_values, "wb") as sink:
         for block in read_blocks(task):
             parsed = parse_block(block, job.records)
             stats.read += len(parsed.positions) + len(parsed.bad)
+            block_bytes = len(block.data) if reports_bytes and isinstance(block, LineBlock) else 0
+            report(block_bytes, len(parsed.positions) + len(parsed.bad))
+            reported += block_bytes
             if parsed.bad:
                 _handle_bad(block, parsed.bad, job, stats)
             verdict = filter_batch(parsed.filter_text, job.filters, annotation)
@@ -150,6 +157,7 @@ def scan_task(job: ScanJob) -> ScanResult:
                 if job.dedup is not None:
                     prints.append(fingerprints(kept_texts, job.dedup, job.seed))
     os.replace(tmp_values, out_values)
+    report(task.end - task.start - reported, 0)  # the task's bytes in all, exactly
     if rejected is not None:
         rejected.close()
     lengths = np.concatenate(value_lengths) if value_lengths else np.zeros(0, dtype=np.int64)
@@ -237,4 +245,4 @@ def _where(block: LineBlock | TableBlock, index: int, job: ScanJob) -> str:
     if block.first_line is not None:
         newlines_before = block.data.count(b"\n", 0, start)
         return f"{path}:{block.first_line + newlines_before}"
-    return f"{path}:{line_number(path, block.base_offset + start, job.task.file.storage_options)}"
+    return f"{path}:{line_number(job.task.file, block.base_offset + start)}"

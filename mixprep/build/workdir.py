@@ -9,6 +9,7 @@ sees half a file.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -94,6 +95,16 @@ def check_outputs_are_not_inputs(config: MixtureConfig, out_dir: Path, outputs: 
             raise OutputError(msg)
 
 
+def check_outputs_are_replaceable(outputs: list[Path]) -> None:
+    """Refuse, before any work, an output name taken by a folder or another non-file: the
+    commit's rename would fail only after the whole build."""
+    for path in outputs:
+        if os.path.lexists(path) and not os.path.isfile(path):
+            kind = "a folder" if os.path.isdir(path) else "not a regular file"
+            msg = f"{path} is {kind}, where this build writes one of its outputs; remove or rename it, or choose another --output-dir"
+            raise OutputError(msg)
+
+
 def check_free_space(folder: Path, needed: int) -> None:
     """Refuse to start an output that cannot fit, naming the folder and the sizes."""
     try:
@@ -106,6 +117,38 @@ def check_free_space(folder: Path, needed: int) -> None:
             f"{free / 1e6:,.1f} MB are free; free some space or choose another --output-dir"
         )
         raise OutputError(msg)
+
+
+def out_of_space(exc: BaseException, work: Path, input_bytes: int) -> OutputError | None:
+    """For a write that failed with ENOSPC/EDQUOT (in this process or a worker): one error
+    naming the full folder, how much the build had written there and about how much it needs.
+    Called before the work folder is removed, so its size is what the build had written."""
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    written = _bytes_under(work)
+    try:
+        free = f"{(shutil.disk_usage(work).free + written) / 1e6:,.1f} MB are free once it is removed"
+    except OSError:
+        free = "the free space could not be read"
+    reason = "no space left" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+    folder = work.parent.parent if work.parent.name == TMP_FOLDER else work.parent
+    return OutputError(
+        f"{reason} in {folder}: the build's work folder there held {written / 1e6:,.1f} MB when a write failed; "
+        f"a build needs up to about {input_bytes / 1e6:,.1f} MB for the kept records while scanning (the size of "
+        f"the inputs) plus the outputs, and {free}. Free some space or choose another --output-dir; the inputs "
+        "were not touched and the work folder was removed"
+    )
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
 
 
 def values_path(work_dir: str, task_id: int) -> str:

@@ -30,6 +30,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from mixprep.build.encode import copy_lines, copy_rows, encode_lines
+from mixprep.build.records import MESSAGE_FIELDS
 from mixprep.build.scan import ScanResult
 from mixprep.build.workdir import bucket_dir, release_memory, unique_tmp, value_offsets_path, values_path
 from mixprep.config.schema import Phase
@@ -375,7 +376,6 @@ def commit(pairs: list[tuple[SplitFiles, SplitFiles]], extras: list[tuple[Path, 
 
 
 # Fields whose shape the record schema checks: kept as Arrow structs/lists in the sidecar.
-MESSAGE_FIELDS = ("conversations", "prompt", "chosen", "rejected")
 
 
 def sidecar_json_fields(schema: str, results: list[ScanResult]) -> tuple[str, ...]:
@@ -392,10 +392,9 @@ def sidecar_json_fields(schema: str, results: list[ScanResult]) -> tuple[str, ..
         for name, kind in result.stats.field_kinds:
             kinds.setdefault(name, set()).add(kind)
     nested = {"array", "object"}
-    return tuple(
-        sorted(
-            name
-            for name, found in kinds.items()
-            if len(found) > 1 or (found & nested and name not in MESSAGE_FIELDS) or "big integer" in found
-        )
-    )
+    as_json = set()
+    for name, found in kinds.items():
+        field_name, _, message_key = name.partition("[].")
+        if len(found) > 1 or "big integer" in found or (found & nested and (message_key or name not in MESSAGE_FIELDS)):
+            as_json.add(field_name)  # a message key that disagrees: the whole messages field
+    return tuple(sorted(as_json))

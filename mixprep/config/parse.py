@@ -28,6 +28,7 @@ from mixprep.config.schema import (
     DedupSpec,
     HubSource,
     MixtureConfig,
+    RemoteTimeouts,
     RepeatPolicy,
     SourceSpec,
     ValidationSpec,
@@ -44,7 +45,8 @@ METADATA_KEYS = (
 DATASET_KEYS = (
     "name", "mix_ratio", "max_samples", "source", "validation_source", "text_field", "filters",
 )
-SOURCE_MAPPING_KEYS = ("path", "format", "storage_options", "hf", "split", "config", "revision")
+SOURCE_MAPPING_KEYS = ("path", "format", "storage_options", "timeouts", "hf", "split", "config", "revision")
+TIMEOUT_KEYS = ("connect", "read", "attempts")
 HUB_ONLY_KEYS = ("split", "config", "revision")
 # "owner/name" (or a bare legacy name such as "wikitext"); anything else must be an existing folder.
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -342,6 +344,7 @@ def _source(
 ) -> SourceSpec:
     fmt: str | None = None
     storage_options: dict[str, Any] | None = None
+    timeouts = RemoteTimeouts()
     if raw is None:
         assert data_dir is not None  # only `source` may be omitted, never validation_source
         return _default_source(name, data_dir, where, problems)
@@ -357,6 +360,7 @@ def _source(
             if raw.get(key) is not None:
                 problems.add(f"{where}.{key}", f"applies to Hugging Face sources only; use `source: {{hf: owner/name, {key}: ...}}`")
         storage_options = _storage_options(raw.get("storage_options"), f"{where}.storage_options", problems)
+        timeouts = _timeouts(raw.get("timeouts"), f"{where}.timeouts", problems)
         raw = raw.get("path")
         if raw is None:
             problems.add(f"{where}.path", "missing; give a file, a glob or a list of them (or `hf:` for a Hugging Face dataset)")
@@ -375,7 +379,7 @@ def _source(
         pattern = str(base / Path(item.removeprefix("file://")).expanduser())
         patterns.append(pattern)
         _check_local_pattern(pattern, fmt, item_where, problems)
-    return SourceSpec(patterns=tuple(patterns), format=fmt, storage_options=storage_options)
+    return SourceSpec(patterns=tuple(patterns), format=fmt, storage_options=storage_options, timeouts=timeouts)
 
 
 def _check_local_pattern(pattern: str, fmt: str | None, where: str, problems: _Problems) -> None:
@@ -406,9 +410,35 @@ def _storage_options(raw: Any, where: str, problems: _Problems) -> dict[str, Any
     return dict(_canonical(raw))
 
 
+def _timeouts(raw: Any, where: str, problems: _Problems) -> RemoteTimeouts:
+    """`timeouts: {connect: 10, read: 60, attempts: 3}` (seconds, seconds, requests)."""
+    if raw is None:
+        return RemoteTimeouts()
+    if not isinstance(raw, Mapping):
+        problems.add(where, f"expected {{connect: SECONDS, read: SECONDS, attempts: N}}, got {raw!r}")
+        return RemoteTimeouts()
+    problems.unknown_keys(raw, TIMEOUT_KEYS, where)
+    values: dict[str, Any] = {}
+    for key in ("connect", "read"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86_400:
+            problems.add(f"{where}.{key}", f"expected seconds, more than 0 and at most 86400, got {value!r}")
+            continue
+        values[key] = float(value)
+    attempts = _integer(raw, "attempts", where, problems, default=None, minimum=1)
+    if attempts is not None:
+        if attempts > 100:
+            problems.add(f"{where}.attempts", f"expected at most 100 attempts, got {attempts!r}")
+        else:
+            values["attempts"] = attempts
+    return RemoteTimeouts(**values)
+
+
 def _hub_source(raw: Mapping[str, Any], where: str, base: Path, problems: _Problems) -> SourceSpec:
     """`{hf: owner/name | folder, split, config, revision}`: a folder when one exists there, else a hub id."""
-    for key in ("path", "storage_options", "format"):
+    for key in ("path", "storage_options", "timeouts", "format"):
         if raw.get(key) is not None:
             problems.add(f"{where}.{key}", "cannot be combined with `hf:`; a Hugging Face source is found by its id or folder")
     options: dict[str, str | None] = {}

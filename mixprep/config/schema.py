@@ -47,6 +47,17 @@ class HubSource:
 
 
 @dataclass(frozen=True)
+class RemoteTimeouts:
+    """How long a remote source may stay silent: seconds to connect and between bytes read,
+    and how many attempts a request gets. A store that never answers fails within about
+    `attempts * (connect + read)` seconds with one line naming the source."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    attempts: int = 3
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """Where a dataset's records come from: patterns as written, resolved to absolute
     (local paths) or kept as URLs (remote), or a Hugging Face dataset (`hub`)."""
@@ -56,6 +67,8 @@ class SourceSpec:
     hub: HubSource | None = None
     storage_options: dict[str, Any] | None = field(default=None, compare=False)
     """fsspec options for remote patterns (endpoint, credentials); never hashed into identities."""
+    timeouts: RemoteTimeouts = field(default=RemoteTimeouts(), compare=False)
+    """Network limits for remote patterns (`timeouts:` in the source mapping)."""
 
     def describe(self) -> str:
         return self.hub.describe() if self.hub is not None else ", ".join(self.patterns)

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
 from mixprep.filters.fields import LANGUAGE_PREFIX_BYTES
 from mixprep.filters.intrinsics import bytes_between, prefetch
 from mixprep.filters.textstats import TextBatch, batch_rows, utf8_buffers

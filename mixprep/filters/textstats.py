@@ -51,6 +51,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
 from mixprep.filters.fields import GOPHER_STOP_WORDS, NGRAM_FIELDS, QUALITY_FIELDS
 from mixprep.filters.intrinsics import bytes_between, leading_zeros, load_u64, popcount, trailing_zeros
 

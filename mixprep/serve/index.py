@@ -201,6 +201,9 @@ def _has_content(fd: int, start: int, end: int) -> bool:
 def read_header(index_path: Path) -> IndexHeader:
     """Parse and check the fixed header of an index file."""
     index_path = Path(index_path)
+    if index_path.is_dir():
+        msg = f"{index_path}: is a folder, not an index file; remove or rename it (`mixprep index` writes the index there)"
+        raise IndexFormatError(msg)
     with open(index_path, "rb") as f:
         raw = f.read(HEADER_SIZE)
     if len(raw) < HEADER_SIZE:
@@ -270,8 +273,12 @@ def _folder_is_writable(folder: Path) -> bool:
 def index_path_for(data_path: Path) -> Path:
     """The index location: next to the file, or under the cache dir if the folder isn't writable."""
     data_path = Path(data_path)
+    sibling = sibling_index_path(data_path)
+    if sibling.is_dir():
+        log.warning("%s is a folder, not an index: the index goes to %s instead", sibling, cache_index_path(data_path))
+        return cache_index_path(data_path)
     if _folder_is_writable(data_path.resolve().parent):
-        return sibling_index_path(data_path)
+        return sibling
     return cache_index_path(data_path)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mixprep.config.schema import DatasetSpec, MixtureConfig, SourceSpec
+from mixprep.config.schema import DatasetSpec, MixtureConfig, RemoteTimeouts, SourceSpec
 from mixprep.errors import SourceError
 from mixprep.sources import remote
 from mixprep.sources.formats import format_for, not_a_data_file
@@ -43,6 +43,8 @@ class SourceFile:
     """Hugging Face files: the commit sha they were read at."""
     storage_options: dict[str, Any] | None = field(default=None, compare=False)
     """fsspec options to open a remote path with (not part of the identity or the fingerprint)."""
+    timeouts: RemoteTimeouts = field(default=RemoteTimeouts(), compare=False)
+    """Network limits for a remote path (not part of the identity either)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def resolve_files(spec: SourceSpec, dataset_name: str) -> list[SourceFile]:
 
 def _remote_files(pattern: str, spec: SourceSpec, dataset_name: str) -> list[SourceFile]:
     files = []
-    for obj in remote.list_objects(pattern, spec.storage_options, dataset_name):
+    for obj in remote.list_objects(pattern, spec.storage_options, spec.timeouts, dataset_name):
         fmt = spec.format or format_for(obj.url)
         if fmt is None:
             if glob.has_magic(pattern):  # as for local globs: skip READMEs and the like
@@ -152,6 +154,7 @@ def _remote_files(pattern: str, spec: SourceSpec, dataset_name: str) -> list[Sou
                 mtime_ns=obj.mtime_ns,
                 etag=obj.etag,
                 storage_options=spec.storage_options,
+                timeouts=spec.timeouts,
             )
         )
     return files
@@ -182,6 +185,8 @@ def _hub_files(spec: SourceSpec, dataset_name: str) -> list[SourceFile]:
 def shard_file(file: SourceFile, shard_bytes: int) -> list[tuple[int, int]]:
     if file.format != "jsonl" or file.compression is not None or file.size <= shard_bytes:
         return [(0, file.size)]
+    if remote.scheme_of(file.path) in remote.HTTP_SCHEMES:
+        return [(0, file.size)]  # one streamed response: many servers ignore byte ranges
     return [(start, min(start + shard_bytes, file.size)) for start in range(0, file.size, shard_bytes)]
 
 

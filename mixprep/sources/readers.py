@@ -19,8 +19,9 @@ import csv
 import gzip
 import io
 import lzma
+import sys
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -101,7 +102,7 @@ def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:
     try:
         if file.format == "jsonl":
             if file.compression is None:
-                yield from _plain_jsonl_blocks(file, task.start, task.end)
+                yield from _plain_jsonl_blocks(file, task.start, _end_of(task))
             else:
                 yield from _compressed_jsonl_blocks(file)
         elif file.format == "parquet":
@@ -120,14 +121,28 @@ def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:
         raise
     except (OSError, EOFError, pa.ArrowInvalid, zlib.error, lzma.LZMAError) as exc:
         raise SourceError(_read_error(file, exc)) from None
+    except remote.network_errors() as exc:  # botocore / aiohttp errors that are not OSErrors
+        msg = f"{file.path}: cannot read: {remote.describe_network_error(exc, file.timeouts, file.path)}"
+        raise SourceError(msg) from None
     except Exception as exc:
         if type(exc).__name__ != "ZstdError":
             raise
         raise SourceError(_read_error(file, exc)) from None
 
 
+def _end_of(task: ScanTask) -> int:
+    """Where a task's byte range ends; a whole streamed HTTP file is read to its end, since a
+    server need not say how long it is."""
+    whole = task.start == 0 and task.end == task.file.size
+    if whole and remote.scheme_of(task.file.path) in remote.HTTP_SCHEMES:
+        return sys.maxsize
+    return task.end
+
+
 def _read_error(file: SourceFile, exc: BaseException) -> str:
     """One line for a file that cannot be read: truncated or corrupt compressed data named as such."""
+    if remote.is_remote(file.path) and not isinstance(exc, (EOFError, pa.ArrowInvalid, zlib.error, lzma.LZMAError)):
+        return f"{file.path}: cannot read: {remote.describe_network_error(exc, file.timeouts, file.path)}"
     if file.compression is not None:
         if isinstance(exc, EOFError):
             return (
@@ -140,7 +155,7 @@ def _read_error(file: SourceFile, exc: BaseException) -> str:
 
 
 def _plain_jsonl_blocks(file: SourceFile, start: int, end: int) -> Iterator[LineBlock]:
-    with _open_binary(file) as handle:
+    with _open_binary(file, sequential=start == 0) as handle:
         position = _first_line_start(handle, start)  # offset of data[0] below
         carry = b""
         while position < end:
@@ -185,17 +200,18 @@ def _bytes_owned(block: bytes, limit: int) -> int:
     return len(block) if newline < 0 else newline + 1
 
 
-def _open_binary(file: SourceFile) -> BinaryIO:
-    """The raw bytes of a file: plain `open` locally (the fast path), fsspec for URLs."""
+def _open_binary(file: SourceFile, *, sequential: bool = False) -> BinaryIO:
+    """The raw bytes of a file: plain `open` locally (the fast path), fsspec for URLs
+    (`sequential`: read front to back, so HTTP may stream it)."""
     if remote.is_remote(file.path):
-        return remote.open_object(file.path, file.storage_options)
+        return remote.open_object(file.path, file.storage_options, file.timeouts, sequential=sequential)
     return open(file.path, "rb")  # noqa: SIM115 - the callers close it
 
 
 @contextlib.contextmanager
 def _open_stream(file: SourceFile) -> Iterator[BinaryIO]:
     """The file's (decompressed) bytes as a forward stream; closes the raw handle too."""
-    with _open_binary(file) as raw:
+    with _open_binary(file, sequential=True) as raw:
         if file.compression is None:
             yield raw
         elif file.compression == "gzip":
@@ -339,8 +355,7 @@ def _csv_blocks(file: SourceFile) -> Iterator[TableBlock]:
             row += batch.num_rows
 
 
-def line_number(path: str, offset: int, storage_options: Mapping[str, Any] | None = None) -> int:
+def line_number(file: SourceFile, offset: int) -> int:
     """1-based line number of the line starting at byte `offset` of a plain file, local or remote."""
-    opened = remote.open_object(path, storage_options) if remote.is_remote(path) else open(path, "rb")  # noqa: SIM115
-    with opened as handle:
+    with _open_binary(file, sequential=True) as handle:
         return line_number_at(handle, offset)
