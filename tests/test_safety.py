@@ -374,3 +374,24 @@ def test_kernels_load_where_neither_the_install_nor_home_can_hold_numbas_cache(t
     assert lengths == "[" + ", ".join(
         str(len(json.dumps({"text": t, "source": "x"}, ensure_ascii=False, separators=(",", ":"))) + 1) for t in ("ab", '"c')
     )
+
+
+def test_an_index_path_that_is_a_folder_is_named_never_a_traceback(
+    two_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mixprep.serve.index import CACHE_ENV, ensure_index
+
+    out = tmp_path / "out"
+    jsonl = build(two_sources, out).files["train"]
+    index = jsonl.with_suffix(".idx")
+    index.unlink()
+    index.mkdir()
+    report = verify(jsonl)
+    assert not report.ok
+    assert any(p.startswith(f"{index}: is a folder, not an index file; remove or rename it") for p in report.problems)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    opened = ensure_index(jsonl)  # serving falls back to the cache folder
+    assert opened.path.parent == tmp_path / "cache" / "index" and len(opened) == 1000
+    with pytest.raises(OutputError, match=rf"{index} is a folder, where this build writes one of its outputs; remove or rename it"):
+        build(two_sources, out, force=True)
+    assert jsonl.exists() and index.is_dir()
