@@ -1,10 +1,10 @@
 """Progress of a build stage: a tqdm bar on a terminal, a log line every few seconds otherwise.
 
 Only the driver draws progress. Tasks report through their results, and scan tasks also
-while they run: each block's bytes go into a counter in shared memory (`LiveCounter`,
-handed to pool workers when they start), which the driver's bar reads four times a
-second; so a large build shows movement from its first block, not from its first
-finished 64 MB task. Sizes are decimal (MB = 10^6 bytes) in the bar and in the logs.
+while they run: each block's bytes and records go into the task's slot of a small file in
+the work folder (`TaskCounters`), which the driver's bar sums four times a second; so a
+large build shows movement from its first block, not from its first finished 64 MB
+task. Sizes are decimal (MB = 10^6 bytes) in the bar and in the logs.
 """
 from __future__ import annotations
 
@@ -12,40 +12,42 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+
+import numpy as np
 
 log = logging.getLogger("mixprep.build")
 
 
-class LiveCounter:
-    """Bytes and records done so far, summed over the processes that share it."""
+class TaskCounters:
+    """Bytes and records each task has done so far, in a small file every worker maps: two
+    int64 per task, written only by the task that owns them (no lock, nothing handed to a
+    worker when it starts), summed by the driver's bar."""
 
-    def __init__(self, context: Any) -> None:
-        self._values = context.Array("q", 2)  # bytes, records; with a lock across processes
-
-    def add(self, nbytes: int, records: int) -> None:
-        with self._values.get_lock():
-            self._values[0] += nbytes
-            self._values[1] += records
+    def __init__(self, path: str, tasks: int) -> None:
+        self.path = path
+        with open(path, "wb") as handle:
+            handle.truncate(16 * max(tasks, 1))
+        self._values = np.memmap(path, dtype=np.int64, mode="r", shape=(max(tasks, 1), 2))
 
     def read(self) -> tuple[int, int]:
-        with self._values.get_lock():
-            return int(self._values[0]), int(self._values[1])
+        nbytes, records = self._values.sum(axis=0).tolist()
+        return int(nbytes), int(records)
 
 
-_reporting_to: LiveCounter | None = None
+class TaskReporter:
+    """A running task's side of `TaskCounters`: what it has done so far, in its own slot."""
 
+    def __init__(self, path: str | None, task: int) -> None:
+        self._slot = None if path is None else np.memmap(path, dtype=np.int64, mode="r+", offset=16 * task, shape=(2,))
+        self.nbytes = 0
+        self.records = 0
 
-def report_to(counter: LiveCounter | None) -> None:
-    """Where this process's `report` calls go (set in each pool worker and in the driver)."""
-    global _reporting_to
-    _reporting_to = counter
-
-
-def report(nbytes: int, records: int) -> None:
-    """Work a running task has done; nothing where no bar follows (Ray workers, tests)."""
-    if _reporting_to is not None:
-        _reporting_to.add(nbytes, records)
+    def add(self, nbytes: int, records: int) -> None:
+        self.nbytes += nbytes
+        self.records += records
+        if self._slot is not None:
+            self._slot[0] = self.nbytes
+            self._slot[1] = self.records
 
 
 class Progress:
@@ -66,7 +68,7 @@ class Progress:
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
 
-    def follow(self, counter: LiveCounter, every: float = 0.25) -> None:
+    def follow(self, counter: TaskCounters, every: float = 0.25) -> None:
         """Show what `counter` says, as it changes, until `close`."""
         base_bytes, base_records = counter.read()
 

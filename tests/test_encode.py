@@ -7,7 +7,7 @@ import pyarrow as pa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mixprep.build.encode import copy_lines, copy_rows, encode_lines, escaped, line_lengths, string_buffers
+from mixprep.build.encode import copy_lines, copy_spans, encode_lines, escaped, line_lengths, string_buffers
 
 # Every byte that JSON escapes, plus the characters serde_json leaves alone on purpose.
 ODD = "".join(chr(i) for i in range(0x20)) + '"\\/\x7f\u2028\u2029é日本😀\ufeff'
@@ -61,14 +61,14 @@ def test_string_buffers_of_a_sliced_array_start_at_zero() -> None:
     assert data.tobytes() == b"abcde" and offsets.tolist() == [0, 2, 2, 5]
 
 
-def test_copy_lines_and_rows() -> None:
+def test_copy_lines_and_spans() -> None:
     values = np.frombuffer(b'{"a":1}{"b":22}', dtype=np.uint8)
     offsets = np.array([0, 7, 15], dtype=np.int64)
     out = np.zeros(17, dtype=np.uint8)
     copy_lines(values, offsets, out, np.array([0, 8, 17], dtype=np.int64))
     assert out.tobytes() == b'{"a":1}\n{"b":22}\n'
     gathered = np.zeros(15, dtype=np.uint8)
-    copy_rows(values, offsets, np.array([1, 0]), gathered, np.array([0, 8, 15], dtype=np.int64), np.array([0, 1]))
+    copy_spans(values, np.array([7, 0]), np.array([8, 7]), gathered, np.array([0, 8, 15], dtype=np.int64), np.array([0, 1]))
     assert gathered.tobytes() == b'{"b":22}{"a":1}'
 
 

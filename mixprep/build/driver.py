@@ -11,7 +11,9 @@ executor.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mixprep import __version__
-from mixprep.build.executors import Executor, held_signals, make_executor
+from mixprep.build.executors import Executor, LocalExecutor, held_signals, make_executor
 from mixprep.build.manifest import (
     build_key,
     input_fingerprints,
@@ -60,12 +62,13 @@ from mixprep.build.writers import (
     SplitWriter,
     commit,
     rejected_name,
+    release_mappings,
     sidecar_json_fields,
     write_bucket,
 )
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SourceError
-from mixprep.progress import Progress
+from mixprep.progress import Progress, TaskCounters
 from mixprep.sources.plan import ScanTask, changed_inputs, make_plan
 
 log = logging.getLogger(__name__)
@@ -196,6 +199,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             )
             write_manifest(tmp.manifest, manifests[split])
             pairs.append((tmp, finals[split]))
+        _check_inputs_unchanged(tasks)  # the write stage read kept texts back from the inputs
         with timed(phases, "commit"):
             commit(pairs, extras)
             if not options.write_rejected:
@@ -314,14 +318,17 @@ def _scan(
         for task in tasks
     ]
     bar = Progress("scan", sum(t.end - t.start for t in tasks), progress)
-    live = getattr(executor, "live", None)  # Ray's tasks report only when they finish
-    if live is not None:
-        bar.follow(live)
+    # Local tasks report while they run; Ray's (on other machines) when they finish.
+    live = isinstance(executor, LocalExecutor)
+    if live:
+        counters = TaskCounters(os.path.join(work, "progress.bin"), len(tasks))
+        jobs = [dataclasses.replace(job, progress_path=counters.path) for job in jobs]
+        bar.follow(counters)
     results = []
     try:
         for task, result in zip(tasks, executor.map(scan_task, jobs), strict=True):
             results.append(result)
-            if live is None:
+            if not live:
                 bar.advance(task.end - task.start, result.stats.read)
     finally:
         bar.close()
@@ -345,6 +352,10 @@ def _write_split(
     with timed(phases, "order"):
         plan, sizes = final_order(config, split, selections, arrays)
         jobs, offsets = write_jobs(config, split, plan, sizes, work, str(tmp.jsonl), json_fields)
+        if options.executor == "ray":
+            jobs = [dataclasses.replace(job, keep_mappings=False) for job in jobs]
+        elif getattr(executor, "in_this_process", False) and config.text_values:
+            jobs = [dataclasses.replace(job, sidecar_in_memory=True) for job in jobs]
         del plan, sizes  # on disk now; the driver keeps only the line offsets (for the index)
     with timed(phases, "write"):
         return _write_buckets(config, split, jobs, offsets, tmp, executor, options)
@@ -381,3 +392,4 @@ def _write_buckets(
         raise
     finally:
         bar.close()
+        release_mappings()  # what this process mapped while it ran write tasks or gathers

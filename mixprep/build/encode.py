@@ -83,11 +83,11 @@ def copy_lines(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offse
     assert ok, "an output line's length differs from the length counted at scan time"
 
 
-def copy_rows(
-    source: np.ndarray, source_offsets: np.ndarray, rows: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
+def copy_spans(
+    source: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
 ) -> None:
-    """Copy value `rows[k]` of a scan file (`source`, its n+1 `source_offsets`) to out slot `slots[k]`."""
-    _gather(source, source_offsets, rows, out, out_offsets, slots)
+    """Copy `sizes[k]` bytes at `starts[k]` of a scan file (`source`) to out slot `slots[k]`."""
+    _gather(source, starts, sizes, out, out_offsets, slots)
 
 
 # -- kernels ---------------------------------------------------------------------------
@@ -201,11 +201,10 @@ def _copy_lines(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offs
 
 @numba.njit(cache=True, nogil=True)
 def _gather(
-    source: np.ndarray, source_offsets: np.ndarray, rows: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
+    source: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
 ) -> None:
-    for k in range(len(rows)):
-        row = rows[k]
-        start = source_offsets[row]
-        length = source_offsets[row + 1] - start
+    for k in range(len(starts)):
+        start = starts[k]
+        length = sizes[k]
         at = out_offsets[slots[k]]
         out[at : at + length] = source[start : start + length]

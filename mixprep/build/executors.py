@@ -17,7 +17,6 @@ from multiprocessing import get_context
 from typing import Literal, Protocol, TypeVar
 
 from mixprep.errors import ConfigError
-from mixprep.progress import LiveCounter, report_to
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,10 +30,9 @@ class Executor(Protocol):
     def close(self, *, abort: bool = False) -> None: ...
 
 
-def _init_worker(live: LiveCounter) -> None:
+def _init_worker() -> None:
     import pyarrow as pa
 
-    report_to(live)
     # Ctrl-C reaches the whole process group: the driver alone handles it, and stops the
     # workers itself, so they print no tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -52,21 +50,20 @@ class LocalExecutor:
         self.pool: ProcessPoolExecutor | None = None
         self._not_workers: set[multiprocessing.Process] = set()
         self._saved_env: str | None = None
-        self.live: LiveCounter | None = LiveCounter(get_context("spawn"))
-        """What running tasks have done so far (the progress bar reads it)."""
-        if workers == 1:
-            report_to(self.live)
         if workers > 1:
             # polars reads its thread count at import time, so it must be in the environment the workers inherit.
             self._saved_env = os.environ.get("POLARS_MAX_THREADS")
             os.environ["POLARS_MAX_THREADS"] = "1"
-            self.pool = ProcessPoolExecutor(
-                workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.live,)
-            )
+            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
             # Children that exist before the pool are not its workers: a program that calls the
             # library may have processes of its own, which an abort must leave alone.
             self._not_workers = set(multiprocessing.active_children())
             _start_ignoring_ctrl_c(self.pool, workers)
+
+    @property
+    def in_this_process(self) -> bool:
+        """Tasks run in the calling process (their results need not be pickled)."""
+        return self.pool is None
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         if self.pool is None:
@@ -75,7 +72,6 @@ class LocalExecutor:
 
     def close(self, *, abort: bool = False) -> None:
         """Wait for the workers to exit; with `abort` (an error or a signal), stop them now."""
-        report_to(None)
         if self.pool is not None:
             if abort:
                 # Workers first, then the pool: its manager thread sees them gone and ends

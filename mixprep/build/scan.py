@@ -25,13 +25,15 @@ from mixprep.build.encode import line_lengths, string_buffers
 from mixprep.build.hashing import splitmix64
 from mixprep.build.records import Parsed, RecordSpec, parse_block
 from mixprep.build.workdir import (
+    SPAN_DTYPE,
+    input_path_file,
     keys_path,
     prints_path,
     rejected_path,
     release_memory,
     save_array,
     unique_tmp,
-    value_offsets_path,
+    value_spans_path,
     values_path,
 )
 from mixprep.config.schema import DedupSpec, Phase
@@ -39,7 +41,8 @@ from mixprep.errors import RecordError
 from mixprep.filters.engine import filter_batch
 from mixprep.filters.registry import FilterChain
 from mixprep.filters.rules import language_feature, language_prefix_of
-from mixprep.progress import report
+from mixprep.progress import TaskReporter
+from mixprep.sources import remote
 from mixprep.sources.plan import ScanTask
 from mixprep.sources.readers import LineBlock, TableBlock, line_number, read_blocks
 
@@ -56,11 +59,20 @@ class ScanJob:
     work_dir: str
     dedup: DedupSpec | None = None
     write_rejected: bool = False
+    progress_path: str | None = None
+    """The `TaskCounters` file this task reports its progress to while it runs."""
     annotate_language: bool = False
 
     @property
     def records(self) -> RecordSpec:
-        return RecordSpec(self.schema, self.text_field, self.filter_on, self.task.dataset_name)
+        return RecordSpec(self.schema, self.text_field, self.filter_on, self.task.dataset_name, raw_spans=self.reads_back)
+
+    @property
+    def reads_back(self) -> bool:
+        """Kept texts are read back from the input at write time (a plain local JSONL file:
+        cheap to re-read by byte range) instead of copied to the scan file."""
+        file = self.task.file
+        return self.text_values and file.format == "jsonl" and file.compression is None and not remote.is_remote(file.path)
 
     @property
     def text_values(self) -> bool:
@@ -117,7 +129,8 @@ def scan_task(job: ScanJob) -> ScanResult:
     base_key = file_key(job)
     keys: list[np.ndarray] = []
     prints: list[np.ndarray] = []
-    value_lengths: list[np.ndarray] = []
+    spans: list[np.ndarray] = []
+    spilled = 0  # bytes written to the scan file so far
     # The annotation reads the prefix the `languages` filter reads, so where that filter
     # runs its verdicts are reused instead of classifying the kept records again.
     annotation = (language_feature(language_prefix_of(job.filters)),) if job.annotate_language else ()
@@ -125,13 +138,14 @@ def scan_task(job: ScanJob) -> ScanResult:
     rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
     # Plain JSONL blocks are byte ranges of the task; other sources report at the end.
     reports_bytes = task.file.format == "jsonl" and task.file.compression is None
+    reporter = TaskReporter(job.progress_path, task.task_id)
     reported = 0
     with open(tmp_values, "wb") as sink:
         for block in read_blocks(task):
             parsed = parse_block(block, job.records)
             stats.read += len(parsed.positions) + len(parsed.bad)
             block_bytes = len(block.data) if reports_bytes and isinstance(block, LineBlock) else 0
-            report(block_bytes, len(parsed.positions) + len(parsed.bad))
+            reporter.add(block_bytes, len(parsed.positions) + len(parsed.bad))
             reported += block_bytes
             if parsed.bad:
                 _handle_bad(block, parsed.bad, job, stats)
@@ -150,18 +164,27 @@ def scan_task(job: ScanJob) -> ScanResult:
             stats.field_kinds.update(parsed.field_kinds)
             if len(kept_values):
                 data, offsets = string_buffers(kept_values)
-                sink.write(memoryview(data))
-                value_lengths.append(np.diff(offsets))
+                raw = None if parsed.raw_spans is None else parsed.raw_spans[keep]
+                span, spill = _value_spans(offsets, raw, block, spilled)
+                if spill is None:
+                    sink.write(memoryview(data))
+                elif len(spill):
+                    sink.write(memoryview(string_buffers(kept_values.filter(pa.array(spill)))[0]))
+                spilled += int(span["size"][~span["in_input"]].sum())
+                spans.append(span)
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
                 keys.append(np.stack([identity, _output_lengths(data, offsets, job)], axis=1))
                 if job.dedup is not None:
                     prints.append(fingerprints(kept_texts, job.dedup, job.seed))
     os.replace(tmp_values, out_values)
-    report(task.end - task.start - reported, 0)  # the task's bytes in all, exactly
+    reporter.add(task.end - task.start - reported, 0)  # the task's bytes in all, exactly
     if rejected is not None:
         rejected.close()
-    lengths = np.concatenate(value_lengths) if value_lengths else np.zeros(0, dtype=np.int64)
-    save_array(value_offsets_path(job.work_dir, task.task_id), np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+    every_span = np.concatenate(spans) if spans else np.zeros(0, dtype=SPAN_DTYPE)
+    if every_span["in_input"].any():
+        with open(input_path_file(job.work_dir, task.task_id), "w", encoding="utf-8") as handle:
+            handle.write(task.file.path)
+    save_array(value_spans_path(job.work_dir, task.task_id), every_span)
     table = np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
     save_array(out_keys, table)
     if job.dedup is not None:
@@ -170,6 +193,28 @@ def scan_task(job: ScanJob) -> ScanResult:
         save_array(prints_path(job.work_dir, task.task_id), stacked)
     release_memory()
     return ScanResult(task.task_id, stats, out_values, out_keys)
+
+
+def _value_spans(
+    offsets: np.ndarray, raw: np.ndarray | None, block: LineBlock | TableBlock, spilled: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """SPAN_DTYPE rows for kept values with n+1 `offsets`: in the input where the block found
+    their raw string (`raw`, block-relative), else in the scan file from byte `spilled`.
+    Also the rows to spill (None: all of them)."""
+    sizes = np.diff(offsets)
+    span = np.zeros(len(sizes), dtype=SPAN_DTYPE)
+    span["size"] = sizes
+    in_input = raw[:, 0] >= 0 if raw is not None else np.zeros(len(sizes), dtype=bool)
+    spill = ~in_input
+    span["in_input"] = in_input
+    assert isinstance(block, LineBlock) or not in_input.any()
+    base = block.base_offset if isinstance(block, LineBlock) else 0
+    span["start"][in_input] = raw[in_input, 0] + base if raw is not None else 0
+    span["length"][in_input] = raw[in_input, 1] - raw[in_input, 0] if raw is not None else 0
+    spilled_sizes = sizes[spill]
+    span["start"][spill] = spilled + np.concatenate(([0], np.cumsum(spilled_sizes)[:-1])) if len(spilled_sizes) else spilled
+    span["length"][spill] = spilled_sizes
+    return span, (None if spill.all() else spill)
 
 
 def _output_lengths(data: np.ndarray, offsets: np.ndarray, job: ScanJob) -> np.ndarray:

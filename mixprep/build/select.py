@@ -20,7 +20,7 @@ from mixprep.build.dedup import all_but_survivors, duplicates, fingerprint_group
 from mixprep.build.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, validation_shares
 from mixprep.build.scan import ScanResult, ScanStats, rejected_line
 from mixprep.build.workdir import prints_path, rejected_path
-from mixprep.build.writers import PLAN_DTYPE, gather
+from mixprep.build.writers import PLAN_DTYPE, gather, release_mappings
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import OutputError, SamplingError
 from mixprep.sources.plan import ScanTask
@@ -162,6 +162,7 @@ def collect_rejected(
             name = config.datasets[group[0]].name
             for value in gather(plan, work, text=config.text_values).to_pylist():
                 out.write(rejected_line(value, name, "dedup", config.record_schema))
+    release_mappings()
 
 
 # -- allocation -----------------------------------------------------------------------

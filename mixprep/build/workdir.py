@@ -152,13 +152,25 @@ def _bytes_under(folder: Path) -> int:
 
 
 def values_path(work_dir: str, task_id: int) -> str:
-    """A scan task's kept values, back to back: plain pretrain texts, or whole JSON lines."""
+    """A scan task's kept values that are not read back from its input, back to back:
+    plain pretrain texts, or whole JSON lines."""
     return os.path.join(work_dir, "scan", f"{task_id:06d}.values")
 
 
-def value_offsets_path(work_dir: str, task_id: int) -> str:
-    """int64 n+1 offsets of the values in `values_path` (row i is bytes [off[i], off[i+1]))."""
-    return os.path.join(work_dir, "scan", f"{task_id:06d}.offsets.npy")
+SPAN_DTYPE = np.dtype([("in_input", "?"), ("start", "<i8"), ("length", "<i8"), ("size", "<i8")])
+"""Where kept row i's value is: in the task's input file (`in_input`: its raw JSON string,
+`length` bytes at `start`, decoding to `size` bytes) or in `values_path` (`size` bytes at
+`start`, and `length == size`)."""
+
+
+def value_spans_path(work_dir: str, task_id: int) -> str:
+    """SPAN_DTYPE per kept row of a scan task, in row order."""
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.spans.npy")
+
+
+def input_path_file(work_dir: str, task_id: int) -> str:
+    """The input file (one line, UTF-8) that a scan task's `in_input` spans point into."""
+    return os.path.join(work_dir, "scan", f"{task_id:06d}.input")
 
 
 def keys_path(work_dir: str, task_id: int) -> str:

@@ -29,12 +29,13 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from mixprep.build.encode import copy_lines, copy_rows, encode_lines
+from mixprep.build.encode import copy_lines, copy_spans, encode_lines
+from mixprep.build.rawjson import decode_rows
 from mixprep.build.records import MESSAGE_FIELDS
 from mixprep.build.scan import ScanResult
-from mixprep.build.workdir import bucket_dir, release_memory, unique_tmp, value_offsets_path, values_path
+from mixprep.build.workdir import bucket_dir, input_path_file, release_memory, unique_tmp, value_spans_path, values_path
 from mixprep.config.schema import Phase
-from mixprep.errors import OutputError
+from mixprep.errors import OutputError, SourceError
 from mixprep.jsonl import dump_json, load_json_object
 from mixprep.serve.index import write_index
 
@@ -46,6 +47,8 @@ PLAN_DTYPE = np.dtype([("task", "<i4"), ("row", "<i8"), ("dataset", "<i4")])
 PRETRAIN_SIDECAR = pa.schema([("text", pa.large_string()), ("source", pa.string())])
 PARQUET_ROW_GROUP = 16_384
 OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".idx", ".manifest.json")
+MAX_SIDECARS_IN_MEMORY = 4
+"""Sidecar parts handed over in memory that may wait for the Parquet thread (16 MiB each by default)."""
 CHECKSUM = "sha256-chunks/1"
 """The manifest's checksum: sha256 of each `chunk_bytes` piece of the JSONL, then sha256 of those digests."""
 
@@ -68,6 +71,12 @@ class BucketJob:
     """Structured phases: fields whose JSON type varies between records; the sidecar stores them as JSON text."""
     text_values: bool = True
     """Values are pretrain texts (encoded here); otherwise whole JSON lines."""
+    keep_mappings: bool = True
+    """Keep input and scan files mapped for the next bucket (workers that end with the
+    build); Ray's long-lived workers unmap after each task."""
+    sidecar_in_memory: bool = False
+    """Return the sidecar rows in the result instead of writing an Arrow part file (a task
+    run in the driver's own process: no file to write, read back and delete)."""
 
 
 @dataclass(frozen=True)
@@ -78,12 +87,15 @@ class BucketResult:
     nbytes: int
     sha256: str
     sidecar_path: str
+    sidecar: pa.Table | None = None
+    """The sidecar rows themselves, for a job with `sidecar_in_memory` (then no part file)."""
 
 
 def write_bucket(job: BucketJob) -> BucketResult:
     offsets = np.load(job.offsets_path, mmap_mode="r")
-    first = int(np.searchsorted(offsets, job.start, side="right")) - 1  # the record holding byte `start`
-    last = int(np.searchsorted(offsets, job.end, side="left"))  # records that start before `end`
+    # uint64 needles: a Python int would make numpy cast the whole offsets array to float64.
+    first = int(np.searchsorted(offsets, np.uint64(job.start), side="right")) - 1  # the record holding byte `start`
+    last = int(np.searchsorted(offsets, np.uint64(job.end), side="left"))  # records that start before `end`
     plan = np.asarray(np.load(job.plan_path, mmap_mode="r")[first:last])
     values, value_offsets = _gather_values(plan, job.work_dir)
     base = int(offsets[first])
@@ -98,6 +110,10 @@ def write_bucket(job: BucketJob) -> BucketResult:
     digest = hashlib.sha256(piece).hexdigest()
     starts_here = 0 if base >= job.start else 1  # a record that began in the bucket before belongs to it
     sidecar = _sidecar_part(job, plan[starts_here:], values, value_offsets[starts_here:])
+    records = len(plan) - starts_here
+    if job.sidecar_in_memory:
+        del lines, piece, values
+        return BucketResult(job.bucket, records, job.end - job.start, digest, "", sidecar)
     path = os.path.join(bucket_dir(job.work_dir, job.split), f"{job.bucket:05d}.arrow")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # Under a temporary name, then renamed: a retried task never leaves a torn file.
@@ -106,13 +122,16 @@ def write_bucket(job: BucketJob) -> BucketResult:
         writer.write_table(sidecar)
     os.replace(tmp, path)
     del lines, piece, values, sidecar
+    if not job.keep_mappings:
+        release_mappings()
     release_memory()
-    return BucketResult(job.bucket, len(plan) - starts_here, job.end - job.start, digest, path)
+    return BucketResult(job.bucket, records, job.end - job.start, digest, path)
 
 
 def _gather_values(plan: np.ndarray, work_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """The scan values of `plan`'s records, back to back in plan order, and their n+1 offsets."""
-    lengths = np.zeros(len(plan), dtype=np.int64)
+    """The scan values of `plan`'s records, back to back in plan order, and their n+1 offsets:
+    copied from the scan files, or read back from the inputs and decoded."""
+    sizes = np.zeros(len(plan), dtype=np.int64)
     tasks = plan["task"]
     by_task = np.argsort(tasks, kind="stable")
     task_ids, firsts = np.unique(tasks[by_task], return_index=True)
@@ -120,24 +139,75 @@ def _gather_values(plan: np.ndarray, work_dir: str) -> tuple[np.ndarray, np.ndar
     sources = []
     for t, lo, hi in zip(task_ids.tolist(), bounds[:-1], bounds[1:], strict=True):
         slots = by_task[lo:hi]
-        source_offsets = np.load(value_offsets_path(work_dir, t), mmap_mode="r")
-        rows = plan["row"][slots]
-        lengths[slots] = np.asarray(source_offsets[rows + 1]) - np.asarray(source_offsets[rows])
-        sources.append((t, slots, rows, source_offsets))
+        spans = np.asarray(np.load(value_spans_path(work_dir, t), mmap_mode="r")[plan["row"][slots]])
+        sizes[slots] = spans["size"]
+        sources.append((t, slots, spans))
     offsets = np.zeros(len(plan) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    np.cumsum(sizes, out=offsets[1:])
     values = np.empty(int(offsets[-1]), dtype=np.uint8)
-    for t, slots, rows, source_offsets in sources:
-        source = _mapped(values_path(work_dir, t))
-        copy_rows(source, np.asarray(source_offsets), rows, values, offsets, slots)
+    for t, slots, spans in sources:
+        in_input = spans["in_input"]
+        copied = ~in_input
+        # Each file is read in offset order (the plan's order is shuffled): neighbouring
+        # records share pages, and the kernel maps the pages around each fault.
+        if copied.any():
+            order = np.argsort(spans["start"][copied], kind="stable")
+            source = _mapped(values_path(work_dir, t), work_dir)
+            copy_spans(source, spans["start"][copied][order], spans["size"][copied][order], values, offsets, slots[copied][order])
+        if in_input.any():
+            order = np.argsort(spans["start"][in_input], kind="stable")
+            _read_back(work_dir, t, spans[in_input][order], values, offsets, slots[in_input][order])
     return values, offsets
 
 
-def _mapped(path: str) -> np.ndarray:
-    """A file as a read-only uint8 array (pages come from the page cache as they are touched)."""
-    if os.path.getsize(path) == 0:
-        return np.zeros(0, dtype=np.uint8)
-    return np.memmap(path, dtype=np.uint8, mode="r")
+def _read_back(work_dir: str, task: int, spans: np.ndarray, values: np.ndarray, offsets: np.ndarray, slots: np.ndarray) -> None:
+    """Decode kept texts from their raw JSON strings in the task's input file."""
+    with open(input_path_file(work_dir, task), encoding="utf-8") as handle:
+        path = handle.read()
+    try:
+        source = _mapped(path, work_dir)
+    except OSError as exc:
+        msg = f"{path}: cannot read it back to write the output ({exc.strerror or exc}); it changed during the build"
+        raise SourceError(msg) from None
+    failed = decode_rows(source, spans["start"], spans["length"], values, offsets, slots)
+    if failed >= 0:
+        msg = (
+            f"{path}: the text at byte {int(spans['start'][failed])} is not what the scan read; the file changed "
+            "during the build (nothing was written; rebuild once it is complete)"
+        )
+        raise SourceError(msg)
+
+
+_mappings: dict[tuple[str, int, int, int], np.ndarray] = {}
+_mappings_for: list[str] = []  # the work folder the mappings serve
+
+
+def _mapped(path: str, work_dir: str) -> np.ndarray:
+    """A file as a read-only uint8 array, mapped once per process and build.
+
+    A bucket's records lie all over the inputs and scan files, a few to a page, and each
+    page holds records of several buckets: mapping a file again for every bucket faulted
+    its pages in again (1.4 M page faults, ~5 s, per 1.5 GB). Kept, each page faults once
+    per process, and the kernel maps its neighbours with it. The pages are the page
+    cache's (clean, shared, reclaimable), not the process's own memory. A mapping is
+    keyed by the file's identity, and the mappings go when a task of another build (work
+    folder) arrives or `release_mappings` is called."""
+    if _mappings_for != [work_dir]:
+        release_mappings()
+        _mappings_for.append(work_dir)
+    stat = os.stat(path)
+    key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    mapped = _mappings.get(key)
+    if mapped is None:
+        mapped = np.memmap(path, dtype=np.uint8, mode="r") if stat.st_size else np.zeros(0, dtype=np.uint8)
+        _mappings[key] = mapped
+    return mapped
+
+
+def release_mappings() -> None:
+    """Unmap every file `_mapped` holds (the driver calls it after the write stage)."""
+    _mappings.clear()
+    _mappings_for.clear()
 
 
 def _write_at(path: str, data: np.ndarray, offset: int) -> None:
@@ -247,9 +317,12 @@ class SplitWriter:
         self.digests[part.bucket] = part.sha256
         self.records += part.records
         if self.parquet is not None:
-            self._sidecar_writes.append(self._sidecar_thread.submit(self._write_sidecar, part.sidecar_path, None))
+            self._sidecar_writes.append(self._sidecar_thread.submit(self._write_sidecar, part, None))
             self._raise_sidecar_error()
+            if part.sidecar is not None and len(self._sidecar_writes) > MAX_SIDECARS_IN_MEMORY:
+                self._sidecar_writes.pop(0).result()  # tables in memory: wait rather than queue them all
         else:
+            assert part.sidecar is None, "structured sidecars are unified from part files"
             self.sidecar_parts.append(part.sidecar_path)
 
     def _raise_sidecar_error(self, *, wait: bool = False) -> None:
@@ -281,10 +354,14 @@ class SplitWriter:
         if self.parquet is not None:
             self.parquet.close()
 
-    def _write_sidecar(self, path: str, schema: pa.Schema | None) -> None:
-        # Read, not mapped: one copy by read() costs far less than a page fault per 4 KiB.
-        with pa.OSFile(path, "rb") as source:
-            table = ipc.open_file(source).read_all()
+    def _write_sidecar(self, part: BucketResult | str, schema: pa.Schema | None) -> None:
+        if isinstance(part, BucketResult) and part.sidecar is not None:
+            table = part.sidecar
+        else:
+            # Read, not mapped: one copy by read() costs far less than a page fault per 4 KiB.
+            path = part.sidecar_path if isinstance(part, BucketResult) else part
+            with pa.OSFile(path, "rb") as source:
+                table = ipc.open_file(source).read_all()
         if schema is not None:
             table = conform(table, schema)
         assert self.parquet is not None
