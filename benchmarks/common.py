@@ -12,7 +12,10 @@ memory never count against another. What a measurement guarantees:
   (shared pages divided among their sharers: the tree's actual share of RAM, Linux
   only; equal to RSS elsewhere), read every `pss_poll_seconds` (default 1 s) and whenever
   RSS has grown 5%, because each read walks the page tables (~10 ms per GB), CPU the child
-  would otherwise get. A spike shorter than one poll can be missed.
+  would otherwise get. A spike shorter than one poll can be missed. `peak_anon_pss_bytes`
+  counts only anonymous and shared-memory pages (Pss_Anon + Pss_Shmem): what the tree
+  allocated itself, without files it maps (a build that maps its inputs to read them back
+  shows their page-cache pages in PSS; they are clean, shared and reclaimable).
 - `cpu_seconds` is user + system time of the child and every descendant it reaped
   (from `os.wait4`), so `cpu_seconds / seconds` says how many cores were kept busy.
 
@@ -78,6 +81,7 @@ class Measurement:
     timed_out: bool
     stdout_tail: str
     stderr_tail: str
+    peak_anon_pss_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -91,25 +95,44 @@ class TreeMemory:
     pss: int | None
     """Sum of PSS: each shared page split between its sharers, so the tree's real footprint.
     None when not asked for: reading it walks every page table (~10 ms per GB of RSS)."""
+    anon_pss: int | None = None
+    """Sum of PSS of anonymous and shared-memory pages only (mapped files left out)."""
 
 
 def tree_memory(root: psutil.Process, *, with_pss: bool) -> TreeMemory:
     """RSS (and PSS) summed over `root` and its descendants; processes that exit mid-scan count as 0."""
-    rss = pss = 0
+    rss = pss = anon = 0
     try:
         members = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return TreeMemory(0, 0 if with_pss else None)
+        return TreeMemory(0, 0 if with_pss else None, 0 if with_pss else None)
     for proc in members:
         try:
             # memory_full_info reads /proc/PID/smaps_rollup: both numbers, at the price of a page walk.
             info = proc.memory_full_info() if with_pss else proc.memory_info()
+            rollup = _smaps_rollup(proc.pid) if with_pss else {}
         except psutil.Error:
             # The process exited between listing and reading: it holds no memory now.
             continue
         rss += info.rss
         pss += getattr(info, "pss", info.rss)
-    return TreeMemory(rss, pss if with_pss else None)
+        anon += rollup.get("Pss_Anon", 0) + rollup.get("Pss_Shmem", 0) if rollup else getattr(info, "uss", info.rss)
+    return TreeMemory(rss, pss if with_pss else None, anon if with_pss else None)
+
+
+def _smaps_rollup(pid: int) -> dict[str, int]:
+    """Bytes per field of /proc/PID/smaps_rollup (Linux 4.14+); empty where it cannot be read."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            fields[name] = int(parts[0]) * 1024
+    return fields
 
 
 def _kill_tree(root: psutil.Process) -> None:
@@ -149,7 +172,7 @@ def run_measured(
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)[:60]}.{time.monotonic_ns()}"
     out_path, err_path = log_dir / f"{stamp}.stdout", log_dir / f"{stamp}.stderr"
-    peak_rss = peak_pss = 0
+    peak_rss = peak_pss = peak_anon = 0
     timed_out = False
     pss_at = -math.inf
     rss_at_pss = 0
@@ -169,6 +192,7 @@ def run_measured(
             peak_rss = max(peak_rss, memory.rss)
             if memory.pss is not None:
                 peak_pss, pss_at, rss_at_pss = max(peak_pss, memory.pss), now, memory.rss
+                peak_anon = max(peak_anon, memory.anon_pss or 0)
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid == child.pid:
                 break
@@ -188,6 +212,7 @@ def run_measured(
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         peak_rss_bytes=peak_rss,
         peak_pss_bytes=peak_pss,
+        peak_anon_pss_bytes=peak_anon,
         timed_out=timed_out,
         stdout_tail=_tail(out_path),
         stderr_tail=_tail(err_path),

@@ -3,8 +3,9 @@
 Modules in the order data moves through them:
 - `driver`: runs the stages below through an executor; `build` and `dry_run`.
 - `workdir`: the output folder, the build's temporary work folder and its file layout.
-- `scan`: one task's blocks -> parsed (`records`), filtered, fingerprinted records spilled once.
+- `scan`: one task's blocks -> parsed (`records`), filtered, fingerprinted records; where each kept value is.
 - `records`: raw blocks -> checked records of the phase's schema and the text filters judge.
+- `rawjson`: a field's raw JSON string located in its line, and decoded again at write time.
 - `select`: per-source counts, dedup across sources, quotas and the seeded selection.
 - `sampler`: quotas by largest remainder, bottom-k selection with wraparound (pure numpy).
 - `dedup`: exact and near-duplicate fingerprints and survivors.

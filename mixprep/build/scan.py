@@ -1,9 +1,11 @@
 """Scan stage: one task's blocks -> parsed, checked, filtered records on local disk.
 
-`scan_task` is pure with respect to its inputs: it writes the kept records of its
-shard to `<work>/scan/<task>.arrow` (pretrain: the text; other phases: the whole
-output JSON line) plus `<task>.keys.npy` (per kept record: identity hash and
-output size), and returns only counts. Nothing here depends on which process
+`scan_task` is pure with respect to its inputs: for each kept record of its shard it
+records where the value is (`<work>/scan/<task>.spans.npy`): the raw JSON string in
+the input itself for plain local JSONL pretrain texts (read back at write time, see
+`rawjson`), or a copy in `<task>.values` for everything else (pretrain: the text; other
+phases: the whole output JSON line); plus `<task>.keys.npy` (per kept record: identity
+hash and output size); and returns only counts. Nothing here depends on which process
 runs it or when. Parsing and record checks are `records`; the filters, `filters.engine`.
 """
 from __future__ import annotations

@@ -2,14 +2,17 @@
 
 The driver fixes every output record's final byte offset before anything is written
 (`shuffle.write_jobs`) and creates the temporary JSONL at its final size. A write task
-(`write_bucket`, run in any worker) gathers its records' values from the scan files,
+(`write_bucket`, run in any worker) gathers its records' values, reading back and
+decoding the raw JSON strings of plain local JSONL inputs (`rawjson`) and copying the
+rest from the scan files, each file mapped once per worker and read in offset order;
 encodes their lines straight into a buffer laid out as its bucket of the final file,
-writes that range in place (`pwrite`), hashes it (one checksum chunk), and writes the
-Arrow part of the Parquet sidecar for the records that start in its range. No part file
-is copied again: the driver's own work is the index (from the offsets it already holds),
-the sidecar's row groups (on a thread, in bucket order) and the manifest. Memory is
-bounded by the bucket size, never by the input, and the bytes do not depend on the
-bucket size, the worker count or the order tasks finish in.
+writes that range in place (`pwrite`), hashes it (one checksum chunk), and hands over
+the Arrow rows of the Parquet sidecar for the records that start in its range (a part
+file from a pool worker, the table itself in the driver's process). No part of the
+JSONL is copied again: the driver's own work is the index (from the offsets it already
+holds), the sidecar's row groups (on a thread, in bucket order) and the manifest.
+Memory is bounded by the bucket size, never by the input, and the bytes do not depend
+on the bucket size, the worker count or the order tasks finish in.
 
 Everything is written under the build's temporary folder; `commit` renames the
 finished files into place, manifest last.
