@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -18,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_build  # noqa: E402
+import bench_dedup  # noqa: E402
 import bench_langid  # noqa: E402
 import common  # noqa: E402
 import gen_corpus  # noqa: E402
@@ -287,3 +289,13 @@ def test_langid_bench_keeps_real_translations_and_builds_labelled_documents(tmp_
     assert len(found["de"]) == 40 and all("%s" not in text for text in found["de"])
     texts, truth = bench_langid.documents(found, per_language=1)
     assert truth.tolist() == ["de"] and len(texts[0].encode()) >= bench_langid.DOCUMENT_BYTES
+
+
+# -- bench_dedup ---------------------------------------------------------------------------
+
+def test_bench_dedup_plants_near_copies_and_finds_pairs_sharing_a_band() -> None:
+    texts, planted = bench_dedup.make_corpus(40, seed=1)
+    assert len(texts) == 50 and len(planted) == 10
+    assert texts[planted[0][1]] == texts[planted[0][0]].upper().replace(" ", "  ")
+    prints = np.array([[1, 7], [2, 7], [1, 8], [3, 9]], dtype=np.uint64)
+    assert bench_dedup.band_pairs(prints) == {(0, 2), (0, 1)}

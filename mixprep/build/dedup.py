@@ -16,6 +16,7 @@ import polars as pl
 import xxhash
 
 from mixprep.build.hashing import derive
+from mixprep.build.minhash import band_hashes, signatures
 from mixprep.config.schema import DedupSpec
 
 
@@ -39,26 +40,11 @@ def normalized(texts: pl.Series) -> pl.Series:
 
 def fingerprints(texts: pl.Series, spec: DedupSpec, seed: int) -> np.ndarray:
     """exact: (n,) uint64 content hashes; near: (n, bands) uint64 LSH band hashes."""
-    norm = normalized(texts).to_list()
     if spec.method == "exact":
+        norm = normalized(texts).to_list()
         return np.fromiter((xxhash.xxh3_64_intdigest(t.encode()) for t in norm), dtype=np.uint64, count=len(norm))
-    return _band_hashes(norm, spec, seed)
-
-
-def _band_hashes(texts: list[str], spec: DedupSpec, seed: int) -> np.ndarray:
-    from datasketch import MinHash
-
     bands, rows = lsh_bands(spec)
-    out = np.zeros((len(texts), bands), dtype=np.uint64)
-    for i, text in enumerate(texts):
-        words = text.split(" ")
-        shingles = {" ".join(words[j : j + spec.ngram]).encode() for j in range(max(1, len(words) - spec.ngram + 1))}
-        minhash = MinHash(num_perm=spec.num_perm, seed=seed)
-        minhash.update_batch(list(shingles))
-        values = minhash.hashvalues[: bands * rows].astype(np.uint64).reshape(bands, rows)
-        # One hash per band; the band number is mixed in so equal values in different bands don't collide.
-        out[i] = [xxhash.xxh3_64_intdigest(values[b].tobytes(), seed=b) for b in range(bands)]
-    return out
+    return band_hashes(signatures(texts.str.to_lowercase(), spec.ngram, spec.num_perm, seed), bands, rows)
 
 
 def duplicates(prints: np.ndarray, keys: np.ndarray) -> np.ndarray:
