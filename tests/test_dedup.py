@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import build, manifest_of, mixture, read_jsonl, write_jsonl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mixprep.build.dedup import duplicates, fingerprints, lsh_bands
+from mixprep.build.dedup import duplicates, fingerprint_groups, fingerprints, groups_by_columns, lsh_bands
 from mixprep.config import DedupSpec, load_mixture
 from mixprep.errors import ConfigError
 
@@ -268,3 +270,31 @@ def test_near_copies_in_a_validation_source_are_dropped_too(tmp_path: Path) -> N
     datasets = [{"name": "a", "mix_ratio": 1.0, "source": "train.jsonl", "validation_source": "val.jsonl"}]
     result = build(mixture(tmp_path, datasets, seed=3, dedup={"method": "near", "threshold": 0.8}), tmp_path / "out")
     assert sorted(r["text"] for r in read_jsonl(result.files["validation"])) == sorted(docs[30:40])
+
+
+def union_find_labels(prints: np.ndarray) -> np.ndarray:
+    parent = list(range(len(prints)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for column in prints.T:
+        first: dict[int, int] = {}
+        for i, value in enumerate(column.tolist()):
+            if value in first:
+                a, b = root(first[value]), root(i)
+                parent[max(a, b)] = min(a, b)
+            else:
+                first[value] = i
+    return np.array([root(i) for i in range(len(prints))])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 6), st.integers(2, 25), st.integers(0, 2**32))
+def test_groups_by_columns_are_the_connected_components(n: int, width: int, values: int, seed: int) -> None:
+    """Band columns one at a time give the components all bands give at once (smallest index as label)."""
+    prints = np.random.default_rng(seed).integers(0, values, size=(n, width)).astype(np.uint64)
+    assert fingerprint_groups(prints).tolist() == union_find_labels(prints).tolist()
+    assert groups_by_columns(n, iter(prints.T)).tolist() == union_find_labels(prints).tolist()

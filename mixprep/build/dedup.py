@@ -10,6 +10,7 @@ seeded hash: which copy survives depends on the seed, never on worker order.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
@@ -69,22 +70,38 @@ def all_but_survivors(labels: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 def fingerprint_groups(prints: np.ndarray) -> np.ndarray:
     """Connected components of 'shares any column value', as a label per row."""
-    n = len(prints)
+    return groups_by_columns(len(prints), iter(prints.T))
+
+
+def groups_by_columns(n: int, columns: Iterator[np.ndarray]) -> np.ndarray:
+    """Connected components of n records, two joined when they share a value in any column,
+    as the smallest record index of each component. Columns come one at a time (the driver
+    reads each LSH band from the scan files on its own), so memory is a few arrays of n,
+    never all bands at once."""
     labels = np.arange(n, dtype=np.int64)
-    edges = []
-    for column in prints.T:
+    for column in columns:
         order = np.argsort(column, kind="stable")
-        same = column[order][1:] == column[order][:-1]
-        edges.append(np.stack([order[:-1][same], order[1:][same]], axis=1))
-    pairs = np.concatenate(edges) if edges else np.zeros((0, 2), dtype=np.int64)
-    if len(pairs) == 0:
-        return labels
-    # Label propagation: every pair takes the smaller label until nothing changes.
+        ordered = column[order]
+        same = ordered[1:] == ordered[:-1]
+        del ordered
+        if same.any():
+            labels = _joined(labels, order[:-1][same], order[1:][same])
+    return labels
+
+
+def _joined(labels: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """`labels` (each row pointing at its component's smallest index) after joining the pairs."""
     while True:
-        low = np.minimum(labels[pairs[:, 0]], labels[pairs[:, 1]])
-        before = labels.copy()
-        np.minimum.at(labels, pairs[:, 0], low)
-        np.minimum.at(labels, pairs[:, 1], low)
-        labels = labels[labels]  # pointer jumping shortens long chains
-        if np.array_equal(labels, before):
+        roots_left, roots_right = labels[left], labels[right]
+        differ = roots_left != roots_right
+        if not differ.any():
             return labels
+        roots_left, roots_right = roots_left[differ], roots_right[differ]
+        low = np.minimum(roots_left, roots_right)
+        np.minimum.at(labels, roots_left, low)
+        np.minimum.at(labels, roots_right, low)
+        while True:  # pointer jumping until every row points at a root again
+            jumped = labels[labels]
+            if np.array_equal(jumped, labels):
+                break
+            labels = jumped

@@ -192,7 +192,8 @@ def scan_task(job: ScanJob) -> ScanResult:
     if job.dedup is not None:
         width = fingerprint_width(job.dedup)
         stacked = np.concatenate([p.reshape(len(p), width) for p in prints]) if prints else np.zeros((0, width), np.uint64)
-        save_array(prints_path(job.work_dir, task.task_id), stacked)
+        # Column by column (band-major): the driver reads one band of every task at a time.
+        save_array(prints_path(job.work_dir, task.task_id), np.ascontiguousarray(stacked.T))
     release_memory()
     return ScanResult(task.task_id, stats, out_values, out_keys)
 

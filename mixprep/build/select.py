@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mixprep.build.dedup import all_but_survivors, duplicates, fingerprint_groups, fingerprint_width
+from mixprep.build.dedup import all_but_survivors, fingerprint_width, groups_by_columns
 from mixprep.build.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, validation_shares
 from mixprep.build.scan import ScanResult, ScanStats, rejected_line
 from mixprep.build.workdir import prints_path, rejected_path
@@ -84,21 +85,22 @@ def deduplicate(
     """Drop duplicates across the main sources (counted as removed by `dedup`), then the
     records of validation sources that duplicate a train-source record or each other."""
     width = 1 if config.dedup is None else fingerprint_width(config.dedup)
-    prints: dict[tuple[int, str], list[np.ndarray]] = {}
+    files: dict[tuple[int, str], list[str]] = {}
     for task in tasks:  # in plan order, as load_scan_arrays concatenates each group
         group = (task.dataset, task.role)
         if group in arrays:
-            table = np.load(prints_path(work, task.task_id))
-            prints.setdefault(group, []).append(table.reshape(len(table), width))
-    main = [(i, "main") for i in range(len(config.datasets)) if (i, "main") in prints]
-    held = [(i, "validation") for i in range(len(config.datasets)) if (i, "validation") in prints]
+            files.setdefault(group, []).append(prints_path(work, task.task_id))
+    main = [(i, "main") for i in range(len(config.datasets)) if (i, "main") in files]
+    held = [(i, "validation") for i in range(len(config.datasets)) if (i, "validation") in files]
     result = dict(arrays)
     new_stats = dict(stats)
     validation_removed: dict[str, dict[str, int]] = {}
     if not main:
         return Deduplicated(result, new_stats, validation_removed)
-    main_prints = np.concatenate([np.concatenate(prints[g]) for g in main])
-    drop = duplicates(main_prints, np.concatenate([arrays[g].keys for g in main]))
+    main_files = [path for g in main for path in files[g]]
+    main_keys = np.concatenate([arrays[g].keys for g in main])
+    labels = groups_by_columns(len(main_keys), _columns(main_files, width))
+    drop = all_but_survivors(labels, main_keys) if len(main_keys) else np.zeros(0, dtype=bool)
     for group, keep in zip(main, _split_mask(~drop, [len(arrays[g].keys) for g in main]), strict=True):
         name = config.datasets[group[0]].name
         removed = int(len(keep) - keep.sum())
@@ -108,13 +110,14 @@ def deduplicate(
     if held:
         # A validation record in the same fingerprint group as any train-source record
         # would leak train data into validation: drop it (and repeats inside validation).
-        held_prints = np.concatenate([np.concatenate(prints[g]) for g in held])
-        labels = fingerprint_groups(np.concatenate([main_prints, held_prints]))
-        held_labels = labels[len(main_prints) :]
-        seen_in_train = np.isin(held_labels, labels[: len(main_prints)])
+        held_files = [path for g in held for path in files[g]]
+        held_keys = np.concatenate([arrays[g].keys for g in held])
+        labels = groups_by_columns(len(main_keys) + len(held_keys), _columns(main_files + held_files, width))
+        held_labels = labels[len(main_keys) :]
+        seen_in_train = np.isin(held_labels, labels[: len(main_keys)])
         # A group with no train record is a group of validation records alone: the same
         # survivor as deduplicating validation by itself.
-        repeated = all_but_survivors(held_labels, np.concatenate([arrays[g].keys for g in held]))
+        repeated = all_but_survivors(held_labels, held_keys)
         sizes = [len(arrays[g].keys) for g in held]
         for group, in_train, again in zip(
             held,
@@ -129,6 +132,17 @@ def deduplicate(
                 log.info("dataset %r: dropped %d validation records that duplicate train records, %d repeats within validation",
                          name, int(in_train.sum()), int(again.sum()))
     return Deduplicated(result, new_stats, validation_removed)
+
+
+def _columns(paths: list[str], width: int) -> Iterator[np.ndarray]:
+    """Each fingerprint column over the scan tasks' files, read one column at a time."""
+    for column in range(width):
+        parts = []
+        for path in paths:
+            band_major = np.load(path, mmap_mode="r")  # (width, rows): a column is contiguous
+            parts.append(np.array(band_major[column]))
+            del band_major
+        yield np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
 
 def _split_mask(mask: np.ndarray, sizes: list[int]) -> list[np.ndarray]:

@@ -182,6 +182,7 @@ def rejected_path(work_dir: str, task_id: int) -> str:
 
 
 def prints_path(work_dir: str, task_id: int) -> str:
+    """uint64 (width, n) dedup fingerprints of a task's kept rows: one row per LSH band (1 for exact)."""
     return os.path.join(work_dir, "scan", f"{task_id:06d}.dedup.npy")
 
 
