@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -162,41 +163,42 @@ def test_most_kept_texts_are_not_copied_to_the_scan_file(tmp_path: Path, monkeyp
     assert spilled_bytes == len("escaped key record")
 
 
-def test_an_input_edited_between_scan_and_write_fails_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def build_with_an_edit_before_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: Callable[[Path], None]) -> Path:
+    """Build the corpus, calling `edit(input)` after the scan and before the write stage."""
+    from mixprep.build import driver
+
     corpus(tmp_path, repeated_key=False)
     source = tmp_path / "data" / "a.jsonl"
     config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "data/a.jsonl"}])
-    from mixprep.build import driver
-
     real = driver.select_sources
 
     def edit_then_select(*args, **kwargs):  # type: ignore[no-untyped-def]
-        stat = source.stat()
-        data = source.read_bytes()
-        # Same file size, and the mtime put back: only the texts' decoded lengths tell.
-        source.write_bytes(data.replace(b"plain words here", b"plain\\twords her"))
-        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        edit(source)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(driver, "select_sources", edit_then_select)
+    out = tmp_path / "out"
+    try:
+        build(config, out)
+    finally:
+        assert not (out / "pretrain_t_train.jsonl").exists()
+    return out
+
+
+def test_an_input_edited_between_scan_and_write_fails_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def same_size_and_mtime(source: Path) -> None:
+        stat = source.stat()
+        # Same file size, and the mtime put back: only the texts' decoded lengths tell.
+        source.write_bytes(source.read_bytes().replace(b"plain words here", b"plain\\twords her"))
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
     with pytest.raises(SourceError, match=r"a\.jsonl: the text at byte \d+ is not what the scan read; the file changed during the build"):
-        build(config, tmp_path / "out")
-    assert not (tmp_path / "out" / "pretrain_t_train.jsonl").exists()
+        build_with_an_edit_before_the_write(tmp_path, monkeypatch, same_size_and_mtime)
 
 
 def test_an_input_rewritten_during_the_write_stage_fails_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    corpus(tmp_path, repeated_key=False)
-    source = tmp_path / "data" / "a.jsonl"
-    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "data/a.jsonl"}])
-    from mixprep.build import driver
+    def new_mtime(source: Path) -> None:
+        source.write_bytes(source.read_bytes().replace(b"plain words here", b"PLAIN WORDS HERE"))  # same size
 
-    real = driver.select_sources
-
-    def rewrite_then_select(*args, **kwargs):  # type: ignore[no-untyped-def]
-        source.write_bytes(source.read_bytes().replace(b"plain words here", b"PLAIN WORDS HERE"))  # same size, new mtime
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(driver, "select_sources", rewrite_then_select)
     with pytest.raises(SourceError, match=r"1 input file\(s\) changed while the build read them"):
-        build(config, tmp_path / "out")
-    assert not (tmp_path / "out" / "pretrain_t_train.jsonl").exists()
+        build_with_an_edit_before_the_write(tmp_path, monkeypatch, new_mtime)
