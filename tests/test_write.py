@@ -112,3 +112,32 @@ def test_the_work_folder_holds_no_copy_of_the_output(two_sources: Path, tmp_path
     monkeypatch.setattr(writers.SplitWriter, "finish", finish)
     build(two_sources, tmp_path / "out")
     assert seen == []
+
+
+@pytest.mark.slow
+def test_the_parquet_sidecar_and_the_jsonl_load_as_one_dataset(two_sources: Path, tmp_path: Path) -> None:
+    """`datasets` reads the JSONL's text as `string`; a `large_string` sidecar made the two
+    copies refuse to concatenate ("features can't be aligned")."""
+    datasets = pytest.importorskip("datasets")
+    jsonl = build(two_sources, tmp_path / "out").files["train"]
+    cache = str(tmp_path / "hf-cache")
+    from_json = datasets.load_dataset("json", data_files=str(jsonl), split="train", cache_dir=cache)
+    from_parquet = datasets.load_dataset("parquet", data_files=str(jsonl.with_suffix(".parquet")), split="train", cache_dir=cache)
+    assert from_parquet.features == from_json.features
+    both = datasets.concatenate_datasets([from_json, from_parquet])
+    assert list(both["text"]) == list(from_json["text"]) * 2
+    assert list(from_parquet["source"]) == list(from_json["source"])
+
+
+def test_sidecar_text_past_a_string_arrays_limit_is_written_in_chunks(
+    two_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    from mixprep.build import writers
+
+    monkeypatch.setattr(writers, "MAX_STRING_CHUNK", 100)  # stands in for 2 GiB: a few records per chunk
+    jsonl = build(two_sources, tmp_path / "out").files["train"]
+    table = pq.read_table(jsonl.with_suffix(".parquet"))
+    assert table.schema.field("text").type == "string"
+    assert table.column("text").to_pylist() == [r["text"] for r in read_jsonl(jsonl)]

@@ -47,7 +47,10 @@ log = logging.getLogger(__name__)
 
 PLAN_DTYPE = np.dtype([("task", "<i4"), ("row", "<i8"), ("dataset", "<i4")])
 """One output record: the scan task and row its value comes from, and its dataset's number."""
-PRETRAIN_SIDECAR = pa.schema([("text", pa.large_string()), ("source", pa.string())])
+PRETRAIN_SIDECAR = pa.schema([("text", pa.string()), ("source", pa.string())])
+"""`string`, not `large_string`: the type `datasets` gives the same field read from the JSONL,
+so the two copies concatenate (`concatenate_datasets` refuses features that differ)."""
+MAX_STRING_CHUNK = (1 << 31) - 1  # bytes one `string` array can hold (int32 offsets)
 PARQUET_ROW_GROUP = 16_384
 OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".idx", ".manifest.json")
 MAX_SIDECARS_IN_MEMORY = 4
@@ -234,7 +237,20 @@ def _sidecar_part(job: BucketJob, plan: np.ndarray, values: np.ndarray, value_of
         return structured_sidecar(array, job.json_fields)
     names = pa.array(job.source_names, pa.string())
     source = pa.DictionaryArray.from_arrays(pa.array(plan["dataset"], pa.int32()), names).cast(pa.string())
-    return pa.table([array.cast(pa.large_string()), source], schema=PRETRAIN_SIDECAR)
+    return pa.table([_as_string(array), source], schema=PRETRAIN_SIDECAR)
+
+
+def _as_string(array: pa.LargeBinaryArray) -> pa.ChunkedArray:
+    """UTF-8 bytes as `string` chunks of at most MAX_STRING_CHUNK bytes each (a bucket over
+    2 GiB, `shuffle_bucket_mb: 2048` or more, becomes several chunks of one row group)."""
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    chunks, first = [], 0
+    while first < len(array) or not chunks:
+        limit = int(offsets[first]) + MAX_STRING_CHUNK
+        last = max(first + 1, int(np.searchsorted(offsets, limit, side="right")) - 1) if first < len(array) else first
+        chunks.append(array.slice(first, last - first).cast(pa.string()))
+        first = last
+    return pa.chunked_array(chunks, pa.string())
 
 
 def gather(plan: np.ndarray, work_dir: str, *, text: bool) -> pa.Array:
