@@ -205,17 +205,16 @@ def _value_spans(
     their raw string (`raw`, block-relative), else in the scan file from byte `spilled`.
     Also the rows to spill (None: all of them)."""
     sizes = np.diff(offsets)
-    span = np.zeros(len(sizes), dtype=SPAN_DTYPE)
-    span["size"] = sizes
-    in_input = raw[:, 0] >= 0 if raw is not None else np.zeros(len(sizes), dtype=bool)
+    in_input = np.zeros(len(sizes), dtype=bool) if raw is None else raw[:, 0] >= 0
     spill = ~in_input
-    span["in_input"] = in_input
-    assert isinstance(block, LineBlock) or not in_input.any()
-    base = block.base_offset if isinstance(block, LineBlock) else 0
-    span["start"][in_input] = raw[in_input, 0] + base if raw is not None else 0
-    span["length"][in_input] = raw[in_input, 1] - raw[in_input, 0] if raw is not None else 0
+    span = np.zeros(len(sizes), dtype=SPAN_DTYPE)
+    span["in_input"], span["size"] = in_input, sizes
+    if raw is not None:  # only line blocks of plain JSONL locate raw strings
+        assert isinstance(block, LineBlock)
+        span["start"][in_input] = raw[in_input, 0] + block.base_offset
+        span["length"][in_input] = raw[in_input, 1] - raw[in_input, 0]
     spilled_sizes = sizes[spill]
-    span["start"][spill] = spilled + np.concatenate(([0], np.cumsum(spilled_sizes)[:-1])) if len(spilled_sizes) else spilled
+    span["start"][spill] = spilled + np.cumsum(spilled_sizes) - spilled_sizes  # back to back from `spilled`
     span["length"][spill] = spilled_sizes
     return span, (None if spill.all() else spill)
 
