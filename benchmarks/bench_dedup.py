@@ -8,21 +8,30 @@ in this process, on one core:
   over the same shingles, then the same band hashing), on the same texts;
 - the pairs each finds (sharing an LSH band), and, on a sample, precision and recall against
   exact Jaccard similarity of the shingle sets at the threshold, plus how many of
-  datasketch's pairs mixprep finds.
+  datasketch's pairs mixprep finds;
+- with `--group-records N`: the driver's grouping of N records' band hashes (10% duplicated,
+  spread over 20 band-major task files as the scan writes them): peak memory allocated
+  (tracemalloc, which numpy reports to) and seconds, one band at a time as the build reads
+  them, against all bands of all records concatenated first (how the driver grouped before).
 
     python benchmarks/bench_dedup.py --documents 20000            # ~20 MB, about a minute
     python benchmarks/bench_dedup.py --documents 5000 --threshold 0.8
+    python benchmarks/bench_dedup.py --documents 2000 --group-records 5000000
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import xxhash
 
-from mixprep.build.dedup import fingerprints, lsh_bands, normalized
+from mixprep.build.dedup import fingerprint_groups, fingerprints, groups_by_columns, lsh_bands, normalized
+from mixprep.build.select import band_columns
 from mixprep.config.schema import DedupSpec
 
 
@@ -83,6 +92,31 @@ def band_pairs(prints: np.ndarray) -> set[tuple[int, int]]:
     return pairs
 
 
+def grouping_memory(records: int, bands: int, seed: int) -> None:
+    """Peak allocated bytes and seconds of grouping `records` x `bands` band hashes, both ways."""
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for task, rows in enumerate(np.array_split(np.arange(records), 20)):
+            table = rng.integers(0, 2**63, size=(len(rows), bands), dtype=np.int64).astype(np.uint64)
+            table[::10] = table[1::10]  # every tenth record duplicates its neighbour
+            paths.append(str(Path(folder) / f"{task}.npy"))
+            np.save(paths[-1], np.ascontiguousarray(table.T))  # band-major, as the scan writes it
+        runs = {
+            "one band at a time": lambda: groups_by_columns(records, band_columns(paths, bands)),
+            "all bands at once": lambda: fingerprint_groups(np.concatenate([np.load(p).T for p in paths])),
+        }
+        for name, run in runs.items():
+            tracemalloc.start()
+            start = time.perf_counter()
+            labels = run()
+            seconds = time.perf_counter() - start
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            print(f"grouping {records:,} records x {bands} bands, {name}: peak allocated {peak / 2**20:,.0f} MiB "
+                  f"({peak / records:.0f} bytes/record), {seconds:.1f} s, {len(np.unique(labels)):,} groups")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=20_000)
@@ -91,6 +125,7 @@ def main() -> None:
     parser.add_argument("--ngram", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample", type=int, default=300_000, help="random pairs checked against exact Jaccard for precision")
+    parser.add_argument("--group-records", type=int, default=0, help="also measure the driver's grouping of this many records")
     args = parser.parse_args()
     spec = DedupSpec(method="near", threshold=args.threshold, num_perm=args.num_perm, ngram=args.ngram)
     texts, planted = make_corpus(args.documents, args.seed)
@@ -130,6 +165,8 @@ def main() -> None:
     b = rng.integers(0, len(texts), args.sample)
     missed = sum(1 for x, y in zip(a.tolist(), b.tolist(), strict=True) if x < y and similar(x, y) and (x, y) not in ours_pairs)
     print(f"random sample of {args.sample:,} pairs: {missed} similar pairs mixprep did not find")
+    if args.group_records:
+        grouping_memory(args.group_records, lsh_bands(spec)[0], args.seed)
 
 
 if __name__ == "__main__":

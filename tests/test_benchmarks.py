@@ -299,3 +299,11 @@ def test_bench_dedup_plants_near_copies_and_finds_pairs_sharing_a_band() -> None
     assert texts[planted[0][1]] == texts[planted[0][0]].upper().replace(" ", "  ")
     prints = np.array([[1, 7], [2, 7], [1, 8], [3, 9]], dtype=np.uint64)
     assert bench_dedup.band_pairs(prints) == {(0, 2), (0, 1)}
+
+
+def test_bench_dedup_grouping_memory_prints_both_ways_with_the_same_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    bench_dedup.grouping_memory(4000, 3, seed=0)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert "one band at a time" in lines[0] and "all bands at once" in lines[1]
+    assert lines[0].endswith(" s, 3,600 groups") and lines[1].endswith(" s, 3,600 groups")  # every tenth record joins its neighbour

@@ -215,6 +215,12 @@ def test_http_sources_build_the_same_bytes_as_local_files(tmp_path: Path, http_r
     ]
 
 
+def test_an_http_glob_matches_the_links_of_a_folder_page(tmp_path: Path, http_root: str) -> None:
+    config = two_sources(tmp_path, f"{http_root}/x/*.jsonl*", f"{http_root}/x/deep/*.jsonl")
+    inputs = [i["path"] for i in manifest_of(build(config, tmp_path / "out").files["train"])["inputs"]]
+    assert inputs == [f"{http_root}/x/a.jsonl", f"{http_root}/x/b.jsonl.gz", f"{http_root}/x/deep/c.jsonl"]
+
+
 def test_http_missing_file_is_not_found(tmp_path: Path, http_root: str) -> None:
     config = two_sources(tmp_path, f"{http_root}/x/gone.jsonl", f"{http_root}/x/a.jsonl")
     with pytest.raises(SourceError, match=rf"dataset 'x': file not found: {http_root}/x/gone.jsonl$"):

@@ -297,10 +297,7 @@ def _decode_rows(
         stop = start + lengths[k]
         if stop > len(source):
             return k
-        # Fast path: no escapes (most texts) is one copy.
-        if stop - start == limit - begin and _next_backslash(source, start, stop) == stop:
-            out[begin:limit] = source[start:stop]
-            continue
+        # One pass: runs without escapes are copied whole (a plain text is a single run).
         at = _decode_one(source, start, stop, out, begin, limit)
         if at != limit:
             return k

@@ -99,7 +99,7 @@ def deduplicate(
         return Deduplicated(result, new_stats, validation_removed)
     main_files = [path for g in main for path in files[g]]
     main_keys = np.concatenate([arrays[g].keys for g in main])
-    labels = groups_by_columns(len(main_keys), _columns(main_files, width))
+    labels = groups_by_columns(len(main_keys), band_columns(main_files, width))
     drop = all_but_survivors(labels, main_keys) if len(main_keys) else np.zeros(0, dtype=bool)
     for group, keep in zip(main, _split_mask(~drop, [len(arrays[g].keys) for g in main]), strict=True):
         name = config.datasets[group[0]].name
@@ -112,7 +112,7 @@ def deduplicate(
         # would leak train data into validation: drop it (and repeats inside validation).
         held_files = [path for g in held for path in files[g]]
         held_keys = np.concatenate([arrays[g].keys for g in held])
-        labels = groups_by_columns(len(main_keys) + len(held_keys), _columns(main_files + held_files, width))
+        labels = groups_by_columns(len(main_keys) + len(held_keys), band_columns(main_files + held_files, width))
         held_labels = labels[len(main_keys) :]
         seen_in_train = np.isin(held_labels, labels[: len(main_keys)])
         # A group with no train record is a group of validation records alone: the same
@@ -134,7 +134,7 @@ def deduplicate(
     return Deduplicated(result, new_stats, validation_removed)
 
 
-def _columns(paths: list[str], width: int) -> Iterator[np.ndarray]:
+def band_columns(paths: list[str], width: int) -> Iterator[np.ndarray]:
     """Each fingerprint column over the scan tasks' files, read one column at a time."""
     for column in range(width):
         parts = []
