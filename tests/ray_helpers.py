@@ -108,17 +108,25 @@ def write_pretrain_mixture(folder: Path) -> Path:
 
 
 def write_sft_mixture(folder: Path) -> Path:
+    """Two sources; some chats ask a question of the evaluation set (decontaminated)."""
     rng = random.Random(1)
     folder.mkdir(parents=True, exist_ok=True)
+    leaked = []
     for name, n in (("chat", 900), ("notes", 120)):
         with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for question, answer in zip(_texts(rng, n), _texts(rng, n), strict=True):
+            for i, (question, answer) in enumerate(zip(_texts(rng, n), _texts(rng, n), strict=True)):
+                if name == "chat" and i % 60 == 0:
+                    leaked.append(" ".join(rng.choice(WORDS) for _ in range(30)))
+                    question = f"{question} {leaked[-1]}"
                 turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
                 f.write(json.dumps({"conversations": turns}) + "\n")
+    with open(folder / "eval.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"question": q}) + "\n" for q in leaked)
     config = folder / "sft.yaml"
     config.write_text(
         "metadata:\n  phase: sft\n  name: ray\n  seed: 5\n  total_samples: 1000\n  filter_on: assistant\n"
         "  validation: {samples: 40}\n  shuffle_bucket_mb: 1\n"
+        "  decontaminate: {sources: [eval.jsonl], field: question}\n"
         "datasets:\n"
         "  - {name: chat, mix_ratio: 0.7, source: chat.jsonl, filters: {min_words: 8}}\n"
         "  - {name: notes, mix_ratio: 0.3, source: notes.jsonl}\n"

@@ -6,6 +6,8 @@ Modules in the order data moves through them:
 - `scan`: one task's blocks -> parsed (`records`), filtered, fingerprinted records; where each kept value is.
 - `records`: raw blocks -> checked records of the phase's schema and the text filters judge.
 - `rawjson`: a field's raw JSON string located in its line, and decoded again at write time.
+- `decontaminate`: evaluation sets -> an n-gram table (driver); kept records that share an n-gram removed (scan).
+- `ngrams`: word n-gram hashes, the table and its lookups in compiled code.
 - `select`: per-source counts, dedup across sources, quotas and the seeded selection.
 - `sampler`: quotas by largest remainder, bottom-k selection with wraparound (pure numpy).
 - `dedup`: exact and near-duplicate fingerprints and survivors.

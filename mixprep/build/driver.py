@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mixprep import __version__
+from mixprep.build.decontaminate import DecontIndex, EvalFile, EvalSetSummary, build_index, eval_files, eval_inputs
 from mixprep.build.executors import Executor, LocalExecutor, held_signals, make_executor
 from mixprep.build.manifest import (
     build_key,
@@ -139,11 +140,12 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     splits = requested_splits(config, options.splits)
     out_dir = prepare_output_dir(options.output_dir)
     tasks = make_plan(config)
+    evals = eval_files(config.decontaminate)
     rejected_final = out_dir / rejected_name(config.phase, config.name)
     every_output = [rejected_final, *(p for s in SPLITS for p in SplitFiles.for_stem(out_dir, config.stem(s)).all())]
-    check_outputs_are_not_inputs(config, out_dir, every_output, [t.file.path for t in tasks])
+    check_outputs_are_not_inputs(config, out_dir, every_output, [t.file.path for t in tasks] + [e.file.path for e in evals])
     check_outputs_are_replaceable(every_output)
-    inputs = input_fingerprints(tasks)
+    inputs = input_fingerprints(tasks) + eval_inputs(evals)
     key = build_key(config.raw_digest, inputs, _key_options(config, options))
     finals = {split: SplitFiles.for_stem(out_dir, config.stem(split)) for split in splits}
     if options.force:
@@ -166,9 +168,13 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         executor.close(abort=True)
         raise
     try:
+        with timed(phases, "decontamination index"):
+            index, eval_summaries = _decontamination_index(config, evals, str(work))
         with timed(phases, "scan"):
-            results = _scan(config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected)
-        _check_inputs_unchanged(tasks)
+            results = _scan(
+                config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected, decontaminate=index
+            )
+        _check_inputs_unchanged(tasks, evals)
         selecting = time.perf_counter()
         stats = stats_by_dataset(config, tasks, results)
         json_fields = sidecar_json_fields(config.record_schema, results)
@@ -177,6 +183,8 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         if config.dedup is not None:
             deduped = deduplicate(config, tasks, arrays, stats, str(work))
             deduplicated, stats, validation_removed = deduped.arrays, deduped.stats, deduped.validation_removed
+        if index is not None:
+            _count_decontaminated(tasks, results, eval_summaries, validation_removed)
         extras = []
         if options.write_rejected:
             rejected = work / rejected_final.name
@@ -196,10 +204,11 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
                 config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression,
                 validation_removed=validation_removed,
                 write_rejected=options.write_rejected,
+                decontamination=_decontamination_entry(config, eval_summaries),
             )
             write_manifest(tmp.manifest, manifests[split])
             pairs.append((tmp, finals[split]))
-        _check_inputs_unchanged(tasks)  # the write stage read kept texts back from the inputs
+        _check_inputs_unchanged(tasks, evals)  # the write stage read kept texts back from the inputs
         with timed(phases, "commit"):
             commit(pairs, extras)
             if not options.write_rejected:
@@ -226,11 +235,13 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
 
     config.raise_if_invalid()
     tasks = make_plan(config)
+    evals = eval_files(config.decontaminate)
     executor = _executor_for(options, tasks)
     try:
         with tempfile.TemporaryDirectory(prefix="mixprep-dry-run-") as work:
             try:
-                results = _scan(config, tasks, executor, work, options.progress)
+                index, _ = _decontamination_index(config, evals, work)
+                results = _scan(config, tasks, executor, work, options.progress, decontaminate=index)
             except OSError as exc:
                 full = out_of_space(exc, Path(work), sum(t.end - t.start for t in tasks))
                 if full is not None:
@@ -250,8 +261,51 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     return BuildResult({}, {}, quotas=quotas, stats=stats)
 
 
-def _check_inputs_unchanged(tasks: list[ScanTask]) -> None:
-    changes = changed_inputs(tasks)
+def _decontamination_index(
+    config: MixtureConfig, evals: list[EvalFile], work: str
+) -> tuple[DecontIndex | None, dict[str, EvalSetSummary]]:
+    if config.decontaminate is None:
+        return None, {}
+    index, summaries = build_index(config.decontaminate, evals, work)
+    log.info(
+        "decontamination: %s",
+        "; ".join(f"{name} {s.records:,} records, {s.ngrams:,} {config.decontaminate.ngram}-grams" for name, s in summaries.items()),
+    )
+    for name, summary in summaries.items():
+        if summary.without_ngrams:
+            log.warning(
+                "decontamination: %s of %s records of evaluation set %r have fewer than %d words in every field, "
+                "so nothing can match them (lower metadata.decontaminate.ngram to check them)",
+                f"{summary.without_ngrams:,}", f"{summary.records:,}", name, config.decontaminate.ngram,
+            )
+    return index, summaries
+
+
+def _count_decontaminated(
+    tasks: list[ScanTask],
+    results: list[ScanResult],
+    summaries: dict[str, EvalSetSummary],
+    validation_removed: dict[str, dict[str, int]],
+) -> None:
+    """Per evaluation set: records removed for matching it, per dataset; and each validation
+    source's decontaminated records (the main sources count theirs as `removed`)."""
+    for task, result in zip(tasks, results, strict=True):
+        for eval_set, count in result.stats.decontaminated_by.items():
+            matched = summaries[eval_set].matched
+            matched[task.dataset_name] = matched.get(task.dataset_name, 0) + count
+            if task.role == "validation":
+                removed = validation_removed.setdefault(task.dataset_name, {})
+                removed["decontaminated"] = removed.get("decontaminated", 0) + count
+
+
+def _decontamination_entry(config: MixtureConfig, summaries: dict[str, EvalSetSummary]) -> dict[str, Any] | None:
+    if config.decontaminate is None:
+        return None
+    return {"ngram": config.decontaminate.ngram, "eval_sets": {name: s.as_dict() for name, s in summaries.items()}}
+
+
+def _check_inputs_unchanged(tasks: list[ScanTask], evals: list[EvalFile]) -> None:
+    changes = changed_inputs(tasks, [e.file for e in evals])
     if changes:
         msg = (
             f"{len(changes)} input file(s) changed while the build read them, so what was read is not what the "
@@ -300,6 +354,7 @@ def _scan(
     progress: bool | None,
     *,
     write_rejected: bool = False,
+    decontaminate: DecontIndex | None = None,
 ) -> list[ScanResult]:
     jobs = [
         ScanJob(
@@ -314,6 +369,7 @@ def _scan(
             dedup=config.dedup,
             write_rejected=write_rejected,
             annotate_language=config.annotate_language,
+            decontaminate=decontaminate,
         )
         for task in tasks
     ]

@@ -137,11 +137,13 @@ def split_manifest(
     parquet_compression: str,
     validation_removed: dict[str, dict[str, int]] | None = None,
     write_rejected: bool = False,
+    decontamination: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of one split: what was read, removed, available, selected and written.
 
     `validation_removed`: per dataset, records of its validation source dropped by dedup
-    (as copies of train records, or repeats within validation).
+    (as copies of train records, or repeats within validation) or by decontamination.
+    `decontamination`: the evaluation sets checked against, when the mixture asks.
     """
     sources = {}
     by_source = {}
@@ -155,6 +157,8 @@ def split_manifest(
             "held_out_for_validation": quota.held_out,
             "available": quota.available,
         }
+        if decontamination is not None:
+            entry["decontaminated"] = stats[dataset.name].removed.get("decontaminated", 0)
         if split == "train":
             entry.update(
                 quota=quota.quota,
@@ -188,6 +192,7 @@ def split_manifest(
             "write_rejected": write_rejected,
         },
         "inputs": inputs,
+        **({"decontamination": decontamination} if decontamination is not None else {}),
         "sources": sources,
         "output": {
             "jsonl": final.jsonl.name,

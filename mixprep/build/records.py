@@ -40,6 +40,9 @@ class RecordSpec:
     """The dataset name, written as each output record's "source"."""
     raw_spans: bool = False
     """Also find each text's raw JSON string in its line, to be read back from the input."""
+    contents: bool = False
+    """Structured phases: also keep every message's content (decontamination reads them all,
+    whatever `filter_on` says)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ class Parsed:
     field_kinds: Counter = field(default_factory=Counter)
     raw_spans: np.ndarray | None = None
     """int64 (n, 2): each good record's raw JSON string in the block (start, end), -1 where unknown."""
+    contents: pl.Series | None = None
+    """All of each good record's text (every message), where it differs from `filter_text`."""
+
+    @property
+    def all_text(self) -> pl.Series:
+        return self.filter_text if self.contents is None else self.contents
 
 
 # -- parsing -------------------------------------------------------------------
@@ -62,7 +71,7 @@ def parse_block(block: LineBlock | TableBlock, spec: RecordSpec) -> Parsed:
         if isinstance(block, LineBlock):
             return _pretrain_lines(block, spec.text_field, raw_spans=spec.raw_spans)
         return _pretrain_table(block, spec.text_field)
-    records = _records(block)
+    records = block_records(block)
     return _structured(records, block.positions, spec)
 
 
@@ -183,7 +192,8 @@ def _json_type(value: Any) -> str:
 
 # -- structured phases (sft / dpo / rl) -------------------------------------------
 
-def _records(block: LineBlock | TableBlock) -> list[tuple[str | None, Any]]:
+def block_records(block: LineBlock | TableBlock) -> list[tuple[str | None, Any]]:
+    """Each record of the block as (why it is not a JSON object or None, the record)."""
     if isinstance(block, TableBlock):
         return [(None, row) for row in block.table.to_pylist()]
     data = block.data
@@ -193,6 +203,8 @@ def _records(block: LineBlock | TableBlock) -> list[tuple[str | None, Any]]:
 def _structured(records: list[tuple[str | None, Any]], positions: np.ndarray, spec: RecordSpec) -> Parsed:
     lines: list[bytes] = []
     texts: list[str] = []
+    contents: list[str] = []
+    every_message = spec.contents and spec.filter_on != "all"
     good: list[int] = []
     bad: list[tuple[int, str]] = []
     source = spec.source
@@ -209,9 +221,12 @@ def _structured(records: list[tuple[str | None, Any]], positions: np.ndarray, sp
         kinds.update(_message_key_kinds(record))
         lines.append(dump_json(record))
         texts.append(filter_text(record, spec.schema, spec.filter_on))
+        if every_message:
+            contents.append(filter_text(record, spec.schema, "all"))
         good.append(i)
     values = pa.array(lines, type=pa.large_binary())
-    return Parsed(values, pl.Series("text", texts, dtype=pl.String), positions[good], bad, kinds)
+    every = pl.Series("text", contents, dtype=pl.String) if every_message else None
+    return Parsed(values, pl.Series("text", texts, dtype=pl.String), positions[good], bad, kinds, contents=every)
 
 
 MESSAGE_FIELDS = ("conversations", "prompt", "chosen", "rejected")

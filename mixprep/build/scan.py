@@ -22,6 +22,8 @@ import polars as pl
 import pyarrow as pa
 import xxhash
 
+from mixprep.build import decontaminate
+from mixprep.build.decontaminate import DecontIndex
 from mixprep.build.dedup import fingerprint_width, fingerprints
 from mixprep.build.encode import line_lengths, string_buffers
 from mixprep.build.hashing import splitmix64
@@ -64,10 +66,18 @@ class ScanJob:
     progress_path: str | None = None
     """The `TaskCounters` file this task reports its progress to while it runs."""
     annotate_language: bool = False
+    decontaminate: DecontIndex | None = None
 
     @property
     def records(self) -> RecordSpec:
-        return RecordSpec(self.schema, self.text_field, self.filter_on, self.task.dataset_name, raw_spans=self.reads_back)
+        return RecordSpec(
+            self.schema, self.text_field, self.filter_on, self.task.dataset_name,
+            raw_spans=self.reads_back, contents=self.decontaminate is not None,
+        )
+
+    def reason(self, code: int) -> str:
+        """The name of a removal reason code: 1 + a filter's index, or decontamination's (one past them)."""
+        return self.filters[code - 1][0] if code <= len(self.filters) else decontaminate.REASON
 
     @property
     def reads_back(self) -> bool:
@@ -91,6 +101,8 @@ class ScanStats:
     removed: Counter = field(default_factory=Counter)
     field_kinds: Counter = field(default_factory=Counter)
     """Structured phases: ("field", "JSON kind") -> records, to pick one sidecar type per field."""
+    decontaminated_by: Counter = field(default_factory=Counter)
+    """Evaluation set -> records removed for sharing an n-gram with it."""
 
     def __add__(self, other: ScanStats) -> ScanStats:
         return ScanStats(
@@ -99,11 +111,13 @@ class ScanStats:
             self.bad + other.bad,
             self.removed + other.removed,
             self.field_kinds + other.field_kinds,
+            self.decontaminated_by + other.decontaminated_by,
         )
 
     def removing(self, reason: str, count: int) -> ScanStats:
         """These counts after `count` more kept records were removed by `reason` (e.g. dedup)."""
-        return ScanStats(self.read, self.kept - count, self.bad, self.removed + Counter({reason: count}), self.field_kinds)
+        removed = self.removed + Counter({reason: count})
+        return ScanStats(self.read, self.kept - count, self.bad, removed, self.field_kinds, self.decontaminated_by)
 
     def as_dict(self) -> dict[str, Any]:
         return {"read": self.read, "bad": dict(sorted(self.bad.items())), "removed": dict(sorted(self.removed.items())), "kept": self.kept}
@@ -153,15 +167,19 @@ def scan_task(job: ScanJob) -> ScanResult:
                 _handle_bad(block, parsed.bad, job, stats)
             verdict = filter_batch(parsed.filter_text, job.filters, annotation)
             reasons = verdict.reasons
+            features = verdict.kept_features
+            matches = None
+            if job.decontaminate is not None:
+                reasons, features, matches = _decontaminated(parsed, reasons, features, job, stats)
             keep = reasons == 0
             if rejected is not None:
-                _write_rejected(rejected, block, parsed, reasons, job)
+                _write_rejected(rejected, block, parsed, reasons, job, matches)
             for i, count in zip(*np.unique(reasons[~keep], return_counts=True), strict=True):
-                stats.removed[job.filters[int(i) - 1][0]] += int(count)
+                stats.removed[job.reason(int(i))] += int(count)
             kept_values = parsed.values.filter(pa.array(keep)) if not keep.all() else parsed.values
             kept_texts = parsed.filter_text.filter(pl.Series(keep)) if job.dedup else None
             if annotation and len(kept_values):
-                kept_values = with_language(kept_values, verdict.kept_features[annotation[0].name].struct.unnest(), job)
+                kept_values = with_language(kept_values, features[annotation[0].name].struct.unnest(), job)
             stats.kept += len(kept_values)
             stats.field_kinds.update(parsed.field_kinds)
             if len(kept_values):
@@ -196,6 +214,29 @@ def scan_task(job: ScanJob) -> ScanResult:
         save_array(prints_path(job.work_dir, task.task_id), np.ascontiguousarray(stacked.T))
     release_memory()
     return ScanResult(task.task_id, stats, out_values, out_keys)
+
+
+def _decontaminated(
+    parsed: Parsed, reasons: np.ndarray, features: dict[str, pl.Series], job: ScanJob, stats: ScanStats
+) -> tuple[np.ndarray, dict[str, pl.Series], dict[int, np.ndarray]]:
+    """Reasons with the kept records that share an n-gram with an evaluation set removed
+    (code: one past the filters), the kept rows' features narrowed to match, and each
+    removed row's match (evaluation record id, n-gram span)."""
+    assert job.decontaminate is not None
+    rows = np.flatnonzero(reasons == 0)
+    if not len(rows):
+        return reasons, features, {}
+    found = decontaminate.contaminated(parsed.all_text, rows, job.decontaminate)
+    hit = found[:, 0] >= 0
+    if not hit.any():
+        return reasons, features, {}
+    reasons = reasons.copy()
+    reasons[rows[hit]] = len(job.filters) + 1
+    for eval_id in found[hit, 0].tolist():
+        stats.decontaminated_by[decontaminate.eval_set_of(job.decontaminate, eval_id)] += 1
+    clean = pl.Series(~hit)
+    features = {name: values.filter(clean) for name, values in features.items()}
+    return reasons, features, dict(zip(rows[hit].tolist(), found[hit], strict=True))
 
 
 def _value_spans(
@@ -242,16 +283,20 @@ def with_language(values: pa.Array, fields: pl.DataFrame, job: ScanJob) -> pa.Ar
     return pa.array(lines, type=pa.large_binary())
 
 
-def rejected_line(value: str | bytes, source: str, reason: str, schema: Phase) -> bytes:
-    """One `--write-rejected` line: the record as it would have been written, plus why it was not."""
+def rejected_line(value: str | bytes, source: str, reason: str, schema: Phase, matched: dict[str, str] | None = None) -> bytes:
+    """One `--write-rejected` line: the record as it would have been written, plus why it
+    was not (and, for decontamination, the evaluation record it `matched`)."""
+    extra = {"reason": reason} if matched is None else {"reason": reason, "matched": matched}
     if schema == "pretrain" and isinstance(value, str):
-        return orjson.dumps({"text": value, "source": source, "reason": reason}) + b"\n"
+        return orjson.dumps({"text": value, "source": source, **extra}) + b"\n"
     record = orjson.loads(value)
-    record["reason"] = reason
+    record.update(extra)
     return orjson.dumps(record) + b"\n"
 
 
-def _write_rejected(handle: Any, block: LineBlock | TableBlock, parsed: Parsed, reasons: np.ndarray, job: ScanJob) -> None:
+def _write_rejected(
+    handle: Any, block: LineBlock | TableBlock, parsed: Parsed, reasons: np.ndarray, job: ScanJob, matches: dict[int, np.ndarray] | None
+) -> None:
     source = job.task.dataset_name
     for index, reason in parsed.bad:
         if isinstance(block, LineBlock):
@@ -263,8 +308,12 @@ def _write_rejected(handle: Any, block: LineBlock | TableBlock, parsed: Parsed, 
     removed = np.flatnonzero(reasons)
     if len(removed):
         values = parsed.values.take(pa.array(removed)).to_pylist()
-        for value, reason in zip(values, reasons[removed].tolist(), strict=True):
-            handle.write(rejected_line(value, source, job.filters[reason - 1][0], job.schema))
+        for row, value, reason in zip(removed.tolist(), values, reasons[removed].tolist(), strict=True):
+            matched = None
+            if matches and row in matches:
+                assert job.decontaminate is not None
+                matched = decontaminate.match_description(parsed.all_text, row, matches[row], job.decontaminate)
+            handle.write(rejected_line(value, source, job.reason(reason), job.schema, matched))
 
 
 def _handle_bad(block: LineBlock | TableBlock, bad: list[tuple[int, str]], job: ScanJob, stats: ScanStats) -> None:

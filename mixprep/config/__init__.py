@@ -1,5 +1,6 @@
 """Mixture YAML -> frozen, typed config: `load` reads the file safely, `parse` builds the
-`schema` types from it.
+`schema` types from it (each `source:` entry through `source_specs`; `checks` holds the
+problem list and the typed reads of single values they share).
 
 Parsing never stops at the first problem: it collects every one, each naming the
 YAML file and the key path (`toy.yaml: datasets[1].mix_ratio: ...`), with a
@@ -14,7 +15,9 @@ from mixprep.config.load import load_mixture
 from mixprep.config.parse import parse_mixture
 from mixprep.config.schema import (
     DatasetSpec,
+    DecontaminationSpec,
     DedupSpec,
+    EvalSet,
     HubSource,
     MixtureConfig,
     Phase,
@@ -27,7 +30,9 @@ from mixprep.config.schema import (
 
 __all__ = [
     "DatasetSpec",
+    "DecontaminationSpec",
     "DedupSpec",
+    "EvalSet",
     "HubSource",
     "MixtureConfig",
     "Phase",

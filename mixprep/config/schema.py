@@ -28,6 +28,7 @@ PHASE_PREFIXES: tuple[tuple[str, Phase], ...] = (
     ("grpo", "rl"),
 )
 SHINGLE_WORDS = 5  # near-dedup shingles: word 5-grams
+DECONTAMINATION_NGRAM = 13  # the n of lm-evaluation-harness's and GPT-3's contamination checks
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,26 @@ class DedupSpec:
 
 
 @dataclass(frozen=True)
+class EvalSet:
+    """An evaluation set no training record may share an n-gram with (`metadata.decontaminate.sources[i]`)."""
+
+    name: str
+    """Labels the set in the manifest and in each rejected record's `matched`."""
+    source: SourceSpec
+    fields: tuple[str, ...]
+    """The fields holding its text (dotted for nested ones, `choices.text`): each a string, a
+    list of strings or a list of messages."""
+
+
+@dataclass(frozen=True)
+class DecontaminationSpec:
+    """`metadata.decontaminate`: drop every training record that shares a word n-gram with an evaluation set."""
+
+    eval_sets: tuple[EvalSet, ...]
+    ngram: int = DECONTAMINATION_NGRAM
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     mix_ratio: float
@@ -124,6 +145,7 @@ class MixtureConfig:
     filter_on: Literal["all", "assistant"] = "all"
     shuffle_bucket_mb: int = DEFAULT_BUCKET_MB
     dedup: DedupSpec | None = None
+    decontaminate: DecontaminationSpec | None = None
     annotate_language: bool = False
     """Add `language` and `language_score` (of the filter text) to every output record."""
     problems: tuple[str, ...] = ()

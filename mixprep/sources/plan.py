@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -219,11 +220,13 @@ def _roles(dataset: DatasetSpec) -> list[tuple[Role, SourceSpec]]:
     return roles
 
 
-def changed_inputs(tasks: list[ScanTask]) -> list[str]:
-    """Local input files whose size or mtime differs from when the plan was made: each with
-    what changed. (Remote objects are pinned by their ETag when they are opened.)"""
+def changed_inputs(tasks: list[ScanTask], other_files: Iterable[SourceFile] = ()) -> list[str]:
+    """Local input files (the tasks', and `other_files`) whose size or mtime differs from
+    when the plan was made: each with what changed. (Remote objects are pinned by their
+    ETag when they are opened.)"""
     changes = []
-    for file in {t.file.path: t.file for t in tasks}.values():
+    files = {t.file.path: t.file for t in tasks} | {f.path: f for f in other_files}
+    for file in files.values():
         if remote.is_remote(file.path) or file.revision is not None:
             continue
         try:
