@@ -19,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_build  # noqa: E402
+import bench_decontam  # noqa: E402
 import bench_dedup  # noqa: E402
 import bench_langid  # noqa: E402
 import common  # noqa: E402
@@ -289,6 +290,18 @@ def test_langid_bench_keeps_real_translations_and_builds_labelled_documents(tmp_
     assert len(found["de"]) == 40 and all("%s" not in text for text in found["de"])
     texts, truth = bench_langid.documents(found, per_language=1)
     assert truth.tolist() == ["de"] and len(texts[0].encode()) >= bench_langid.DOCUMENT_BYTES
+
+
+# -- bench_decontam ------------------------------------------------------------------------
+
+def test_bench_decontam_plants_leaks_that_both_checks_find(tmp_path: Path) -> None:
+    questions = bench_decontam.make_questions(0.02, seed=0)
+    documents, leaked = bench_decontam.make_documents(0.3, questions, leak_every=20, seed=0)
+    assert len(leaked) == len(documents) // 20 and len(leaked) > 5
+    index, _ = bench_decontam.mixprep_index(questions, 13, str(tmp_path))
+    found, _ = bench_decontam.mixprep_check(documents, index)
+    verdicts, _ = bench_decontam.python_check(documents, questions, 13)
+    assert set(np.flatnonzero(found).tolist()) == leaked == {i for i, v in enumerate(verdicts) if v}
 
 
 # -- bench_dedup ---------------------------------------------------------------------------
