@@ -55,9 +55,11 @@ def test_toy_mixture_exact_counts_with_wraparound_in_manifest(toy_build, example
     custom = manifest["sources"]["custom_data"]
     assert (custom["read"], custom["available"], custom["quota"]) == (30_000, 30_000, 32_000)
     assert (custom["unique"], custom["repeated_records"], custom["extra_copies"]) == (30_000, 2_000, 2_000)
-    assert custom["repeat_factor"] == pytest.approx(32 / 30, abs=1e-6)
+    assert custom["repeat_factor"] == custom["sample_factor"] == pytest.approx(32 / 30, abs=1e-6)
     stories = manifest["sources"]["tinystories"]
     assert (stories["available"], stories["quota"], stories["unique"], stories["extra_copies"]) == (50_000, 48_000, 48_000, 0)
+    # Subsampled: 0.96 of what is available is taken, each record once.
+    assert (stories["sample_factor"], stories["repeat_factor"]) == (0.96, 1.0)
 
     # The 2,000 extra copies really are repeats of custom_data inputs, spread through the shuffle.
     inputs = Counter(r["text"] for r in read_jsonl(example_data / "custom_data.jsonl"))
@@ -670,7 +672,7 @@ def test_shipped_phase_mixtures_build(
 def test_manifest_records_seed_config_inputs_and_packages(toy_build, toy_config: Path) -> None:
     manifest = toy_build.manifests["train"]
     assert (manifest["seed"], manifest["split"], manifest["phase"], manifest["name"]) == (42, "train", "pretrain_phase1", "toy")
-    assert len(manifest["config"]["sha256"]) == 64 and manifest["config"]["path"] == str(toy_config.resolve())
+    assert len(manifest["config"]["sha256"]) == 64 and manifest["config"]["path"] == toy_config.name
     assert [(i["dataset"], i["role"]) for i in manifest["inputs"]] == [
         ("tinystories", "main"), ("tinystories", "validation"), ("custom_data", "main"), ("custom_data", "validation"),
     ]
@@ -704,6 +706,25 @@ def test_moving_the_data_folder_does_not_change_the_output(tmp_path: Path) -> No
         result = build(config, folder / "out")
         outputs.append((result.files["train"].read_bytes(), result.files["validation"].read_bytes()))
     assert outputs[0] == outputs[1]
+
+
+def test_manifest_paths_are_relative_to_the_config_and_filters_resolved(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "project" / "data" / "a.jsonl", texts("a", 50))
+    outside = write_jsonl(tmp_path / "elsewhere" / "b.jsonl", texts("b", 50))
+    config = mixture(
+        tmp_path / "project",
+        [
+            {"name": "a", "mix_ratio": 0.5, "source": "data/*.jsonl", "filters": {"max_chars": 500}},
+            {"name": "b", "mix_ratio": 0.5, "source": str(outside)},
+        ],
+        filters={"min_chars": 5},
+    )
+    manifest = manifest_of(build(config, tmp_path / "out").files["train"])
+    assert manifest["config"]["path"] == "mix.yaml"
+    assert [i["path"] for i in manifest["inputs"]] == ["data/a.jsonl", str(outside)]  # outside the project: absolute
+    assert (manifest["sources"]["a"]["source"], manifest["sources"]["b"]["source"]) == (["data/*.jsonl"], [str(outside)])
+    assert manifest["sources"]["a"]["filters"] == {"min_chars": 5, "max_chars": 500}  # the global filter merged in first
+    assert manifest["sources"]["b"]["filters"] == {"min_chars": 5}
 
 
 @pytest.mark.slow

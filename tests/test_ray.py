@@ -123,9 +123,12 @@ def test_ray_matches_workers_1_and_2(
     on_ray = run_build(config, tmp_path / "ray", executor="ray")
 
     assert sorted(reference) == sorted(
-        f"{phase}_ray_{split}{suffix}"
-        for split in ("train", "validation")
-        for suffix in (".jsonl", ".parquet", ".idx", ".manifest.json")
+        ["README.md"]  # the dataset card
+        + [
+            f"{phase}_ray_{split}{suffix}"
+            for split in ("train", "validation")
+            for suffix in (".jsonl", ".parquet", ".idx", ".manifest.json")
+        ]
     )
     assert two_workers == reference
     assert on_ray == reference

@@ -54,7 +54,7 @@ def test_a_symlink_loop_under_a_double_star_glob_reads_each_file_once(tmp_path: 
     config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "data/**/*.jsonl"}])
     result = build(config, tmp_path / "out")
     assert len(read_jsonl(result.files["train"])) == 100
-    assert [i["path"] for i in manifest_of(result.files["train"])["inputs"]] == [str(data / "sub" / "a.jsonl")]
+    assert [i["path"] for i in manifest_of(result.files["train"])["inputs"]] == ["data/sub/a.jsonl"]
 
 
 def test_a_source_that_changes_during_the_build_fails_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -273,7 +273,7 @@ def test_a_rebuild_says_why_and_the_rejected_option_alone_does_not_force_one(
         with open(tmp_path / "data" / "a.jsonl", "a", encoding="utf-8") as handle:
             handle.write('{"text": "one more record for a"}\n')
         build(two_sources, out)
-        assert f"rebuilding: input {tmp_path / 'data' / 'a.jsonl'} changed" in caplog.text
+        assert "rebuilding: input data/a.jsonl changed" in caplog.text
         assert not rejected.exists()  # it described the earlier build
         caplog.clear()
         build(two_sources, out, write_rejected=True)

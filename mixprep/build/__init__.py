@@ -16,6 +16,7 @@ Modules in the order data moves through them:
 - `encode`: output JSON lines by compiled code, each line's length known at scan time.
 - `writers`: each write task fills its byte range of the final JSONL; sidecar, index, commit.
 - `manifest`: what was built from what (and whether it can be reused).
+- `card`: the output folder's dataset card (README.md) from its manifests, for `load_dataset` and the hub.
 - `executors`, `ray_executor`: where tasks run (this process, a pool, Ray).
 """
 

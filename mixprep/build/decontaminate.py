@@ -62,6 +62,7 @@ class EvalSetSummary:
     """Distinct n-grams of the set."""
     fields: tuple[str, ...] = ()
     source: str = ""
+    """As the manifest describes sources (set by the driver)."""
     matched: dict[str, int] = field(default_factory=dict)
     """Records (training and validation) removed for matching this set, per dataset (filled in after the scan)."""
 
@@ -84,28 +85,13 @@ def eval_files(spec: DecontaminationSpec | None) -> list[EvalFile]:
     return [EvalFile(eval_set, file) for eval_set in spec.eval_sets for file in resolve_files(eval_set.source, eval_set.name)]
 
 
-def eval_inputs(files: list[EvalFile]) -> list[dict[str, Any]]:
-    """The manifest's `inputs` entries of the evaluation files (part of the build key)."""
-    entries = []
-    for item in files:
-        entry: dict[str, Any] = {
-            "dataset": item.eval_set.name, "role": ROLE, "path": item.file.path, "size": item.file.size, "mtime_ns": item.file.mtime_ns,
-        }
-        if item.file.etag is not None:
-            entry["etag"] = item.file.etag
-        if item.file.revision is not None:
-            entry["revision"] = item.file.revision
-        entries.append(entry)
-    return entries
-
-
 # -- the index (driver) ------------------------------------------------------------------
 
 def build_index(spec: DecontaminationSpec, files: list[EvalFile], work: str) -> tuple[DecontIndex, dict[str, EvalSetSummary]]:
     """Read the evaluation sets and write their n-gram table into `<work>/decontaminate/`."""
     folder = os.path.join(work, "decontaminate")
     os.makedirs(folder, exist_ok=True)
-    summaries = {s.name: EvalSetSummary(fields=s.fields, source=s.source.describe()) for s in spec.eval_sets}
+    summaries = {s.name: EvalSetSummary(fields=s.fields) for s in spec.eval_sets}
     names: list[str] = []  # per evaluation record: "set\0where"
     hashes: list[np.ndarray] = []
     ids: list[np.ndarray] = []

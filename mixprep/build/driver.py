@@ -23,10 +23,12 @@ from typing import Any, Literal
 import numpy as np
 
 from mixprep import __version__
-from mixprep.build.decontaminate import DecontIndex, EvalFile, EvalSetSummary, build_index, eval_files, eval_inputs
+from mixprep.build.card import CARD_NAME, write_card
+from mixprep.build.decontaminate import DecontIndex, EvalFile, EvalSetSummary, build_index, eval_files
 from mixprep.build.executors import Executor, LocalExecutor, held_signals, make_executor
 from mixprep.build.manifest import (
     build_key,
+    describe_source,
     input_fingerprints,
     outputs_intact,
     read_manifest,
@@ -145,7 +147,8 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     every_output = [rejected_final, *(p for s in SPLITS for p in SplitFiles.for_stem(out_dir, config.stem(s)).all())]
     check_outputs_are_not_inputs(config, out_dir, every_output, [t.file.path for t in tasks] + [e.file.path for e in evals])
     check_outputs_are_replaceable(every_output)
-    inputs = input_fingerprints(tasks) + eval_inputs(evals)
+    base = config.path.resolve().parent
+    inputs = input_fingerprints(tasks, base, evals)
     key = build_key(config.raw_digest, inputs, _key_options(config, options))
     finals = {split: SplitFiles.for_stem(out_dir, config.stem(split)) for split in splits}
     if options.force:
@@ -154,6 +157,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         reused, why = _reuse(finals, key, options, rejected_final)
         if reused is not None:
             log.info("outputs are up to date (config and inputs unchanged); use --force to rebuild")
+            _write_card(out_dir, config)
             return BuildResult({s: f.jsonl for s, f in finals.items()}, reused, reused=True)
         if not why:
             first = read_manifest(next(iter(finals.values())).manifest)
@@ -168,8 +172,10 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         executor.close(abort=True)
         raise
     try:
-        with timed(phases, "decontamination index"):
-            index, eval_summaries = _decontamination_index(config, evals, str(work))
+        index, eval_summaries = None, {}
+        if config.decontaminate is not None:
+            with timed(phases, "decontamination index"):
+                index, eval_summaries = _decontamination_index(config, evals, str(work))
         with timed(phases, "scan"):
             results = _scan(
                 config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected, decontaminate=index
@@ -226,6 +232,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             executor.close()
             remove_work_dir(work)
     log.info("time by phase: %s", ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items()))
+    _write_card(out_dir, config)
     return BuildResult({s: f.jsonl for s, f in finals.items()}, manifests, quotas=quotas, stats=stats)
 
 
@@ -267,6 +274,9 @@ def _decontamination_index(
     if config.decontaminate is None:
         return None, {}
     index, summaries = build_index(config.decontaminate, evals, work)
+    base = config.path.resolve().parent
+    for eval_set in config.decontaminate.eval_sets:
+        summaries[eval_set.name].source = ", ".join(describe_source(eval_set.source, base))
     log.info(
         "decontamination: %s",
         "; ".join(f"{name} {s.records:,} records, {s.ngrams:,} {config.decontaminate.ngram}-grams" for name, s in summaries.items()),
@@ -302,6 +312,15 @@ def _decontamination_entry(config: MixtureConfig, summaries: dict[str, EvalSetSu
     if config.decontaminate is None:
         return None
     return {"ngram": config.decontaminate.ngram, "eval_sets": {name: s.as_dict() for name, s in summaries.items()}}
+
+
+def _write_card(out_dir: Path, config: MixtureConfig) -> None:
+    """The folder's dataset card, after the outputs it describes are in place (a card that
+    cannot be written costs a warning, not the build)."""
+    try:
+        write_card(out_dir, f"{config.phase}_{config.name}")
+    except OSError as exc:
+        log.warning("the dataset card %s was not written: %s", out_dir / CARD_NAME, exc.strerror or exc)
 
 
 def _check_inputs_unchanged(tasks: list[ScanTask], evals: list[EvalFile]) -> None:

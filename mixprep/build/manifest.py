@@ -7,6 +7,7 @@ key matches an existing, intact output reuses it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import platform
@@ -17,11 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from mixprep.build import decontaminate
+from mixprep.config.schema import SourceSpec
 from mixprep.errors import IndexFormatError
+from mixprep.filters.registry import FilterChain
 from mixprep.serve.index import open_index
+from mixprep.sources import remote
 from mixprep.sources.plan import ScanTask
 
 if TYPE_CHECKING:
+    from mixprep.build.decontaminate import EvalFile
     from mixprep.build.sampler import Quota, SourceSelection
     from mixprep.build.scan import ScanStats
     from mixprep.build.writers import OutputInfo, SplitFiles
@@ -48,15 +54,28 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def input_fingerprints(tasks: Iterable[ScanTask]) -> list[dict[str, Any]]:
+def shown_path(path: str, base: Path) -> str:
+    """A path as the manifest records it: relative to the config's folder `base` when it is
+    inside it (so a manifest moves with its project), else as it is (absolute, or a URL)."""
+    if remote.is_remote(path):
+        return path
+    try:
+        return Path(path).relative_to(base).as_posix()
+    except ValueError:
+        return path
+
+
+def input_fingerprints(tasks: Iterable[ScanTask], base: Path, evals: Iterable[EvalFile] = ()) -> list[dict[str, Any]]:
+    """Each input file once: its dataset (or evaluation set), role (main, validation or
+    decontaminate), path (`shown_path`), size and mtime (ETag or revision where known)."""
     seen: dict[str, dict[str, Any]] = {}
-    for task in tasks:
-        file = task.file
+    labelled = [(t.dataset_name, t.role, t.file) for t in tasks] + [(e.eval_set.name, decontaminate.ROLE, e.file) for e in evals]
+    for name, role, file in labelled:
         if file.path not in seen:
             seen[file.path] = {
-                "dataset": task.dataset_name,
-                "role": task.role,
-                "path": file.path,
+                "dataset": name,
+                "role": role,
+                "path": shown_path(file.path, base),
                 "size": file.size,
                 "mtime_ns": file.mtime_ns,
             }
@@ -120,8 +139,27 @@ def outputs_intact(manifest: dict[str, Any], jsonl: Path, parquet: Path, index: 
         return False
 
 
-def describe_source(source: Any) -> list[str]:
-    return [source.describe()] if getattr(source, "hub", None) else list(source.patterns)
+def describe_source(source: SourceSpec, base: Path) -> list[str]:
+    """A source's patterns as configured (resolved, then `shown_path`), or its Hugging Face spec."""
+    if source.hub is not None:
+        hub = source.hub
+        return [dataclasses.replace(hub, repo=shown_path(hub.repo, base)).describe() if hub.local else hub.describe()]
+    return [shown_path(pattern, base) for pattern in source.patterns]
+
+
+def filter_settings(chain: FilterChain) -> dict[str, Any]:
+    """The filters a source ran, in order, with their resolved settings (global ones merged in)."""
+    return {name: _plain(value) for name, value in chain}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def split_manifest(
@@ -147,12 +185,14 @@ def split_manifest(
     """
     sources = {}
     by_source = {}
+    base = config.path.resolve().parent
     for dataset, quota, selection in zip(config.datasets, quotas, selections, strict=True):
         chosen = selection.train if split == "train" else selection.validation
         entry = {
             "mix_ratio": dataset.mix_ratio,
             "max_samples": dataset.max_samples,
-            "source": describe_source(dataset.source),
+            "source": describe_source(dataset.source, base),
+            "filters": filter_settings(dataset.filters),
             **stats[dataset.name].as_dict(),
             "held_out_for_validation": quota.held_out,
             "available": quota.available,
@@ -165,12 +205,15 @@ def split_manifest(
                 unique=chosen.unique,
                 repeated_records=chosen.repeated_records,
                 extra_copies=chosen.extra_copies,
-                repeat_factor=round(quota.repeat_factor, 6) if quota.available else None,
+                sample_factor=round(quota.repeat_factor, 6) if quota.available else None,
+                repeat_factor=round(quota.quota / chosen.unique, 6) if chosen.unique else None,
             )
         else:
-            entry.update(quota=quota.validation, unique=chosen.unique, repeated_records=0, extra_copies=0, repeat_factor=None)
+            entry.update(
+                quota=quota.validation, unique=chosen.unique, repeated_records=0, extra_copies=0, sample_factor=None, repeat_factor=None
+            )
             if dataset.validation_source is not None:
-                entry["validation_source"] = describe_source(dataset.validation_source)
+                entry["validation_source"] = describe_source(dataset.validation_source, base)
                 if validation_removed is not None and dataset.name in validation_removed:
                     entry["validation_source_removed"] = validation_removed[dataset.name]
         sources[dataset.name] = entry
@@ -182,7 +225,7 @@ def split_manifest(
         "name": config.name,
         "record_schema": config.record_schema,
         "seed": config.seed,
-        "config": {"path": str(config.path.resolve()), "sha256": config.raw_digest},
+        "config": {"path": config.path.name, "sha256": config.raw_digest},
         "build_key": key,
         "total_samples": sum(by_source.values()),
         "packages": package_versions(),
