@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mixprep.errors import ConfigError, MixprepError
+from mixprep.errors import ConfigError, MixprepError, OutputError
 from mixprep.flags import FlagParser
 
 DELEGATED = {"train": "mixprep.train.__main__", "tokenizer": "mixprep.train.tokenizer"}
@@ -121,6 +121,7 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also record the JSONL's whole-file sha256 (what `sha256sum` prints; one more pass over the output)",
     )
+    build.add_argument("--no-report", action="store_true", help="skip drawing <phase>_<name>.report.html")
     build.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     build.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     build.set_defaults(handler=cmd_build)
@@ -161,6 +162,15 @@ def make_parser() -> argparse.ArgumentParser:
     example.add_argument("--seed", type=int, default=0)
     example.set_defaults(handler=cmd_example_data)
 
+    report = sub.add_parser(
+        "report",
+        help="(re)draw a build's HTML report from its manifest and outputs",
+        description="Draw <phase>_<name>.report.html beside the outputs of a finished build, from its manifests, "
+        "JSONL, index and Parquet sidecar (how long the build took is known only to the build itself).",
+    )
+    report.add_argument("manifest", metavar="MANIFEST.json", help="a split's manifest (or its JSONL)")
+    report.set_defaults(handler=cmd_report)
+
     sub.add_parser("train", help="train a small GPT on a built mixture (see `mixprep train --help`)")
     sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer (see `mixprep tokenizer train --help`)")
     return parser
@@ -184,6 +194,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not args.dry_run:
         options["write_rejected"] = args.write_rejected
         options["sha256"] = args.sha256
+        options["report"] = not args.no_report
     if args.dry_run:
         result = mixer.dry_run(output_dir=args.output_dir, workers=args.workers, **options)
         print(plan_table(result))
@@ -217,6 +228,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"  FAIL {problem}")
         status |= 0 if report.ok else 1
     return status
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mixprep.report import write_report
+
+    path = Path(args.manifest)
+    if path.suffix == ".jsonl":
+        path = path.with_name(path.name[: -len(".jsonl")] + ".manifest.json")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        phase, name = manifest["phase"], manifest["name"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"{path}: not a mixprep manifest ({exc})"
+        raise OutputError(msg) from None
+    print(f"-> {write_report(path.parent, phase, name)}")
+    return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:

@@ -66,6 +66,7 @@ def build(config: Path, out: Path, **options: Any) -> BuildResult:
     # Test inputs are tiny: without this, `workers=2` would run in this process (see
     # SMALL_INPUT_BYTES) and the tests about worker counts would not start a pool.
     options.setdefault("small_input_bytes", 0)
+    options.setdefault("report", False)  # drawn in tests/test_report.py; ~1 s a build elsewhere
     return DatasetMixer.from_yaml(config).build(output_dir=out, **options)
 
 

@@ -139,10 +139,11 @@ INDEX_MTIME = slice(32, 40)  # the .idx header's data_mtime_ns (mixprep/index.py
 
 def read_outputs(folder: Path) -> dict[str, bytes]:
     """Every finished output file's bytes, by name (the temporary area excluded); an
-    index's record of its JSONL's mtime is zeroed, everything else is compared as is."""
+    index's record of its JSONL's mtime is zeroed, everything else is compared as is but
+    the report (it records how long the build took)."""
     outputs = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file():
+        if path.is_file() and not path.name.endswith(".report.html"):
             data = bytearray(path.read_bytes())
             if path.suffix == ".idx":
                 data[INDEX_MTIME] = bytes(8)

@@ -279,6 +279,7 @@ def test_validation_samples_and_split_selection(two_sources: Path, tmp_path: Pat
     only_validation = build(config, tmp_path / "v", splits=("validation",))
     assert set(only_validation.files) == {"validation"}
     assert [p.name for p in complete_looking_outputs(tmp_path / "v")] == [
+        "README.md",  # the dataset card
         "pretrain_t_validation.idx", "pretrain_t_validation.jsonl", "pretrain_t_validation.manifest.json", "pretrain_t_validation.parquet",
     ]
     assert source_counts(read_jsonl(only_validation.files["validation"])) == {"a": 6, "b": 4}

@@ -72,6 +72,7 @@ from mixprep.build.writers import (
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SourceError
 from mixprep.progress import Progress, TaskCounters
+from mixprep.report import write_report
 from mixprep.sources.plan import ScanTask, changed_inputs, make_plan
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class BuildOptions:
     write_rejected: bool = False
     sha256: bool = False  # also record the whole JSONL's sha256 (`sha256sum`-compatible; one serial pass)
     small_input_bytes: int = SMALL_INPUT_BYTES  # below this much input, `workers > 1` runs in this process
+    report: bool = True  # also draw <phase>_<name>.report.html
 
 
 @dataclass
@@ -233,6 +235,8 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             remove_work_dir(work)
     log.info("time by phase: %s", ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items()))
     _write_card(out_dir, config)
+    if options.report:
+        _write_report(out_dir, config, phases, tasks, options)
     return BuildResult({s: f.jsonl for s, f in finals.items()}, manifests, quotas=quotas, stats=stats)
 
 
@@ -321,6 +325,23 @@ def _write_card(out_dir: Path, config: MixtureConfig) -> None:
         write_card(out_dir, f"{config.phase}_{config.name}")
     except OSError as exc:
         log.warning("the dataset card %s was not written: %s", out_dir / CARD_NAME, exc.strerror or exc)
+
+
+def _write_report(out_dir: Path, config: MixtureConfig, phases: dict[str, float], tasks: list[ScanTask], options: BuildOptions) -> None:
+    """The HTML report, with how this build ran (the outputs are in place already: a report
+    that cannot be written costs a warning, not the build)."""
+    started = time.perf_counter()
+    facts = {
+        "seconds_by_phase": dict(phases),
+        "input_bytes": sum({t.file.path: t.file.size for t in tasks}.values()),
+        "workers": options.workers,
+    }
+    try:
+        path = write_report(out_dir, config.phase, config.name, facts)
+    except OSError as exc:
+        log.warning("the report was not written: %s", exc.strerror or exc)
+        return
+    log.info("report: %s (%.1fs)", path, time.perf_counter() - started)
 
 
 def _check_inputs_unchanged(tasks: list[ScanTask], evals: list[EvalFile]) -> None:
