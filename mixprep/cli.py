@@ -107,9 +107,10 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--ray-address", default=None, help="Ray cluster address (auto, HOST:PORT); default: start a local Ray")
     build.add_argument(
         "--parquet-compression",
-        default="none",
+        default="zstd",
         choices=("none", "lz4", "snappy", "zstd"),
-        help="sidecar compression (default none: 4x faster to write than lz4; zstd for a compact sidecar)",
+        help="sidecar compression (default zstd: a sidecar 0.16-0.5x the size of an uncompressed one for ~10%% more "
+        "build time on 1.5 GB; none for the fastest build)",
     )
     build.add_argument(
         "--write-rejected",
