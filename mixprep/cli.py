@@ -22,9 +22,10 @@ DELEGATED = {"train": "mixprep.train.__main__", "tokenizer": "mixprep.train.toke
 
 # Optional packages, imported only by the features that need them, and the extra that installs each.
 EXTRAS = {
-    "torch": "train", "transformers": "train", "tokenizers": "train", "jinja2": "train", "matplotlib": "train",
+    "torch": "train", "transformers": "train", "tokenizers": "train", "jinja2": "train",
     "regex": "train", "datasets": "sources", "huggingface_hub": "sources", "fsspec": "sources", "s3fs": "sources",
     "gcsfs": "sources", "py3langid": "sources", "scipy": "sources", "datasketch": "sources", "ray": "ray",
+    "tensorboard": "track", "wandb": "track",
 }
 
 

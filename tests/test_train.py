@@ -445,3 +445,80 @@ def test_data_flags_are_exclusive_and_required(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(train_args(corpus, tmp_path) + ["--output", "x"])
     assert "unrecognized arguments: --output x" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def test_report_to_tensorboard_logs_every_metrics_record(corpus, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert main(train_args(corpus, out, "--max_steps", "6", "--save_interval", "3", "--report_to", "tensorboard")) == 0
+    records = read_metrics(out / "metrics.jsonl")
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [r["step"] for r in records] == list(range(1, 7))
+    assert [e.value for e in losses] == pytest.approx([r["train_loss"] for r in records], rel=1e-6)
+    assert [e.step for e in events.Scalars("val/loss")] == [3, 6]
+    assert {"train/lr", "throughput/tokens_per_s", "train/tokens_seen"} <= set(events.Tags()["scalars"])
+
+
+def test_report_to_wandb_works_offline_without_credentials(corpus, tmp_path, monkeypatch, caplog):
+    pytest.importorskip("wandb")
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc login, and wandb's caches stay in the test
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        assert main(train_args(corpus, out, "--max_steps", "3", "--report_to", "wandb")) == 0
+    runs = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    data = runs[0].read_bytes()
+    assert b"train/loss" in data and b"throughput/tokens_per_s" in data
+    assert "wandb: logging offline into" in caplog.text
+
+
+def test_log_lines_show_an_eta_and_a_long_run_is_announced(corpus, tmp_path, monkeypatch, caplog):
+    import mixprep.train.run as run_module
+
+    monkeypatch.setattr(run_module, "LONG_RUN_SECONDS", 0.0)  # any run is "long"
+    with caplog.at_level(logging.INFO):
+        assert main(train_args(corpus, tmp_path / "run", "--max_steps", "8")) == 0
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(steps) == 8 and all(" eta " in line for line in steps)
+    assert steps[-1].endswith("eta 0s")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("this run needs about ") and "at the pace of its first 5 steps" in warnings[0]
+
+
+def test_format_duration():
+    from mixprep.train.console import format_duration
+
+    assert [format_duration(s) for s in (0.4, 45, 725, 11_220)] == ["0s", "45s", "12m05s", "3h07m"]
+
+
+def test_loss_plot_has_a_title_a_tokens_axis_and_a_learning_rate_panel(corpus, tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: drawn.append(fig) or Path(a[0]).write_bytes(b""))
+    assert main(train_args(corpus, tmp_path / "run", "--max_steps", "4", "--save_interval", "2")) == 0
+    figure = drawn[-1]
+    loss_axes, lr_axes = figure.axes[:2]
+    assert loss_axes.get_title() == "run: loss and learning rate"
+    assert [child.get_xlabel() for child in loss_axes.child_axes] == ["tokens seen"]
+    assert lr_axes.get_ylabel() == "learning rate" and len(lr_axes.lines) == 1
+    assert list(lr_axes.lines[0].get_xdata()) == [1, 2, 3, 4]
+
+
+def test_report_to_without_the_package_names_the_install(corpus, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError, match=r'--report_to wandb needs the wandb package: pip install "mixprep\[track\]"'):
+        main(train_args(corpus, tmp_path / "run", "--max_steps", "1", "--report_to", "wandb"))
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made

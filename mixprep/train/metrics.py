@@ -1,7 +1,8 @@
 """Training metrics on disk: `metrics.jsonl`, `loss.png`, and comparing runs.
 
 Place in the flow: `mixprep.train` appends one JSON object per logged step to
-`<out_dir>/metrics.jsonl` and redraws `<out_dir>/loss.png` at every save; `compare_runs`
+`<out_dir>/metrics.jsonl` and redraws `<out_dir>/loss.png` (loss against step and tokens
+seen, over a learning-rate panel) at every save; `compare_runs`
 reads several runs' files back and `python -m mixprep.metrics DIR DIR ...` prints them
 side by side.
 
@@ -22,6 +23,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from mixprep.errors import OutputError, SourceError
 from mixprep.flags import FlagParser
@@ -72,31 +76,41 @@ class MetricsLog:
 
 
 def plot_losses(metrics_path: Path, png_path: Path, *, title: str | None = None) -> Path:
-    """Train and validation loss against step, written with matplotlib's Agg backend."""
+    """Train and validation loss against step (tokens seen on the top axis) over a panel of
+    the learning rate, written with matplotlib's Agg backend."""
     records = read_metrics(metrics_path)
-    return _plot_runs({title or metrics_path.parent.name: records}, png_path)
+    name = title or metrics_path.parent.name
+    return _plot_runs({name: records}, png_path, title=f"{name}: loss and learning rate")
 
 
-def _plot_runs(runs: dict[str, list[dict]], png_path: Path) -> Path:
+def _plot_runs(runs: dict[str, list[dict]], png_path: Path, *, title: str = "loss and learning rate") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (ax, lr_ax) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, height_ratios=(3, 1))
     try:
         for index, (name, records) in enumerate(runs.items()):
             color = f"C{index}"
             train = [(r["step"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
             val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+            rates = [(r["step"], r["lr"]) for r in records if r.get("lr") is not None]
             if train:
                 ax.plot(*zip(*train, strict=True), color=color, label=f"{name} train")
             if val:
                 ax.plot(*zip(*val, strict=True), color=color, linestyle="--", marker="o", label=f"{name} validation")
-        ax.set_xlabel("optimizer step")
+            if rates:
+                lr_ax.plot(*zip(*rates, strict=True), color=color)
+        _tokens_axis(ax, next(iter(runs.values()), []))
+        ax.set_title(title)
         ax.set_ylabel("loss (cross-entropy, nats/token)")
         ax.grid(alpha=0.3)
         ax.legend()
+        lr_ax.set_xlabel("optimizer step")
+        lr_ax.set_ylabel("learning rate")
+        lr_ax.grid(alpha=0.3)
+        fig.tight_layout()
         png_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = png_path.with_name(png_path.name + ".tmp.png")
         fig.savefig(tmp, dpi=100)
@@ -107,6 +121,19 @@ def _plot_runs(runs: dict[str, list[dict]], png_path: Path) -> Path:
     finally:
         plt.close(fig)
     return png_path
+
+
+def _tokens_axis(ax: Any, records: list[dict]) -> None:
+    """A top axis labelled in tokens seen (the first run's), mapped from steps by interpolation."""
+    points = sorted({(0, 0)} | {(r["step"], r["tokens_seen"]) for r in records if r.get("tokens_seen") is not None})
+    if len(points) < 2:
+        return
+    steps, tokens = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+    top = ax.secondary_xaxis(
+        "top",
+        functions=(lambda s: np.interp(s, steps, tokens), lambda t: np.interp(t, tokens, steps)),
+    )
+    top.set_xlabel("tokens seen")
 
 
 @dataclass(frozen=True)

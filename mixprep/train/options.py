@@ -11,6 +11,7 @@ from typing import Any, Literal
 from mixprep.errors import ConfigError
 from mixprep.flags import FlagParser
 from mixprep.train.data import PHASES
+from mixprep.train.trackers import REPORT_TO, check_available
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class TrainOptions:
     save_interval: int
     eval_batches: int
     resume: bool
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -101,6 +103,8 @@ def build_parser() -> FlagParser:
     run.add_argument("--save_interval", type=int, default=500, help="steps between checkpoints + validation")
     run.add_argument("--eval_batches", type=int, default=50, help="validation batches per evaluation")
     run.add_argument("--resume", action="store_true", help="continue the run in --out_dir from its checkpoint")
+    run.add_argument("--report_to", choices=REPORT_TO, default="none",
+                     help="also log metrics to tensorboard (<out_dir>/tensorboard) or wandb (offline without credentials)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--hidden_size", type=int, default=512)
@@ -129,6 +133,7 @@ def parse_options(argv: Sequence[str]) -> TrainOptions:
     if args.data_dir is not None and args.data_config is None:
         msg = "--output_dir/--data_dir only applies with --data_config (where to build the mixture's files)"
         raise ConfigError(msg)
+    check_available(args.report_to)
     values = vars(args)
     values["grad_clip"] = args.grad_clip or None
     return TrainOptions(**values)

@@ -20,7 +20,8 @@ Guarantees:
 - `<out_dir>/checkpoint.pt` (model, optimizer, step, position, config, data fingerprint) is written
   atomically at every `--save_interval`, at the end, and on Ctrl-C; resuming against different
   data, model shape or batch settings is refused with the differences listed.
-- `<out_dir>/metrics.jsonl` + `loss.png` (see `train.metrics`), `config.json` (what the run was
+- `<out_dir>/metrics.jsonl` + `loss.png` (see `train.metrics`), with `--report_to` also
+  TensorBoard or W&B (`train.trackers`), `config.json` (what the run was
   given) and `tokenizer/` (a copy, so a run folder is self-contained).
 """
 from __future__ import annotations
@@ -30,7 +31,6 @@ import importlib.util
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +42,7 @@ from torch.utils.data import Dataset
 
 from mixprep.errors import ConfigError, SourceError
 from mixprep.train.checkpoint import CHECKPOINT_FILE, CHECKPOINT_FORMAT, load_checkpoint, resume_conflicts, save_checkpoint
+from mixprep.train.console import describe, format_duration, make_progress
 from mixprep.train.data import (
     TOKENIZER_DIR,
     SeededBatchSampler,
@@ -58,11 +59,14 @@ from mixprep.train.data import (
 from mixprep.train.metrics import METRICS_FILE, PLOT_FILE, MetricsLog, plot_losses
 from mixprep.train.model import GPT, GPTConfig
 from mixprep.train.options import TrainOptions, options_to_json
+from mixprep.train.trackers import make_tracker
 
 logger = logging.getLogger(__name__)
 
 
 CONFIG_FILE = "config.json"
+PACE_STEPS = 5  # steps measured before judging how long the run will take
+LONG_RUN_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,9 @@ class Trainer:
         self.stop_step = min(self.schedule_steps, opts.max_steps) if opts.max_steps else self.schedule_steps
         self.metrics = MetricsLog(opts.out_dir, resume_step=self.position.step if saved is not None else None)
         self._write_run_files()
+        self.tracker = make_tracker(opts.report_to, opts.out_dir, options_to_json(opts))
+        self.started = Position()  # where this process began (a resumed run's earlier steps took no time here)
+        self.started_at = 0.0
         self.last_train_loss: float | None = None
         self.last_val_loss: float | None = None
         # A missing plotting library should cost the picture, not the run (found out at step 500).
@@ -367,12 +374,32 @@ class Trainer:
             return False
         record = self._record(window, with_validation=saving)
         self.metrics.append(record)
+        if self.tracker is not None:
+            self.tracker.log(record)
         if saving:
             self.save()
             if self.can_plot:
                 plot_losses(self.opts.out_dir / METRICS_FILE, self.opts.out_dir / PLOT_FILE)
-        describe(record, progress)
+        describe(record, progress, self.seconds_left())
         return True
+
+    def seconds_left(self) -> float | None:
+        """The rest of the run at the pace of this process so far (None before its first step)."""
+        done = self.position.step - self.started.step
+        if done <= 0:
+            return None
+        return (time.perf_counter() - self.started_at) / done * (self.stop_step - self.position.step)
+
+    def _warn_if_long(self) -> None:
+        """Say so, a few steps in, when the pace measured so far means hours."""
+        left = self.seconds_left()
+        if left is not None and left > LONG_RUN_SECONDS:
+            logger.warning(
+                "this run needs about %s more at the pace of its first %d steps (%s-parameter model on %s, %d steps): "
+                "lower --max_steps or the model size (--hidden_size, --num_hidden_layers), or use a GPU (--device cuda)",
+                format_duration(left), self.position.step - self.started.step, f"{self.model.num_parameters():,}",
+                self.device, self.stop_step,
+            )
 
     # -- the loop
 
@@ -402,6 +429,7 @@ class Trainer:
         self.model.train()
         progress = make_progress(total=self.stop_step, initial=self.position.step)
         window = Window(started=time.perf_counter())
+        self.started, self.started_at = self.position, time.perf_counter()
         step_loss: torch.Tensor | None = None
         step_tokens = 0
         try:
@@ -424,6 +452,8 @@ class Trainer:
                     step_loss, step_tokens = None, 0
                     if progress is not None:
                         progress.update(1)
+                    if self.position.step - self.started.step == PACE_STEPS:
+                        self._warn_if_long()
                     if self._log_and_maybe_save(window, progress):
                         window = Window(started=time.perf_counter())
                     if self.position.step >= self.stop_step:
@@ -437,34 +467,10 @@ class Trainer:
         finally:
             if progress is not None:
                 progress.close()
+            if self.tracker is not None:
+                self.tracker.close()
         return TrainResult(opts.out_dir, self.position.step, self.last_train_loss, self.last_val_loss,
                            self.checkpoint_path, self.model.num_parameters())
-
-
-def make_progress(*, total: int, initial: int) -> Any:
-    """A tqdm bar on a terminal; None otherwise (log lines instead)."""
-    if not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-
-
-def describe(record: dict[str, Any], progress: Any) -> None:
-    loss = record["train_loss"]
-    postfix = {"loss": f"{loss:.4f}" if loss is not None else "-", "tok/s": f"{record['tokens_per_s']:.0f}"}
-    if record.get("val_loss") is not None:
-        postfix["val"] = f"{record['val_loss']:.4f}"
-    if progress is not None:
-        progress.set_postfix(postfix, refresh=False)
-        if "val_loss" in record:
-            progress.write(f"step {record['step']}: val_loss {postfix.get('val', '-')}")
-        return
-    logger.info(
-        "step %d  epoch %.3f  loss %s  val %s  lr %.3g  tok/s %s  data_wait %.1f%%",
-        record["step"], record["epoch"], postfix["loss"], postfix.get("val", "-"), record["lr"],
-        postfix["tok/s"], 100 * record["data_wait_fraction"],
-    )
 
 
 def train(opts: TrainOptions) -> TrainResult:
