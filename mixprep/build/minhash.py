@@ -55,7 +55,7 @@ def band_hashes(signature: np.ndarray, bands: int, rows: int) -> np.ndarray:
 # -- kernels ---------------------------------------------------------------------------
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _mix(x: np.uint64) -> np.uint64:
+def mix64(x: np.uint64) -> np.uint64:
     """splitmix64's finalizer: every input bit reaches every output bit."""
     x ^= x >> np.uint64(30)
     x *= np.uint64(0xBF58476D1CE4E5B9)
@@ -96,7 +96,7 @@ def _word_hash(data: np.ndarray, start: int, end: int) -> np.uint64:
     h = np.uint64(0xCBF29CE484222325)
     for i in range(start, end):
         h = (h ^ np.uint64(data[i])) * np.uint64(0x100000001B3)
-    return _mix(h + np.uint64(end - start))
+    return mix64(h + np.uint64(end - start))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -154,7 +154,7 @@ def _signatures(data: np.ndarray, offsets: np.ndarray, ngram: int, a: np.ndarray
         for s in range(max(1, count - ngram + 1)):
             h = np.uint64(0x9E3779B97F4A7C15) * np.uint64(width)
             for w in range(s, s + width):
-                h = _mix(h ^ words[w])
+                h = mix64(h ^ words[w])
             _permute_into(_fmix32(np.uint32(h >> np.uint64(32))), a, b, minimum)
         out[row, :] = minimum
 
@@ -163,7 +163,7 @@ def _signatures(data: np.ndarray, offsets: np.ndarray, ngram: int, a: np.ndarray
 def _band_hashes(signature: np.ndarray, bands: int, rows: int, out: np.ndarray) -> None:
     for row in range(signature.shape[0]):
         for band in range(bands):
-            h = _mix(np.uint64(band + 1) * np.uint64(0x9E3779B97F4A7C15))
+            h = mix64(np.uint64(band + 1) * np.uint64(0x9E3779B97F4A7C15))
             for k in range(band * rows, (band + 1) * rows):
-                h = _mix(h ^ np.uint64(signature[row, k]))
+                h = mix64(h ^ np.uint64(signature[row, k]))
             out[row, band] = h

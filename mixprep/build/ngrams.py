@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
+from mixprep.build.minhash import mix64
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -124,17 +125,6 @@ def words_of(text: str) -> list[str]:
 # -- kernels ---------------------------------------------------------------------------
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _mix(x: np.uint64) -> np.uint64:
-    """splitmix64's finalizer."""
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _decode(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
     """(code point, byte length) of the UTF-8 character at data[i] (lead byte >= 0x80)."""
     b0 = np.int64(data[i])
@@ -202,7 +192,7 @@ def _next_word(data: np.ndarray, i: int, end: int, word: np.ndarray, lower: np.n
                 i += 1
                 continue
             if start != _NO_WORD:
-                return i + 1, _mix(h), start, i
+                return i + 1, mix64(h), start, i
             i += 1
             continue
         cp, size = _decode(data, i, end)
@@ -214,12 +204,12 @@ def _next_word(data: np.ndarray, i: int, end: int, word: np.ndarray, lower: np.n
             i += size
             continue
         if start != _NO_WORD:
-            return i, _mix(h), start, i  # the separator or ideograph is read again next call
+            return i, mix64(h), start, i  # the separator or ideograph is read again next call
         if kind == 2:
-            return i + size, _mix((h ^ np.uint64(cp)) * _FNV_PRIME), i, i + size
+            return i + size, mix64((h ^ np.uint64(cp)) * _FNV_PRIME), i, i + size
         i += size
     if start != _NO_WORD:
-        return end, _mix(h), start, end
+        return end, mix64(h), start, end
     return end, np.uint64(0), _NO_WORD, end
 
 
@@ -233,8 +223,26 @@ def _power(n: int) -> np.uint64:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _next_gram(
+    data: np.ndarray, i: int, end: int, word: np.ndarray, lower: np.ndarray,
+    ring: np.ndarray, starts: np.ndarray, seen: int, rolled: np.uint64, leaving: np.uint64,
+) -> tuple[int, int, np.uint64, int]:
+    """Read the next word into the window of the last n (`ring`: their hashes, `starts`:
+    their first bytes; `rolled`: the window's polynomial): (index after it, words seen,
+    rolled, its end byte); the end is _NO_WORD when the text has no more words."""
+    i, h, start, stop = _next_word(data, i, end, word, lower)
+    if start == _NO_WORD:
+        return i, seen, rolled, _NO_WORD
+    slot = seen % len(ring)
+    rolled = rolled * _BASE + h - ring[slot] * leaving
+    ring[slot] = h
+    starts[slot] = start
+    return i, seen + 1, rolled, stop
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _key(rolled: np.uint64) -> np.uint64:
-    key = _mix(rolled)
+    key = mix64(rolled)
     return key if key != np.uint64(0) else np.uint64(1)  # 0 marks an empty slot
 
 
@@ -250,6 +258,7 @@ def _ngram_hashes(
     lower: np.ndarray,
 ) -> int:
     ring = np.zeros(n, dtype=np.uint64)
+    starts = np.zeros(n, dtype=np.int64)
     leaving = _power(n)
     total = 0
     for r in range(len(rows)):
@@ -258,13 +267,9 @@ def _ngram_hashes(
         rolled = np.uint64(0)
         seen = 0
         while True:
-            i, h, start, _ = _next_word(data, i, end, word, lower)
-            if start == _NO_WORD:
+            i, seen, rolled, stop = _next_gram(data, i, end, word, lower, ring, starts, seen, rolled, leaving)
+            if stop == _NO_WORD:
                 break
-            slot = seen % n
-            rolled = rolled * _BASE + h - ring[slot] * leaving
-            ring[slot] = h
-            seen += 1
             if seen >= n:
                 out[total] = _key(rolled)
                 total += 1
@@ -320,6 +325,7 @@ def _candidates(
     owners = np.empty(1024, dtype=np.int64)
     count = 0
     ring = np.zeros(n, dtype=np.uint64)
+    starts = np.zeros(n, dtype=np.int64)
     leaving = _power(n)
     for r in range(len(rows)):
         t = rows[r]
@@ -327,13 +333,9 @@ def _candidates(
         rolled = np.uint64(0)
         seen = 0
         while True:
-            i, h, start, _ = _next_word(data, i, end, word, lower)
-            if start == _NO_WORD:
+            i, seen, rolled, stop = _next_gram(data, i, end, word, lower, ring, starts, seen, rolled, leaving)
+            if stop == _NO_WORD:
                 break
-            slot = seen % n
-            rolled = rolled * _BASE + h - ring[slot] * leaving
-            ring[slot] = h
-            seen += 1
             if seen >= n:
                 key = _key(rolled)
                 filter_word, bit = _filter_bit(key, shift)
@@ -382,14 +384,9 @@ def _first_matches(
         rolled = np.uint64(0)
         seen = 0
         while True:
-            i, h, start, stop = _next_word(data, i, end, word, lower)
-            if start == _NO_WORD:
+            i, seen, rolled, stop = _next_gram(data, i, end, word, lower, ring, starts, seen, rolled, leaving)
+            if stop == _NO_WORD:
                 break
-            slot = seen % n
-            rolled = rolled * _BASE + h - ring[slot] * leaving
-            ring[slot] = h
-            starts[slot] = start
-            seen += 1
             if seen >= n:
                 found = _lookup(keys, values, _key(rolled))
                 if found >= 0:
