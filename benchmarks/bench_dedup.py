@@ -11,8 +11,9 @@ in this process, on one core:
   datasketch's pairs mixprep finds;
 - with `--group-records N`: the driver's grouping of N records' band hashes (10% duplicated,
   spread over 20 band-major task files as the scan writes them): peak memory allocated
-  (tracemalloc, which numpy reports to) and seconds, one band at a time as the build reads
-  them, against all bands of all records concatenated first (how the driver grouped before).
+  (tracemalloc, which numpy reports to) and seconds, each band cut into shards by value
+  (the build's way, one shard per SHARD_RECORDS records; here at least 8), one whole band
+  at a time, and all bands of all records concatenated first (how the driver grouped before).
 
     python benchmarks/bench_dedup.py --documents 20000            # ~20 MB, about a minute
     python benchmarks/bench_dedup.py --documents 5000 --threshold 0.8
@@ -30,8 +31,8 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from mixprep.build.dedup import fingerprint_groups, fingerprints, groups_by_columns, lsh_bands, normalized
-from mixprep.build.select import band_columns
+from mixprep.build.dedup import fingerprint_groups, fingerprints, groups_by_columns, groups_by_shards, lsh_bands, normalized
+from mixprep.build.select import band_columns, band_shards, shard_count
 from mixprep.config.schema import DedupSpec
 
 
@@ -93,7 +94,8 @@ def band_pairs(prints: np.ndarray) -> set[tuple[int, int]]:
 
 
 def grouping_memory(records: int, bands: int, seed: int) -> None:
-    """Peak allocated bytes and seconds of grouping `records` x `bands` band hashes, both ways."""
+    """Peak allocated bytes and seconds of grouping `records` x `bands` band hashes: each band
+    cut into shards by value (the build's way at scale), each band whole, all bands at once."""
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as folder:
         paths = []
@@ -102,7 +104,9 @@ def grouping_memory(records: int, bands: int, seed: int) -> None:
             table[::10] = table[1::10]  # every tenth record duplicates its neighbour
             paths.append(str(Path(folder) / f"{task}.npy"))
             np.save(paths[-1], np.ascontiguousarray(table.T))  # band-major, as the scan writes it
+        shards = max(shard_count(records), 8)
         runs = {
+            f"{shards} shards a band": lambda: groups_by_shards(records, band_shards(paths, bands, shards)),
             "one band at a time": lambda: groups_by_columns(records, band_columns(paths, bands)),
             "all bands at once": lambda: fingerprint_groups(np.concatenate([np.load(p).T for p in paths])),
         }

@@ -317,6 +317,6 @@ def test_bench_dedup_plants_near_copies_and_finds_pairs_sharing_a_band() -> None
 def test_bench_dedup_grouping_memory_prints_both_ways_with_the_same_groups(capsys: pytest.CaptureFixture[str]) -> None:
     bench_dedup.grouping_memory(4000, 3, seed=0)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2
-    assert "one band at a time" in lines[0] and "all bands at once" in lines[1]
-    assert lines[0].endswith(" s, 3,600 groups") and lines[1].endswith(" s, 3,600 groups")  # every tenth record joins its neighbour
+    assert len(lines) == 3
+    assert "8 shards a band" in lines[0] and "one band at a time" in lines[1] and "all bands at once" in lines[2]
+    assert all(line.endswith(" s, 3,600 groups") for line in lines)  # every tenth record joins its neighbour

@@ -10,7 +10,14 @@ from helpers import build, manifest_of, mixture, read_jsonl, write_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixprep.build.dedup import duplicates, fingerprint_groups, fingerprints, groups_by_columns, lsh_bands
+from mixprep.build.dedup import (
+    duplicates,
+    fingerprint_groups,
+    fingerprints,
+    groups_by_columns,
+    groups_by_shards,
+    lsh_bands,
+)
 from mixprep.config import DedupSpec, load_mixture
 from mixprep.errors import ConfigError
 
@@ -68,6 +75,21 @@ def test_near_dedup_also_removes_near_copies(overlapping: tuple[Path, list[str]]
     folder, _ = overlapping
     result = build(dedup_mixture(folder, {"method": "near", "threshold": 0.8}), folder / "out")
     assert sum(removed_by_dedup(result.files["train"]).values()) == 140
+
+
+def test_near_dedup_cut_into_band_shards_gives_the_same_outputs(
+    overlapping: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mixprep.build.select as select
+
+    folder, _ = overlapping
+    config = dedup_mixture(folder, {"method": "near", "threshold": 0.8}, validation={"samples": 10})
+    whole = build(config, folder / "whole")
+    monkeypatch.setattr(select, "SHARD_RECORDS", 50)  # ~470 records: 16 shards a band
+    assert select.shard_count(470) == 16
+    cut = build(config, folder / "cut")
+    for split in ("train", "validation"):
+        assert cut.files[split].read_bytes() == whole.files[split].read_bytes()
 
 
 @pytest.mark.slow
@@ -298,3 +320,10 @@ def test_groups_by_columns_are_the_connected_components(n: int, width: int, valu
     prints = np.random.default_rng(seed).integers(0, values, size=(n, width)).astype(np.uint64)
     assert fingerprint_groups(prints).tolist() == union_find_labels(prints).tolist()
     assert groups_by_columns(n, iter(prints.T)).tolist() == union_find_labels(prints).tolist()
+    # Cut into shards by value (every occurrence of a value in one shard), in any order: the same.
+    shards = []
+    for column in prints.T:
+        for residue in range(3):
+            rows = np.flatnonzero(column % np.uint64(3) == np.uint64(residue))[::-1]
+            shards.append((column[rows], rows))
+    assert groups_by_shards(n, iter(shards[::-1])).tolist() == union_find_labels(prints).tolist()

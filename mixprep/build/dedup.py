@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 
+import numba
 import numpy as np
 import polars as pl
 import xxhash
 
+import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
 from mixprep.build.hashing import derive
 from mixprep.build.minhash import band_hashes, signatures
 from mixprep.config.schema import DedupSpec
@@ -75,33 +77,56 @@ def fingerprint_groups(prints: np.ndarray) -> np.ndarray:
 
 def groups_by_columns(n: int, columns: Iterator[np.ndarray]) -> np.ndarray:
     """Connected components of n records, two joined when they share a value in any column,
-    as the smallest record index of each component. Columns come one at a time (the driver
-    reads each LSH band from the scan files on its own), so memory is a few arrays of n,
-    never all bands at once."""
+    as the smallest record index of each component (columns of all n, one at a time)."""
+    return groups_by_shards(n, ((column, None) for column in columns))
+
+
+def groups_by_shards(n: int, shards: Iterator[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    """`groups_by_columns` from pieces of columns: each shard is (values, record indices;
+    None: 0..len-1) and holds every occurrence of its values within its column (the driver
+    cuts each LSH band by the values' top bits), so equal values always meet in one shard.
+    The components, and so the labels, do not depend on how the columns were cut; memory is
+    the labels (8 bytes a record) plus one shard at a time."""
     labels = np.arange(n, dtype=np.int64)
-    for column in columns:
-        order = np.argsort(column, kind="stable")
-        ordered = column[order]
+    for values, index in shards:
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
         same = ordered[1:] == ordered[:-1]
         del ordered
         if same.any():
-            labels = _joined(labels, order[:-1][same], order[1:][same])
+            left, right = order[:-1][same], order[1:][same]
+            if index is not None:
+                left, right = index[left], index[right]
+            _join(labels, left, right)
+    _flatten(labels)
     return labels
 
 
-def _joined(labels: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """`labels` (each row pointing at its component's smallest index) after joining the pairs."""
-    while True:
-        roots_left, roots_right = labels[left], labels[right]
-        differ = roots_left != roots_right
-        if not differ.any():
-            return labels
-        roots_left, roots_right = roots_left[differ], roots_right[differ]
-        low = np.minimum(roots_left, roots_right)
-        np.minimum.at(labels, roots_left, low)
-        np.minimum.at(labels, roots_right, low)
-        while True:  # pointer jumping until every row points at a root again
-            jumped = labels[labels]
-            if np.array_equal(jumped, labels):
-                break
-            labels = jumped
+@numba.njit(cache=True, nogil=True)
+def _join(labels: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
+    """Union-find over the pairs, in place: each root is its component's smallest index, so
+    a record's parent is never above it (and `_flatten` can finish in one forward pass).
+    No temporary of n: memory is the labels alone."""
+    for k in range(len(left)):
+        a, b = _root(labels, left[k]), _root(labels, right[k])
+        if a < b:
+            labels[b] = a
+        elif b < a:
+            labels[a] = b
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _root(labels: np.ndarray, x: int) -> int:
+    root = x
+    while labels[root] != root:
+        root = labels[root]
+    while labels[x] != root:  # path compression
+        labels[x], x = root, labels[x]
+    return root
+
+
+@numba.njit(cache=True, nogil=True)
+def _flatten(labels: np.ndarray) -> None:
+    """Every record pointing at its root (parents come before children: one pass in order)."""
+    for i in range(len(labels)):
+        labels[i] = labels[labels[i]]

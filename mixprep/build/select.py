@@ -9,6 +9,7 @@ bottom-k with wraparound. Functions return new values; nothing here mutates its 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixprep.build.dedup import all_but_survivors, fingerprint_width, groups_by_columns
+from mixprep.build.dedup import all_but_survivors, fingerprint_width, groups_by_shards
 from mixprep.build.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, validation_shares
 from mixprep.build.scan import ScanResult, ScanStats, rejected_line
 from mixprep.build.workdir import prints_path, rejected_path
@@ -99,7 +100,7 @@ def deduplicate(
         return Deduplicated(result, new_stats, validation_removed)
     main_files = [path for g in main for path in files[g]]
     main_keys = np.concatenate([arrays[g].keys for g in main])
-    labels = groups_by_columns(len(main_keys), band_columns(main_files, width))
+    labels = groups_by_shards(len(main_keys), band_shards(main_files, width, shard_count(len(main_keys))))
     drop = all_but_survivors(labels, main_keys) if len(main_keys) else np.zeros(0, dtype=bool)
     for group, keep in zip(main, _split_mask(~drop, [len(arrays[g].keys) for g in main]), strict=True):
         name = config.datasets[group[0]].name
@@ -112,7 +113,8 @@ def deduplicate(
         # would leak train data into validation: drop it (and repeats inside validation).
         held_files = [path for g in held for path in files[g]]
         held_keys = np.concatenate([arrays[g].keys for g in held])
-        labels = groups_by_columns(len(main_keys) + len(held_keys), band_columns(main_files + held_files, width))
+        every = len(main_keys) + len(held_keys)
+        labels = groups_by_shards(every, band_shards(main_files + held_files, width, shard_count(every)))
         held_labels = labels[len(main_keys) :]
         seen_in_train = np.isin(held_labels, labels[: len(main_keys)])
         # A group with no train record is a group of validation records alone: the same
@@ -134,6 +136,11 @@ def deduplicate(
     return Deduplicated(result, new_stats, validation_removed)
 
 
+SHARD_RECORDS = 8_000_000
+"""Records' fingerprints the driver sorts at once (a band shard): ~200 MB of sort arrays,
+beside the 8 bytes a record of group labels."""
+
+
 def band_columns(paths: list[str], width: int) -> Iterator[np.ndarray]:
     """Each fingerprint column over the scan tasks' files, read one column at a time."""
     for column in range(width):
@@ -143,6 +150,32 @@ def band_columns(paths: list[str], width: int) -> Iterator[np.ndarray]:
             parts.append(np.array(band_major[column]))
             del band_major
         yield np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+
+
+def band_shards(paths: list[str], width: int, shards: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Each fingerprint column cut into `shards` by its values' top bits, as (values, record
+    indices) read from the scan tasks' files one shard at a time (a whole column when
+    `shards` is 1): what `dedup.groups_by_shards` joins."""
+    if shards <= 1:
+        yield from ((column, None) for column in band_columns(paths, width))
+        return
+    shift = np.uint64(64 - max(shards - 1, 1).bit_length())
+    for column in range(width):
+        for shard in range(shards):
+            values, index, base = [], [], 0
+            for path in paths:
+                band = np.load(path, mmap_mode="r")[column]
+                rows = np.flatnonzero((band >> shift) == np.uint64(shard))
+                values.append(np.asarray(band[rows]))
+                index.append(rows + base)
+                base += len(band)
+                del band
+            yield np.concatenate(values), np.concatenate(index)
+
+
+def shard_count(records: int) -> int:
+    """Band shards for this many records: a power of two keeping each near SHARD_RECORDS."""
+    return 1 << max(0, math.ceil(math.log2(max(records, 1) / SHARD_RECORDS)))
 
 
 def _split_mask(mask: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
