@@ -278,24 +278,32 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def summary_table(manifest: dict[str, Any], *, reused: bool = False) -> str:
     rows = []
     total = manifest["output"]["records"] or 1
+    units = [u for u in ("bytes", "tokens") if all(u in s.get("share", {}) for s in manifest["sources"].values())]
     for name, s in manifest["sources"].items():
         rows.append([
             name, s["read"], sum(s["bad"].values()), sum(s["removed"].values()), s["available"], s["quota"],
-            s["extra_copies"], f"{100 * s['quota'] / total:.1f}%",
+            s["extra_copies"], f"{s['mix_ratio']:.1%}", f"{100 * s['quota'] / total:.1f}%",
+            *(f"{s['share'][unit]:.1%}" for unit in units),
         ])
-    header = ["source", "read", "bad", "filtered", "available", "written", "repeats", "share"]
+    header = ["source", "read", "bad", "filtered", "available", "written", "repeats", "asked", "share", *(f"{u} share" for u in units)]
     state = " (reused: up to date)" if reused else ""
-    title = f"{manifest['split']}: {manifest['output']['records']:,} records, {manifest['output']['bytes'] / 1e6:,.1f} MB{state}"
+    tokens = f", {manifest['output']['tokens']:,} tokens" if "tokens" in manifest["output"] else ""
+    title = f"{manifest['split']}: {manifest['output']['records']:,} records, {manifest['output']['bytes'] / 1e6:,.1f} MB{tokens}{state}"
     return f"{title}\n{_table(header, rows)}"
 
 
 def plan_table(result: Any) -> str:
     rows = []
+    units = result.units
+    totals = {u: sum(v.get(u, 0) for v in units.values()) for u in ("bytes", "tokens")}
+    shown = [u for u in ("bytes", "tokens") if totals[u]]
     for q in result.quotas:
         s = result.stats[q.name]
         factor = f"{q.repeat_factor:.2f}x" if q.available else ("-" if not q.quota else "EMPTY")
-        rows.append([q.name, s.read, sum(s.bad.values()), sum(s.removed.values()), q.held_out, q.available, q.quota, factor, q.validation])
-    header = ["source", "read", "bad", "filtered", "held out", "available", "quota", "repeat", "validation"]
+        shares = [f"{units.get(q.name, {}).get(u, 0) / totals[u]:.1%}" for u in shown]
+        counts = [s.read, sum(s.bad.values()), sum(s.removed.values()), q.held_out, q.available, q.quota]
+        rows.append([q.name, *counts, factor, q.validation, *shares])
+    header = ["source", "read", "bad", "filtered", "held out", "available", "quota", "repeat", "validation", *(f"{u} share" for u in shown)]
     return _table(header, rows)
 
 

@@ -24,7 +24,8 @@ def test_build_prints_summary_and_reuses_on_rerun(two_sources: Path, tmp_path: P
     code, stdout, _ = run(capsys, "build", str(two_sources), "--output-dir", str(out), "--no-progress")
     assert code == 0
     assert "train: 1,000 records" in stdout
-    assert stdout.splitlines()[1].split() == ["source", "read", "bad", "filtered", "available", "written", "repeats", "share"]
+    header = ["source", "read", "bad", "filtered", "available", "written", "repeats", "asked", "share", "bytes", "share"]
+    assert stdout.splitlines()[1].split() == header
     lines = {line.split()[0]: line.split() for line in stdout.splitlines() if line.startswith(("a ", "b "))}
     assert lines["a"][:6] == ["a", "600", "0", "0", "600", "600"]
     assert lines["b"][:7] == ["b", "300", "0", "0", "300", "400", "100"]
@@ -63,12 +64,16 @@ def test_dry_run_prints_plan_and_writes_nothing(two_sources: Path, tmp_path: Pat
     code, stdout, _ = run(capsys, "build", str(two_sources), "--output-dir", str(out), "--dry-run", "--no-progress")
     assert code == 0
     header, rule, *rows = stdout.strip().splitlines()
-    assert header.split() == ["source", "read", "bad", "filtered", "held", "out", "available", "quota", "repeat", "validation"]
+    columns = ["source", "read", "bad", "filtered", "held", "out", "available", "quota", "repeat", "validation", "bytes", "share"]
+    assert header.split() == columns
     assert set(rule) <= {"-", " "}
-    assert [row.split() for row in rows] == [
+    assert [row.split()[:-1] for row in rows] == [
         ["a", "600", "0", "0", "0", "600", "600", "1.00x", "0"],
         ["b", "300", "0", "0", "0", "300", "400", "1.33x", "0"],
     ]
+    code, _, _ = run(capsys, "build", str(two_sources), "--output-dir", str(tmp_path / "built"), "--no-progress", "--no-report")
+    sources = json.loads((tmp_path / "built" / "pretrain_t_train.manifest.json").read_text())["sources"]
+    assert [row.split()[-1] for row in rows] == [f"{sources[name]['share']['bytes']:.1%}" for name in ("a", "b")]  # as built
     assert complete_looking_outputs(out) == []
 
 

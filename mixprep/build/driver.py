@@ -45,7 +45,9 @@ from mixprep.build.select import (
     collect_rejected,
     deduplicate,
     load_scan_arrays,
+    planned_units,
     select_sources,
+    split_units,
     stats_by_dataset,
 )
 from mixprep.build.shuffle import final_order, write_jobs
@@ -108,6 +110,8 @@ class BuildResult:
     reused: bool = False
     quotas: list[Quota] = field(default_factory=list)
     stats: dict[str, ScanStats] = field(default_factory=dict)
+    units: dict[str, dict[str, int]] = field(default_factory=dict)
+    """`dry_run`: per dataset, the bytes, characters and tokens its train quota would take."""
 
 
 # -- the build ---------------------------------------------------------------------
@@ -210,6 +214,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             info = _write_split(config, json_fields, split, selections, arrays, tmp, executor, str(work), options, phases)
             manifests[split] = split_manifest(
                 config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression,
+                units=split_units(config, split, selections, arrays),
                 validation_removed=validation_removed,
                 write_rejected=options.write_rejected,
                 decontamination=_decontamination_entry(config, eval_summaries),
@@ -264,12 +269,13 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
                 deduped = deduplicate(config, tasks, arrays, stats, work)
                 arrays, stats = deduped.arrays, deduped.stats
             quotas = allocate_quotas(config, stats, arrays, check=False)
+            units = planned_units(config, quotas, arrays)
     except BaseException:
         executor.close(abort=True)
         raise
     finally:
         executor.close()
-    return BuildResult({}, {}, quotas=quotas, stats=stats)
+    return BuildResult({}, {}, quotas=quotas, stats=stats, units=units)
 
 
 def _decontamination_index(
@@ -410,6 +416,7 @@ def _scan(
             write_rejected=write_rejected,
             annotate_language=config.annotate_language,
             decontaminate=decontaminate,
+            tokenizer=config.tokenizer,
         )
         for task in tasks
     ]

@@ -152,6 +152,24 @@ def filter_settings(chain: FilterChain) -> dict[str, Any]:
     return {name: _plain(value) for name, value in chain}
 
 
+def _add_units(
+    sources: dict[str, dict[str, Any]], records: dict[str, int], units: dict[str, dict[str, int]], *, counted_tokens: bool
+) -> dict[str, Any]:
+    """Per source: what the split took from it in bytes, characters (and tokens), and its
+    achieved share of the split in each unit beside the requested mix_ratio. Returns the
+    split's totals of characters (and tokens)."""
+    names = ["bytes", "characters", *(["tokens"] if counted_tokens else [])]
+    totals = {unit: sum(units.get(name, {}).get(unit, 0) for name in sources) for unit in names}
+    all_records = sum(records.values())
+    for name, entry in sources.items():
+        taken = units.get(name, {})
+        entry.update({unit: taken.get(unit, 0) for unit in names})
+        shares = {"records": round(records[name] / all_records, 6) if all_records else 0.0}
+        shares.update({unit: round(taken.get(unit, 0) / totals[unit], 6) if totals[unit] else 0.0 for unit in names})
+        entry["share"] = shares
+    return {unit: totals[unit] for unit in names if unit != "bytes"}
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
@@ -176,6 +194,7 @@ def split_manifest(
     validation_removed: dict[str, dict[str, int]] | None = None,
     write_rejected: bool = False,
     decontamination: dict[str, Any] | None = None,
+    units: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """The manifest of one split: what was read, removed, available, selected and written.
 
@@ -218,6 +237,7 @@ def split_manifest(
                     entry["validation_source_removed"] = validation_removed[dataset.name]
         sources[dataset.name] = entry
         by_source[dataset.name] = len(chosen.rows)
+    totals = _add_units(sources, by_source, units or {}, counted_tokens=config.tokenizer is not None)
     return {
         "format": MANIFEST_FORMAT,
         "split": split,
@@ -234,6 +254,7 @@ def split_manifest(
             "shuffle_bucket_mb": config.shuffle_bucket_mb,
             "write_rejected": write_rejected,
         },
+        **({"tokenizer": shown_path(config.tokenizer, base)} if config.tokenizer else {}),
         "inputs": inputs,
         **({"decontamination": decontamination} if decontamination is not None else {}),
         "sources": sources,
@@ -242,6 +263,7 @@ def split_manifest(
             "records": info.records,
             "records_by_source": by_source,
             "bytes": info.bytes,
+            **totals,
             **({"sha256": info.sha256} if info.sha256 is not None else {}),
             "checksum": info.checksum,
             "index": {"file": final.index.name, "entries": info.records + 1},

@@ -41,8 +41,8 @@ class RecordSpec:
     raw_spans: bool = False
     """Also find each text's raw JSON string in its line, to be read back from the input."""
     contents: bool = False
-    """Structured phases: also keep every message's content (decontamination reads them all,
-    whatever `filter_on` says)."""
+    """Structured phases: also keep every message's content (decontamination and the token
+    counts read them all, whatever `filter_on` says)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ records where the value is (`<work>/scan/<task>.spans.npy`): the raw JSON string
 the input itself for plain local JSONL pretrain texts (read back at write time, see
 `rawjson`), or a copy in `<task>.values` for everything else (pretrain: the text; other
 phases: the whole output JSON line); plus `<task>.keys.npy` (per kept record: identity
-hash and output size); and returns only counts. Nothing here depends on which process
+hash, output bytes, characters and tokens of its text); and returns only counts. Nothing here depends on which process
 runs it or when. Parsing and record checks are `records`; the filters, `filters.engine`.
 """
 from __future__ import annotations
@@ -45,10 +45,14 @@ from mixprep.errors import RecordError
 from mixprep.filters.engine import filter_batch
 from mixprep.filters.registry import FilterChain
 from mixprep.filters.rules import language_feature, language_prefix_of
+from mixprep.filters.tokens import load_token_counter
 from mixprep.progress import TaskReporter
 from mixprep.sources import remote
 from mixprep.sources.plan import ScanTask
 from mixprep.sources.readers import LineBlock, TableBlock, line_number, read_blocks
+
+KEY_COLUMNS = 4
+"""Per kept record in `<task>.keys.npy`: identity hash, output bytes, characters, tokens."""
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,14 @@ class ScanJob:
     """The `TaskCounters` file this task reports its progress to while it runs."""
     annotate_language: bool = False
     decontaminate: DecontIndex | None = None
+    tokenizer: str | None = None
+    """Count each kept record's tokens with this local tokenizer (`filters.tokens`)."""
 
     @property
     def records(self) -> RecordSpec:
         return RecordSpec(
             self.schema, self.text_field, self.filter_on, self.task.dataset_name,
-            raw_spans=self.reads_back, contents=self.decontaminate is not None,
+            raw_spans=self.reads_back, contents=True,
         )
 
     def reason(self, code: int) -> str:
@@ -193,7 +199,8 @@ def scan_task(job: ScanJob) -> ScanResult:
                 spilled += int(span["size"][~span["in_input"]].sum())
                 spans.append(span)
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
-                keys.append(np.stack([identity, _output_lengths(data, offsets, job)], axis=1))
+                characters, tokens = _text_units(parsed.all_text.filter(pl.Series(keep)), job)
+                keys.append(np.stack([identity, _output_lengths(data, offsets, job), characters, tokens], axis=1))
                 if job.dedup is not None:
                     prints.append(fingerprints(kept_texts, job.dedup, job.seed))
     os.replace(tmp_values, out_values)
@@ -205,7 +212,7 @@ def scan_task(job: ScanJob) -> ScanResult:
         with open(input_path_file(job.work_dir, task.task_id), "w", encoding="utf-8") as handle:
             handle.write(task.file.path)
     save_array(value_spans_path(job.work_dir, task.task_id), every_span)
-    table = np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
+    table = np.concatenate(keys) if keys else np.zeros((0, KEY_COLUMNS), dtype=np.uint64)
     save_array(out_keys, table)
     if job.dedup is not None:
         width = fingerprint_width(job.dedup)
@@ -258,6 +265,15 @@ def _value_spans(
     span["start"][spill] = spilled + np.cumsum(spilled_sizes) - spilled_sizes  # back to back from `spilled`
     span["length"][spill] = spilled_sizes
     return span, (None if spill.all() else spill)
+
+
+def _text_units(texts: pl.Series, job: ScanJob) -> tuple[np.ndarray, np.ndarray]:
+    """Characters and tokens (0 without a tokenizer) of each kept record's text: a pretrain
+    record's text, every message's content of the others."""
+    characters = texts.str.len_chars().fill_null(0).to_numpy().astype(np.uint64)
+    if job.tokenizer is None:
+        return characters, np.zeros(len(texts), dtype=np.uint64)
+    return characters, load_token_counter(job.tokenizer)(texts.fill_null("").to_list()).astype(np.uint64)
 
 
 def _output_lengths(data: np.ndarray, offsets: np.ndarray, job: ScanJob) -> np.ndarray:

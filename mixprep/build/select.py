@@ -8,6 +8,7 @@ bottom-k with wraparound. Functions return new values; nothing here mutates its 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -35,9 +36,14 @@ class SourceArrays:
     """One dataset's kept records across its tasks, in plan order."""
 
     keys: np.ndarray  # identity hash
-    lengths: np.ndarray  # uint32 output bytes (approximate for pretrain: the text)
+    lengths: np.ndarray  # uint32 output bytes (the whole JSON line)
     tasks: np.ndarray  # int32 task id
     rows: np.ndarray  # uint32 row in the task's scan file
+    characters: np.ndarray  # uint32 characters of the text (every message's content)
+    tokens: np.ndarray  # uint32 tokens of the same text (0 without metadata.tokenizer)
+
+    def kept(self, keep: np.ndarray) -> SourceArrays:
+        return SourceArrays(*(getattr(self, f.name)[keep] for f in dataclasses.fields(self)))
 
 
 def stats_by_dataset(config: MixtureConfig, tasks: list[ScanTask], results: list[ScanResult]) -> dict[str, ScanStats]:
@@ -60,11 +66,43 @@ def load_scan_arrays(
         # Narrow types: the driver holds these for every kept record (20 bytes each).
         arrays[group] = SourceArrays(
             keys=np.concatenate([t[:, 0] for t in tables]),
-            lengths=np.concatenate([np.minimum(t[:, 1], np.iinfo(np.uint32).max).astype(np.uint32) for t in tables]),
+            lengths=_uint32_column(tables, 1),
             tasks=np.concatenate([np.full(len(t), task_id, dtype=np.int32) for task_id, t in items]),
             rows=np.concatenate([np.arange(len(t), dtype=np.uint32) for t in tables]),
+            characters=_uint32_column(tables, 2),
+            tokens=_uint32_column(tables, 3),
         )
     return arrays
+
+
+def _uint32_column(tables: list[np.ndarray], column: int) -> np.ndarray:
+    # Narrow: the driver holds these for every kept record (28 bytes each in all).
+    return np.concatenate([np.minimum(t[:, column], np.iinfo(np.uint32).max).astype(np.uint32) for t in tables])
+
+
+def split_units(
+    config: MixtureConfig, split: str, selections: list[SourceSelection], arrays: dict[tuple[int, str], SourceArrays]
+) -> dict[str, dict[str, int]]:
+    """Per dataset: the bytes, characters and tokens of every copy the split takes from it."""
+    units = {}
+    for i, (dataset, selection) in enumerate(zip(config.datasets, selections, strict=True)):
+        chosen = selection.train if split == "train" else selection.validation
+        role = "validation" if split == "validation" and dataset.validation_source is not None else "main"
+        source = arrays.get((i, role))
+        rows = chosen.rows if source is not None else np.zeros(0, dtype=np.int64)
+        units[dataset.name] = {
+            unit: int(getattr(source, column)[rows].sum(dtype=np.uint64)) if source is not None else 0
+            for unit, column in (("bytes", "lengths"), ("characters", "characters"), ("tokens", "tokens"))
+        }
+    return units
+
+
+def planned_units(config: MixtureConfig, quotas: list[Quota], arrays: dict[tuple[int, str], SourceArrays]) -> dict[str, dict[str, int]]:
+    """What a dry run's train quotas would take, in each unit (nothing when they cannot be met)."""
+    try:
+        return split_units(config, "train", select_sources(config, quotas, arrays), arrays)
+    except SamplingError:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -107,7 +145,7 @@ def deduplicate(
         removed = int(len(keep) - keep.sum())
         if removed:
             new_stats[name] = new_stats[name].removing("dedup", removed)
-        result[group] = _kept(arrays[group], keep)
+        result[group] = arrays[group].kept(keep)
     if held:
         # A validation record in the same fingerprint group as any train-source record
         # would leak train data into validation: drop it (and repeats inside validation).
@@ -129,7 +167,7 @@ def deduplicate(
         ):
             name = config.datasets[group[0]].name
             validation_removed[name] = {"duplicate_of_train": int(in_train.sum()), "dedup": int(again.sum())}
-            result[group] = _kept(arrays[group], ~(in_train | again))
+            result[group] = arrays[group].kept(~(in_train | again))
             if in_train.any() or again.any():
                 log.info("dataset %r: dropped %d validation records that duplicate train records, %d repeats within validation",
                          name, int(in_train.sum()), int(again.sum()))
@@ -180,10 +218,6 @@ def shard_count(records: int) -> int:
 
 def _split_mask(mask: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     return np.split(mask, np.cumsum(sizes)[:-1]) if sizes else []
-
-
-def _kept(source: SourceArrays, keep: np.ndarray) -> SourceArrays:
-    return SourceArrays(source.keys[keep], source.lengths[keep], source.tasks[keep], source.rows[keep])
 
 
 def collect_rejected(
@@ -324,7 +358,10 @@ def check_plan_fits(config: MixtureConfig, quotas: list[Quota], arrays: dict[tup
 def select_sources(
     config: MixtureConfig, quotas: list[Quota], arrays: dict[tuple[int, str], SourceArrays]
 ) -> list[SourceSelection]:
-    empty = SourceArrays(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    empty = SourceArrays(
+        np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int64),
+        np.zeros(0, np.uint32), np.zeros(0, np.uint32),
+    )
     selections = []
     for i, (dataset, quota) in enumerate(zip(config.datasets, quotas, strict=True)):
         main = arrays.get((i, "main"), empty)

@@ -43,7 +43,7 @@ from mixprep.filters.rules import merge_chains, parse_filters
 METADATA_KEYS = (
     "phase", "name", "seed", "total_samples", "validation", "data_dir", "output_dir", "filters",
     "on_bad_record", "repeats", "filter_on", "shuffle_bucket_mb", "text_field", "dedup",
-    "annotate_language", "decontaminate",
+    "annotate_language", "decontaminate", "tokenizer",
 )
 DATASET_KEYS = (
     "name", "mix_ratio", "max_samples", "source", "validation_source", "text_field", "filters",
@@ -97,6 +97,7 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
     global_filters = _filters(meta.get("filters"), "metadata.filters", problems)
     dedup = _dedup(meta.get("dedup"), problems)
     decontaminate = _decontaminate(meta.get("decontaminate"), base, problems)
+    tokenizer = _tokenizer(meta.get("tokenizer"), base, problems)
     annotate_language = meta.get("annotate_language", False)
     if not isinstance(annotate_language, bool):
         problems.add("metadata.annotate_language", f"expected true or false, got {annotate_language!r}")
@@ -125,6 +126,7 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
         dedup=dedup,
         decontaminate=decontaminate,
         annotate_language=annotate_language,
+        tokenizer=tokenizer,
         problems=tuple(problems.items),
         raw_digest=digest,
     )
@@ -256,6 +258,20 @@ def _decontaminate(raw: Any, base: Path, problems: Problems) -> DecontaminationS
             problems.add(entry_where, f"evaluation set name {name!r} is taken by another; give each a `name:`")
         eval_sets.append(EvalSet(name=name, source=source, fields=fields))
     return DecontaminationSpec(eval_sets=tuple(eval_sets), ngram=ngram) if eval_sets else None
+
+
+def _tokenizer(raw: Any, base: Path, problems: Problems) -> str | None:
+    """`tokenizer: tokenizers/minimind` (a folder holding tokenizer.json, or the file), relative to the YAML."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw:
+        problems.add("metadata.tokenizer", f"expected the path of a tokenizer folder or tokenizer.json, got {raw!r}")
+        return None
+    path = base / Path(raw).expanduser()
+    if not path.exists():
+        problems.add("metadata.tokenizer", f"no such file or folder: {path} (tokenizers are never downloaded: save it locally first)")
+        return None
+    return str(path)
 
 
 def _eval_fields(raw: Any, where: str, problems: Problems) -> tuple[str, ...]:

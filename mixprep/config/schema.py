@@ -148,6 +148,8 @@ class MixtureConfig:
     decontaminate: DecontaminationSpec | None = None
     annotate_language: bool = False
     """Add `language` and `language_score` (of the filter text) to every output record."""
+    tokenizer: str | None = None
+    """A local tokenizer (folder or tokenizer.json): every kept record's tokens are counted."""
     problems: tuple[str, ...] = ()
     raw_digest: str = ""
     """sha256 of the parsed config (canonical JSON), for the manifest and output reuse."""

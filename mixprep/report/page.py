@@ -111,9 +111,10 @@ def _split_section(data: SplitData) -> str:
             {
                 "records": [output["records_by_source"].get(n, 0) / total for n in names],
                 "bytes": [data.bytes_by_source.get(n, 0) / total_bytes for n in names],
+                **({"tokens": [sources[n]["share"]["tokens"] for n in names]} if "tokens" in output else {}),
             },
             f"{split}: requested vs achieved share",
-        ), "Requested share (mix_ratio) against the share each source has of the split's records and bytes."),
+        ), "Requested share (mix_ratio) against the share each source has of the split's records, bytes and (with a tokenizer) tokens."),
     ]
     if split == "train":
         stages = [
