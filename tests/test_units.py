@@ -120,3 +120,67 @@ def test_the_minimind_tokenizer_counts_the_toy_data(tmp_path: Path) -> None:
     result = build(unequal_sources(tmp_path, tokenizer=str(SHARED_TOKENIZERS / "minimind")), tmp_path / "out")
     texts = [r["text"] for r in read_jsonl(result.files["train"])]
     assert manifest_of(result.files["train"])["output"]["tokens"] == count_tokens(SHARED_TOKENIZERS / "minimind", texts)
+
+
+# -- mix_by: tokens -----------------------------------------------------------------------------
+
+def test_mix_by_tokens_meets_each_token_share_within_one_record(tmp_path: Path, tokenizer: Path) -> None:
+    config = unequal_sources(tmp_path, tokenizer=str(tokenizer), mix_by="tokens")
+    result = build(config, tmp_path / "out")
+    manifest = manifest_of(result.files["train"])
+    assert manifest["mix_by"] == "tokens"
+    records = read_jsonl(result.files["train"])
+    longest = {name: max(count_tokens(tokenizer, [r["text"]]) for r in records if r["source"] == name) for name in ("long", "short")}
+    sources = manifest["sources"]
+    assert sum(s["token_quota"] for s in sources.values()) == sum(s["available_tokens"] for s in sources.values())
+    for name, s in sources.items():
+        assert s["token_quota"] == pytest.approx(sum(x["available_tokens"] for x in sources.values()) / 2, abs=1)
+        assert abs(s["tokens"] - s["token_quota"]) <= longest[name] / 2 + 1  # the nearer side of one record
+    assert abs(sources["long"]["share"]["tokens"] - 0.5) < 0.02 and sources["long"]["share"]["records"] < 0.2
+    again = build(config, tmp_path / "w2", workers=2)
+    assert again.files["train"].read_bytes() == result.files["train"].read_bytes()
+
+
+def test_total_tokens_sizes_the_split_with_wraparound(tmp_path: Path, tokenizer: Path) -> None:
+    config = unequal_sources(tmp_path, tokenizer=str(tokenizer), mix_by="tokens", total_tokens=20_000)
+    sources = manifest_of(build(config, tmp_path / "out").files["train"])["sources"]
+    assert [s["token_quota"] for s in sources.values()] == [10_000, 10_000]
+    short = sources["short"]
+    assert short["available_tokens"] < 10_000 and short["extra_copies"] > 0  # the short source wraps around
+    for s in sources.values():
+        assert abs(s["tokens"] - 10_000) <= 60
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"mix_by": "tokens"}, "metadata.mix_by: tokens needs metadata.tokenizer"),
+        ({"mix_by": "tokens", "tokenizer": "TOK", "total_samples": 10}, "metadata.total_samples: counts records"),
+        ({"total_tokens": 100}, "metadata.total_tokens: applies with mix_by: tokens only"),
+        ({"mix_by": "words"}, "metadata.mix_by: expected one of records, tokens"),
+    ],
+)
+def test_mix_by_problems(tmp_path: Path, tokenizer: Path, metadata: dict, problem: str) -> None:
+    metadata = {k: (str(tokenizer) if v == "TOK" else v) for k, v in metadata.items()}
+    config = load_mixture(unequal_sources(tmp_path, **metadata))
+    assert any(problem in p for p in config.problems), config.problems
+
+
+def test_records_for_tokens_takes_the_select_order_to_the_nearest_record() -> None:
+    import numpy as np
+
+    from mixprep.build.hashing import derive
+    from mixprep.build.sampler import bottom_k, records_for_tokens, select
+
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 2**63, 50).astype(np.uint64)
+    tokens = rng.integers(1, 100, 50).astype(np.uint32)
+    ranked_tokens = tokens[bottom_k(derive(keys, "select"), 50)].astype(np.int64)
+    for quota in [0, 1, 37, 1000, int(tokens.sum()), int(tokens.sum()) * 2 + 555]:
+        count = records_for_tokens(keys, tokens, quota)
+        taken = int(tokens[select(keys, count).rows].astype(np.int64).sum())
+        # Nearest: one record more or one fewer is never closer.
+        for other in (count - 1, count + 1):
+            if other >= 0:
+                assert abs(taken - quota) <= abs(int(tokens[select(keys, other).rows].astype(np.int64).sum()) - quota)
+        assert abs(taken - quota) <= ranked_tokens.max()

@@ -224,6 +224,7 @@ def split_manifest(
                 unique=chosen.unique,
                 repeated_records=chosen.repeated_records,
                 extra_copies=chosen.extra_copies,
+                **({"token_quota": quota.token_quota, "available_tokens": quota.available_tokens} if quota.token_quota is not None else {}),
                 sample_factor=round(quota.repeat_factor, 6) if quota.available else None,
                 repeat_factor=round(quota.quota / chosen.unique, 6) if chosen.unique else None,
             )
@@ -254,6 +255,7 @@ def split_manifest(
             "shuffle_bucket_mb": config.shuffle_bucket_mb,
             "write_rejected": write_rejected,
         },
+        "mix_by": config.mix_by,
         **({"tokenizer": shown_path(config.tokenizer, base)} if config.tokenizer else {}),
         "inputs": inputs,
         **({"decontamination": decontamination} if decontamination is not None else {}),

@@ -104,6 +104,8 @@ class Quota:
     validation: int  # validation records of this source (held out or from its own split)
     available: int  # what train may draw from: kept - held_out, capped at max_samples
     quota: int
+    token_quota: int | None = None  # mix_by: tokens: the tokens asked of this source
+    available_tokens: int | None = None  # mix_by: tokens: the tokens of its `available` records
 
     @property
     def repeat_factor(self) -> float:
@@ -161,17 +163,42 @@ class SourceSelection:
 
 def choose(keys: np.ndarray, validation_keys: np.ndarray | None, quota: Quota, max_samples: int | None) -> SourceSelection:
     """Apply one source's quota: hold out validation, cap, then select with wraparound."""
-    everything = np.arange(len(keys), dtype=np.int64)
     if validation_keys is not None:
         validation = Selection(bottom_k(derive(validation_keys, "validation"), quota.validation), np.zeros(quota.validation, np.uint64))
-        pool = everything
     else:
         held = bottom_k(derive(keys, "validation"), quota.held_out)
         validation = Selection(held, np.zeros(len(held), np.uint64))
-        remaining = np.ones(len(keys), dtype=bool)
-        remaining[held] = False
-        pool = everything[remaining]
-    if max_samples is not None and len(pool) > max_samples:
-        pool = np.sort(pool[bottom_k(derive(keys[pool], "cap"), max_samples)])
+    pool = train_pool(keys, None if validation_keys is not None else validation.rows, max_samples)
     picked = select(keys[pool], quota.quota)
     return SourceSelection(Selection(pool[picked.rows], picked.copies), validation)
+
+
+def train_pool(keys: np.ndarray, held: np.ndarray | None, max_samples: int | None) -> np.ndarray:
+    """The records train draws from: all but the held-out ones, capped at max_samples by a
+    seeded subset (in input order)."""
+    pool = np.arange(len(keys), dtype=np.int64)
+    if held is not None and len(held):
+        remaining = np.ones(len(keys), dtype=bool)
+        remaining[held] = False
+        pool = pool[remaining]
+    if max_samples is not None and len(pool) > max_samples:
+        pool = np.sort(pool[bottom_k(derive(keys[pool], "cap"), max_samples)])
+    return pool
+
+
+def records_for_tokens(keys: np.ndarray, tokens: np.ndarray, token_quota: int) -> int:
+    """How many copies `select` must take from a pool (its keys, and each record's tokens) so
+    their tokens come closest to `token_quota`: every record ⌊quota/pool tokens⌋ times, then
+    the records `select` ranks first until the rest is met within one record (the nearer
+    side of it). Off by less than one record's tokens."""
+    total = int(tokens.sum(dtype=np.uint64))
+    if token_quota <= 0 or total == 0:
+        return 0
+    full, rest = divmod(token_quota, total)
+    ranked = bottom_k(derive(keys, "select"), len(keys))
+    reached = np.cumsum(tokens[ranked].astype(np.int64))
+    k = int(np.searchsorted(reached, rest, side="left"))  # reached[k] >= rest: k + 1 records reach it
+    below = int(reached[k - 1]) if k > 0 else 0
+    if k < len(reached) and int(reached[k]) - rest < rest - below:
+        k += 1
+    return full * len(keys) + k

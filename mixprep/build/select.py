@@ -20,7 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from mixprep.build.dedup import all_but_survivors, fingerprint_width, groups_by_shards
-from mixprep.build.sampler import Quota, SourceCounts, SourceSelection, choose, plan_quotas, validation_shares
+from mixprep.build.hashing import derive
+from mixprep.build.sampler import (
+    Quota,
+    SourceCounts,
+    SourceSelection,
+    bottom_k,
+    choose,
+    largest_remainder,
+    plan_quotas,
+    records_for_tokens,
+    train_pool,
+    validation_shares,
+)
 from mixprep.build.scan import ScanResult, ScanStats, rejected_line
 from mixprep.build.workdir import prints_path, rejected_path
 from mixprep.build.writers import PLAN_DTYPE, gather, release_mappings
@@ -271,6 +283,8 @@ def allocate_quotas(
     samples = config.validation.samples if config.validation else None
     shares = validation_shares(counts, fraction, samples)
     quotas = plan_quotas(counts, total_samples=config.total_samples, validation=shares)
+    if config.mix_by == "tokens":
+        quotas = _token_quotas(config, quotas, arrays, check=check)
     if check:
         _check_quotas(config, counts, quotas, stats)
         if not any(q.quota for q in quotas):
@@ -278,6 +292,36 @@ def allocate_quotas(
             msg = f"{config.path}: the mixture selects no records: nothing is left after the filters ({reasons})"
             raise SamplingError(msg)
     return quotas
+
+
+def _token_quotas(
+    config: MixtureConfig, quotas: list[Quota], arrays: dict[tuple[int, str], SourceArrays], *, check: bool
+) -> list[Quota]:
+    """`mix_by: tokens`: each source's share of `total_tokens` (default: the tokens all sources
+    hold), by largest remainder, turned into the number of copies that carries it (within
+    one record of it)."""
+    pools = []
+    for i, (dataset, quota) in enumerate(zip(config.datasets, quotas, strict=True)):
+        main = arrays.get((i, "main"))
+        if main is None:
+            pools.append((np.zeros(0, np.uint64), np.zeros(0, np.uint32)))
+            continue
+        held = None if dataset.validation_source is not None else bottom_k(derive(main.keys, "validation"), quota.held_out)
+        pool = train_pool(main.keys, held, dataset.max_samples)
+        pools.append((main.keys[pool], main.tokens[pool]))
+    available = [int(tokens.sum(dtype=np.uint64)) for _, tokens in pools]
+    total = config.total_tokens if config.total_tokens is not None else sum(available)
+    asked = largest_remainder([d.mix_ratio for d in config.datasets], total)
+    converted = []
+    for dataset, quota, (keys, tokens), tokens_available, tokens_asked in zip(
+        config.datasets, quotas, pools, available, asked, strict=True
+    ):
+        if check and tokens_asked and not tokens_available:
+            msg = f"dataset {dataset.name!r}: its share is {tokens_asked:,} tokens, but its available records hold none"
+            raise SamplingError(msg)
+        records = records_for_tokens(keys, tokens, tokens_asked)
+        converted.append(dataclasses.replace(quota, quota=records, token_quota=tokens_asked, available_tokens=tokens_available))
+    return converted
 
 
 def _check_quotas(config: MixtureConfig, counts: list[SourceCounts], quotas: list[Quota], stats: dict[str, ScanStats]) -> None:

@@ -43,7 +43,7 @@ from mixprep.filters.rules import merge_chains, parse_filters
 METADATA_KEYS = (
     "phase", "name", "seed", "total_samples", "validation", "data_dir", "output_dir", "filters",
     "on_bad_record", "repeats", "filter_on", "shuffle_bucket_mb", "text_field", "dedup",
-    "annotate_language", "decontaminate", "tokenizer",
+    "annotate_language", "decontaminate", "tokenizer", "mix_by", "total_tokens",
 )
 DATASET_KEYS = (
     "name", "mix_ratio", "max_samples", "source", "validation_source", "text_field", "filters",
@@ -98,6 +98,9 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
     dedup = _dedup(meta.get("dedup"), problems)
     decontaminate = _decontaminate(meta.get("decontaminate"), base, problems)
     tokenizer = _tokenizer(meta.get("tokenizer"), base, problems)
+    mix_by = choice_value(meta, "mix_by", ("records", "tokens"), "metadata", problems, default="records")
+    total_tokens = integer_value(meta, "total_tokens", "metadata", problems, default=None, minimum=1)
+    _check_mix_by(meta, mix_by, total_tokens, problems)
     annotate_language = meta.get("annotate_language", False)
     if not isinstance(annotate_language, bool):
         problems.add("metadata.annotate_language", f"expected true or false, got {annotate_language!r}")
@@ -127,6 +130,8 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
         decontaminate=decontaminate,
         annotate_language=annotate_language,
         tokenizer=tokenizer,
+        mix_by=mix_by,  # type: ignore[arg-type]
+        total_tokens=total_tokens,
         problems=tuple(problems.items),
         raw_digest=digest,
     )
@@ -258,6 +263,16 @@ def _decontaminate(raw: Any, base: Path, problems: Problems) -> DecontaminationS
             problems.add(entry_where, f"evaluation set name {name!r} is taken by another; give each a `name:`")
         eval_sets.append(EvalSet(name=name, source=source, fields=fields))
     return DecontaminationSpec(eval_sets=tuple(eval_sets), ngram=ngram) if eval_sets else None
+
+
+def _check_mix_by(meta: Mapping[str, Any], mix_by: str, total_tokens: int | None, problems: Problems) -> None:
+    if mix_by == "tokens":
+        if meta.get("tokenizer") is None:
+            problems.add("metadata.mix_by", "tokens needs metadata.tokenizer (a local tokenizer folder) to count them")
+        if meta.get("total_samples") is not None:
+            problems.add("metadata.total_samples", "counts records; with mix_by: tokens give metadata.total_tokens instead")
+    elif total_tokens is not None:
+        problems.add("metadata.total_tokens", "applies with mix_by: tokens only (mix_by: records sizes the split by total_samples)")
 
 
 def _tokenizer(raw: Any, base: Path, problems: Problems) -> str | None:

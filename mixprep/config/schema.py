@@ -150,6 +150,10 @@ class MixtureConfig:
     """Add `language` and `language_score` (of the filter text) to every output record."""
     tokenizer: str | None = None
     """A local tokenizer (folder or tokenizer.json): every kept record's tokens are counted."""
+    mix_by: Literal["records", "tokens"] = "records"
+    """What `mix_ratio` shares: records (the seed's meaning) or tokens (needs `tokenizer`)."""
+    total_tokens: int | None = None
+    """`mix_by: tokens`: the train split's size in tokens (default: what the sources hold)."""
     problems: tuple[str, ...] = ()
     raw_digest: str = ""
     """sha256 of the parsed config (canonical JSON), for the manifest and output reuse."""
