@@ -66,6 +66,7 @@ def test_the_card_describes_the_mixture_with_relative_paths(tmp_path: Path) -> N
     body = card.read_text()
     assert MARKER in body and str(tmp_path) not in body
     assert "| a | 0.5 | 120 | 0 | 0 | 115 | 70 | 50.0% | 0 | 5 |" in body  # 5 held out for validation; 140 = 115 + 25 available
+    assert "`mix ratio` is a share of records." in body and " bytes share |" in body
     assert "- **a** (`a.jsonl`): `min_chars: 3`; removed: nothing" in body
 
 

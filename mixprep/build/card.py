@@ -110,17 +110,23 @@ def _mixture_table(splits: dict[str, dict[str, Any]]) -> list[str]:
     train = splits.get("train") or next(iter(splits.values()))
     validation = splits.get("validation")
     total = train["output"]["records"] or 1
+    units = [u for u in ("bytes", "tokens") if all(u in s.get("share", {}) for s in train["sources"].values())]
     rows = [
-        "| source | mix ratio | read | bad | removed | available | train records | share | repeated | validation |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| source | mix ratio | read | bad | removed | available | train records | share | repeated | validation |"
+        + "".join(f" {u} share |" for u in units),
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * len(units),
     ]
     for name, s in train["sources"].items():
         held = validation["sources"][name]["quota"] if validation else 0
         rows.append(
             f"| {name} | {s['mix_ratio']:g} | {s['read']:,} | {sum(s['bad'].values()):,} | {sum(s['removed'].values()):,} | "
             f"{s['available']:,} | {s['quota']:,} | {100 * s['quota'] / total:.1f}% | {s['extra_copies']:,} | {held:,} |"
+            + "".join(f" {100 * s['share'][u]:.1f}% |" for u in units)
         )
-    return rows
+    mixed_by = train.get("mix_by", "records")
+    tokens = f"; {train['output']['tokens']:,} tokens in train" if "tokens" in train["output"] else ""
+    note = f"`mix ratio` is a share of {mixed_by}{tokens}"
+    return [note + ".", "", *rows]
 
 
 def _filters(manifest: dict[str, Any]) -> list[str]:
