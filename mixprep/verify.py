@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from mixprep.build.manifest import MANIFEST_FORMAT, read_manifest
 from mixprep.build.writers import CHECKSUM, SplitFiles, checksum_record, file_sha256
 from mixprep.errors import IndexFormatError
 from mixprep.jsonl import load_json_object
+from mixprep.manifest_file import MANIFEST_FORMAT, read_manifest
 from mixprep.serve.index import open_index
 
 SPOT_CHECK_ROWS = 1000

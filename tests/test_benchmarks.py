@@ -22,6 +22,7 @@ import bench_build  # noqa: E402
 import bench_decontam  # noqa: E402
 import bench_dedup  # noqa: E402
 import bench_langid  # noqa: E402
+import bench_outputs  # noqa: E402
 import common  # noqa: E402
 import gen_corpus  # noqa: E402
 
@@ -290,6 +291,21 @@ def test_langid_bench_keeps_real_translations_and_builds_labelled_documents(tmp_
     assert len(found["de"]) == 40 and all("%s" not in text for text in found["de"])
     texts, truth = bench_langid.documents(found, per_language=1)
     assert truth.tolist() == ["de"] and len(texts[0].encode()) >= bench_langid.DOCUMENT_BYTES
+
+
+# -- bench_outputs -------------------------------------------------------------------------
+
+def test_bench_outputs_measures_a_build_and_reads_its_report_line(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    for name in ("tinystories", "tinystories_validation", "custom_data", "custom_data_validation"):
+        with open(tmp_path / "data" / f"{name}.jsonl", "w") as f:  # the toy mixture's four files, small
+            f.writelines(json.dumps({"text": f"{name} {i} " * 20}) + "\n" for i in range(300))
+    plain, with_tokens = bench_outputs.toy_configs(tmp_path, Path("/some/tokenizer"))
+    assert with_tokens is not None and "  tokenizer: /some/tokenizer\n" in with_tokens.read_text()
+    assert str(tmp_path / "data") in plain.read_text() and "../data" not in plain.read_text()
+    assert list(bench_outputs.variants(None)) == ["sidecar none", "sidecar snappy", "sidecar zstd", "zstd + report"]
+    result = bench_outputs.build_once(plain, tmp_path / "out", [])
+    assert result["seconds"] > 0 and result["sidecar_mb"] > 0 and result["report_seconds"] > 0 and result["tokens"] == 0
 
 
 # -- bench_decontam ------------------------------------------------------------------------

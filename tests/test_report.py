@@ -187,6 +187,10 @@ def test_report_is_redrawn_by_the_cli_and_skipped_with_no_report(tmp_path: Path,
     assert page.figures == ["train-shares", "train-funnel", "train-repeats", "train-lengths"]
     assert "not recorded (this report was redrawn from the manifests)" in report.read_text()
     assert main(["report", str(tmp_path / "a.jsonl")]) == 1  # not a manifest: one line, exit 1
+    other = tmp_path / "other.manifest.json"
+    other.write_text('{"format": "someone-else/2", "phase": "pretrain", "name": "x"}')
+    assert main(["report", str(other)]) == 1
+    assert "no finished build of pretrain_x" in capsys.readouterr().err
 
 
 def test_the_report_reflects_the_data(tmp_path: Path) -> None:

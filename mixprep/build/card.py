@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import yaml
 
-from mixprep.build.manifest import MANIFEST_FORMAT
+from mixprep.manifest_file import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,8 @@ def _mixtures(out_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """`<phase>_<name>` -> split -> manifest, for every finished build in the folder."""
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for path in sorted(out_dir.glob("*.manifest.json")):
-        try:
-            manifest = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            continue
-        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-            continue
-        if not (out_dir / manifest["output"]["parquet"]["file"]).is_file():
+        manifest = read_manifest(path)
+        if manifest is None or not (out_dir / manifest["output"]["parquet"]["file"]).is_file():
             continue
         found.setdefault(f"{manifest['phase']}_{manifest['name']}", {})[manifest["split"]] = manifest
     return found

@@ -31,7 +31,6 @@ from mixprep.build.manifest import (
     describe_source,
     input_fingerprints,
     outputs_intact,
-    read_manifest,
     rebuild_reason,
     split_manifest,
     write_manifest,
@@ -73,6 +72,7 @@ from mixprep.build.writers import (
 )
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SourceError
+from mixprep.manifest_file import read_manifest
 from mixprep.progress import Progress, TaskCounters
 from mixprep.report import write_report
 from mixprep.sources.plan import ScanTask, changed_inputs, make_plan
@@ -344,8 +344,8 @@ def _write_report(out_dir: Path, config: MixtureConfig, phases: dict[str, float]
     }
     try:
         path = write_report(out_dir, config.phase, config.name, facts)
-    except OSError as exc:
-        log.warning("the report was not written: %s", exc.strerror or exc)
+    except (OSError, OutputError) as exc:
+        log.warning("the report was not written: %s", getattr(exc, "strerror", None) or exc)
         return
     log.info("report: %s (%.1fs)", path, time.perf_counter() - started)
 

@@ -22,6 +22,7 @@ from mixprep.build import decontaminate
 from mixprep.config.schema import SourceSpec
 from mixprep.errors import IndexFormatError
 from mixprep.filters.registry import FilterChain
+from mixprep.manifest_file import MANIFEST_FORMAT
 from mixprep.serve.index import open_index
 from mixprep.sources import remote
 from mixprep.sources.plan import ScanTask
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from mixprep.config.schema import MixtureConfig
 
 
-MANIFEST_FORMAT = "mixprep-manifest/1"
 RECORDED_PACKAGES = (
     "mixprep", "pyarrow", "polars", "numpy", "orjson", "xxhash",  # readers, writers, sampling hashes
     "numba", "py3langid", "datasketch", "tokenizers",  # filter kernels, the language model, near-dedup, token counts
@@ -94,16 +94,6 @@ def build_key(config_digest: str, inputs: list[dict[str, Any]], options: dict[st
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     path.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-
-
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    try:
-        manifest = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        return None
-    return manifest
 
 
 def rebuild_reason(manifest: dict[str, Any] | None, *, config_digest: str, inputs: list[dict[str, Any]], options: dict[str, Any]) -> str:

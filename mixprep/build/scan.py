@@ -199,7 +199,7 @@ def scan_task(job: ScanJob) -> ScanResult:
                 spilled += int(span["size"][~span["in_input"]].sum())
                 spans.append(span)
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
-                characters, tokens = _text_units(parsed.all_text.filter(pl.Series(keep)), job)
+                characters, tokens = _text_units(parsed.all_text, keep, job)
                 keys.append(np.stack([identity, _output_lengths(data, offsets, job), characters, tokens], axis=1))
                 if job.dedup is not None:
                     prints.append(fingerprints(kept_texts, job.dedup, job.seed))
@@ -267,13 +267,16 @@ def _value_spans(
     return span, (None if spill.all() else spill)
 
 
-def _text_units(texts: pl.Series, job: ScanJob) -> tuple[np.ndarray, np.ndarray]:
+def _text_units(texts: pl.Series, keep: np.ndarray, job: ScanJob) -> tuple[np.ndarray, np.ndarray]:
     """Characters and tokens (0 without a tokenizer) of each kept record's text: a pretrain
-    record's text, every message's content of the others."""
-    characters = texts.str.len_chars().fill_null(0).to_numpy().astype(np.uint64)
+    record's text, every message's content of the others. Characters are counted over the
+    whole batch in place (no copy of the kept texts on this hot path); only the tokenizer
+    needs the kept texts themselves."""
+    characters = texts.str.len_chars().fill_null(0).to_numpy()[keep].astype(np.uint64)
     if job.tokenizer is None:
-        return characters, np.zeros(len(texts), dtype=np.uint64)
-    return characters, load_token_counter(job.tokenizer)(texts.fill_null("").to_list()).astype(np.uint64)
+        return characters, np.zeros(len(characters), dtype=np.uint64)
+    kept = texts.filter(pl.Series(keep)).fill_null("").to_list()
+    return characters, load_token_counter(job.tokenizer)(kept).astype(np.uint64)
 
 
 def _output_lengths(data: np.ndarray, offsets: np.ndarray, job: ScanJob) -> np.ndarray:

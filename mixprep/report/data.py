@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import polars as pl
 
+from mixprep.manifest_file import read_manifest
 from mixprep.serve.index import open_index
 
 SAMPLES_PER_SOURCE = 3
 SAMPLE_CHARS = 600
 SAMPLE_SCAN_RECORDS = 200_000  # how far into the JSONL to look for each source's samples
-MANIFEST_FORMAT = "mixprep-manifest/1"
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,9 @@ def mixture_manifests(out_dir: Path, phase: str, name: str) -> dict[str, dict[st
     """split -> manifest of one mixture's finished splits in the folder (train first)."""
     found = {}
     for split in ("train", "validation"):
-        path = out_dir / f"{phase}_{name}_{split}.manifest.json"
-        if path.is_file():
-            manifest = orjson.loads(path.read_bytes())
-            if manifest.get("format") == MANIFEST_FORMAT:
-                found[split] = manifest
+        manifest = read_manifest(out_dir / f"{phase}_{name}_{split}.manifest.json")
+        if manifest is not None:
+            found[split] = manifest
     return found
 
 

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mixprep.errors import OutputError
+from mixprep.manifest_file import MANIFEST_FORMAT
 from mixprep.report import figures
 from mixprep.report.data import SplitData, mixture_manifests, split_data
 
@@ -43,8 +45,8 @@ def write_report(out_dir: Path, phase: str, name: str, facts: dict[str, Any] | N
     known only to the build itself; a redrawn report says they were not recorded."""
     manifests = mixture_manifests(out_dir, phase, name)
     if not manifests:
-        msg = f"no finished build of {phase}_{name} in {out_dir} (no manifest)"
-        raise FileNotFoundError(msg)
+        msg = f"no finished build of {phase}_{name} in {out_dir} (no {MANIFEST_FORMAT} manifest); build it first"
+        raise OutputError(msg)
     splits = [split_data(out_dir, manifest) for manifest in manifests.values()]
     path = out_dir / report_name(phase, name)
     tmp = out_dir / f".{path.name}.{os.getpid()}.tmp"
