@@ -50,7 +50,7 @@ def toy_configs(folder: Path, tokenizer: Path | None) -> tuple[Path, Path | None
 def build_once(config: Path, out: Path, extra: list[str]) -> dict[str, float]:
     """One measured build: seconds, CPU seconds, train sidecar MB, report seconds, tokens."""
     argv = [sys.executable, "-m", "mixprep", "build", str(config), "--output-dir", str(out), "--force", "--no-progress", *extra]
-    measured = common.run_measured(argv, label=out.name, cwd=REPO)
+    measured = common.run_measured(argv, label=out.name, cwd=REPO, log_dir=out.parent / "logs")
     if not measured.ok:
         msg = f"build failed ({measured.returncode}): {measured.stderr_tail[-2000:]}"
         raise RuntimeError(msg)
@@ -73,7 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-outputs-") as temp:
         folder = Path(temp)
-        common.run_measured([sys.executable, "-m", "mixprep", "example-data", str(folder / "data")], label="data", cwd=REPO)
+        example = [sys.executable, "-m", "mixprep", "example-data", str(folder / "data")]
+        common.run_measured(example, label="data", cwd=REPO, log_dir=folder / "logs")
         plain, with_tokens = toy_configs(folder, args.tokenizer)
         results: dict[str, list[dict[str, float]]] = {}
         for round_ in range(args.repeat):

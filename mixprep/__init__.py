@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "DatasetMixer": "mixprep.mixer",
     "UnifiedDataset": "mixprep.serve.dataset",
+    "PackedDataset": "mixprep.serve.packed",
     "PretrainDataset": "mixprep.serve.dataset",
     "SFTDataset": "mixprep.serve.dataset",
     "DPODataset": "mixprep.serve.dataset",

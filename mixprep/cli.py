@@ -123,6 +123,16 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also record the JSONL's whole-file sha256 (what `sha256sum` prints; one more pass over the output)",
     )
+    build.add_argument(
+        "--pack",
+        nargs="?",
+        type=int,
+        const=0,
+        default=None,
+        metavar="SEQ_LEN",
+        help="also write each split as token ids in Megatron's indexed-dataset format (<stem>.tokens.bin/.idx), as "
+        "metadata.pack does; SEQ_LEN sets the training window (default: metadata.pack.seq_len or 2048)",
+    )
     build.add_argument("--no-report", action="store_true", help="skip drawing <phase>_<name>.report.html")
     build.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     build.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -179,12 +189,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from mixprep.config.parse import with_pack
     from mixprep.mixer import DatasetMixer
 
     if (args.config is None) == (args.config_option is None):
         msg = "build needs one mixture YAML: `mixprep build CONFIG` or `mixprep build --mixture_config CONFIG`"
         raise ConfigError(msg)
     mixer = DatasetMixer.from_yaml(args.config or args.config_option)
+    if args.pack is not None and not args.dry_run:
+        mixer = DatasetMixer(with_pack(mixer.config, args.pack or None))
     splits = None if args.split == "all" else (args.split,)
     options: dict[str, Any] = {
         "executor": args.executor,

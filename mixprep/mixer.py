@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mixprep.build.driver import BuildOptions, BuildResult, build, dry_run
-from mixprep.build.writers import OUTPUT_SUFFIXES, SplitFiles
+from mixprep.build.outputs import OUTPUT_SUFFIXES, SplitFiles
 from mixprep.config.load import load_mixture
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError

@@ -5,7 +5,9 @@ size and checksum (sha256 per chunk, hashed on every core; and the whole file's 
 when the build recorded one); the index header is fresh and its every offset starts a
 non-blank line, ending at the file size; the records per source recounted from
 the JSONL and from the Parquet sidecar equal the manifest's; the sidecar holds
-the same rows in the same order (spot-checked on a seeded sample of rows).
+the same rows in the same order (spot-checked on a seeded sample of rows); a packed split
+(`.tokens.bin/.idx`) has the manifest's documents, tokens, dtype and range checksums, and
+no id outside the vocabulary.
 """
 from __future__ import annotations
 
@@ -23,11 +25,14 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from mixprep.build.writers import CHECKSUM, SplitFiles, checksum_record, file_sha256
+from mixprep.build.outputs import SplitFiles
+from mixprep.build.packed import PACKED_CHECKSUM
+from mixprep.build.writers import CHECKSUM, checksum_record, file_sha256
 from mixprep.errors import IndexFormatError
 from mixprep.jsonl import load_json_object
 from mixprep.manifest_file import MANIFEST_FORMAT, read_manifest
 from mixprep.serve.index import open_index
+from mixprep.serve.indexed import read_indexed_index
 
 SPOT_CHECK_ROWS = 1000
 
@@ -69,6 +74,8 @@ def verify(jsonl: str | Path) -> VerifyReport:
     if counts is not None:
         _compare(counts, output["records_by_source"], "JSONL records per source", report)
     _check_sidecar(files, output, offsets, path, report)
+    if isinstance(output.get("packed"), dict):
+        _check_packed(path.parent, output["packed"], output["records"], report)
     return report
 
 
@@ -259,3 +266,64 @@ def _same_value(from_jsonl: object, from_parquet: object) -> bool:
         except orjson.JSONDecodeError:
             return False
     return False
+
+
+def _check_packed(folder: Path, packed: dict, records: int, report: VerifyReport) -> None:
+    """The packed split against its manifest entry: index, sizes, range digests, id range."""
+    bin_path, idx_path = folder / str(packed.get("bin")), folder / str(packed.get("idx"))
+    if not bin_path.is_file() or not idx_path.is_file():
+        report.problems.append(f"{bin_path}: the manifest lists a packed split, but {bin_path.name} or {idx_path.name} is missing")
+        return
+    try:
+        index = read_indexed_index(idx_path)
+    except IndexFormatError as exc:
+        report.problems.append(str(exc))
+        return
+    size = bin_path.stat().st_size
+    lengths = np.asarray(index.sequence_lengths, dtype=np.int64)
+    facts = {
+        "dtype": (index.dtype.name, packed.get("dtype")),
+        "documents": (len(lengths), packed.get("documents")),
+        "documents (JSONL records)": (len(lengths), records),
+        "tokens": (int(lengths.sum()), packed.get("tokens")),
+        "bytes": (size, packed.get("bytes")),
+    }
+    wrong = [f"{what} {found} (manifest: {expected})" for what, (found, expected) in facts.items() if found != expected]
+    pointers = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1] * index.dtype.itemsize, out=pointers[1:])
+    if not np.array_equal(pointers, index.sequence_pointers) or not np.array_equal(index.document_indices, np.arange(len(lengths) + 1)):
+        wrong.append("sequence pointers or document indices that do not lay the documents back to back")
+    if wrong:
+        report.problems.append(f"{idx_path}: {'; '.join(wrong)}")
+        return
+    checksum = packed.get("checksum") or {}
+    if checksum.get("algorithm") != PACKED_CHECKSUM:
+        report.problems.append(f"{bin_path}: the manifest has no {PACKED_CHECKSUM} checksum; rebuild with this version of mixprep")
+        return
+    ends = [int(e) for e in checksum["ends"]]
+    ranges = list(zip([0, *ends[:-1]], ends, strict=True))
+    dtype = index.dtype
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        found = list(pool.map(lambda r: _range_digest_and_max(bin_path, r[0], r[1], dtype), ranges))
+    changed = [i for i, ((got, _), want) in enumerate(zip(found, checksum["chunks"], strict=True)) if got != want]
+    if changed or (ends and ends[-1] != size):
+        first = ranges[changed[0]] if changed else (0, size)
+        report.problems.append(
+            f"{bin_path}: {len(changed)} of {len(ranges)} token ranges differ from the manifest's, "
+            f"the first at bytes {first[0]:,}-{first[1]:,}"
+        )
+        return
+    top = max((m for _, m in found), default=-1)
+    vocab = packed.get("vocab_size")
+    if isinstance(vocab, int) and top >= vocab:
+        report.problems.append(f"{bin_path}: holds token id {top}, outside the tokenizer's {vocab:,} ids")
+        return
+    report.checks.append(f"packed split: {len(lengths):,} documents, {int(lengths.sum()):,} tokens, {len(ranges)} range checksums match")
+
+
+def _range_digest_and_max(path: Path, start: int, end: int, dtype: np.dtype) -> tuple[str, int]:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    ids = np.frombuffer(data, dtype=dtype)
+    return hashlib.sha256(data).hexdigest(), int(ids.max()) if len(ids) else -1

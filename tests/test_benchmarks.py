@@ -23,6 +23,7 @@ import bench_decontam  # noqa: E402
 import bench_dedup  # noqa: E402
 import bench_langid  # noqa: E402
 import bench_outputs  # noqa: E402
+import bench_tokens  # noqa: E402
 import common  # noqa: E402
 import gen_corpus  # noqa: E402
 
@@ -336,3 +337,24 @@ def test_bench_dedup_grouping_memory_prints_both_ways_with_the_same_groups(capsy
     assert len(lines) == 3
     assert "8 shards a band" in lines[0] and "one band at a time" in lines[1] and "all bands at once" in lines[2]
     assert all(line.endswith(" s, 3,600 groups") for line in lines)  # every tenth record joins its neighbour
+
+
+# -- bench_tokens --------------------------------------------------------------------------
+
+def test_bench_tokens_counts_agree_and_windows_read_from_a_generated_token_file(tmp_path: Path) -> None:
+    import tokenizers
+
+    model = tokenizers.Tokenizer(tokenizers.models.BPE())
+    model.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    model.train_from_iterator(["a cat and a dog, 12 of them"] * 20, tokenizers.trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()))
+    model.save(str(tmp_path / "tokenizer.json"))
+    texts = [f"a cat and {i} dogs" for i in range(500)]
+    speeds = bench_tokens.count_speeds(texts, tmp_path / "tokenizer.json", batch=100)
+    assert speeds["equal"] and speeds["tokens"] == sum(len(e.ids) for e in model.encode_batch(texts, add_special_tokens=False))
+    tokens = bench_tokens.make_token_file(tmp_path / "big.tokens", 0.001, document_tokens=70)
+    assert (tmp_path / "big.tokens.bin").stat().st_size == 2 * tokens
+    reads = bench_tokens.read_speed(tmp_path / "big.tokens", 64, 200)
+    assert reads["windows"] == (tokens - 1) // 64 and reads["windows_per_s"] > 0
+    configs = bench_tokens.toy_variants(tmp_path, tmp_path)
+    assert "mix_by: tokens" in configs["mix_by: tokens"][0].read_text() and configs["records + tokens + --pack 512"][1] == ["--pack", "512"]

@@ -14,7 +14,10 @@ Modules in the order data moves through them:
 - `hashing`: the stable 64-bit hashes every random choice derives from.
 - `shuffle`: the final order and its byte offsets, cut into write tasks (buckets).
 - `encode`: output JSON lines by compiled code, each line's length known at scan time.
-- `writers`: each write task fills its byte range of the final JSONL; sidecar, index, commit.
+- `writers`: each write task fills its byte range of the final JSONL; sidecar, index.
+- `packed`: with `pack`, each write task also fills its range of the split's token file (`.tokens.bin`); the `.idx`.
+- `outputs`: the output files' names, and the commit that moves them into place.
+- `contamination`: the driver's decontamination steps (index before the scan, counts after).
 - `manifest`: what was built from what (and whether it can be reused).
 - `card`: the output folder's dataset card (README.md) from its manifests, for `load_dataset` and the hub.
 - `executors`, `ray_executor`: where tasks run (this process, a pool, Ray).

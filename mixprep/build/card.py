@@ -98,6 +98,13 @@ def _section(key: str, splits: dict[str, dict[str, Any]]) -> str:
               "from mixprep import UnifiedDataset", "",
               f'dataset = UnifiedDataset("{train["output"]["jsonl"]}", tokenizer, max_length=512, '
               f'phase="{_serve_phase(train["record_schema"])}")', "```"]
+    packed = train["output"].get("packed")
+    if packed:
+        lines += ["", f"Packed: each split also as `{packed['dtype']}` token ids, every record followed by `{packed['eod']}` "
+                  f"(Megatron-LM's indexed dataset, `{packed['bin']}` + `{packed['idx']}`: {packed['tokens']:,} tokens; "
+                  "Megatron-LM, NeMo and GPT-NeoX read it as it is):", "", "```python", "from mixprep import PackedDataset", "",
+                  f'windows = PackedDataset("{packed["bin"].removesuffix(".bin")}", seq_len={packed["seq_len"]})  '
+                  "# (X, Y, loss_mask), every position trained", "```"]
     return "\n".join(lines)
 
 

@@ -24,17 +24,19 @@ import numpy as np
 
 from mixprep import __version__
 from mixprep.build.card import CARD_NAME, write_card
-from mixprep.build.decontaminate import DecontIndex, EvalFile, EvalSetSummary, build_index, eval_files
+from mixprep.build.contamination import count_decontaminated, decontamination_entry, decontamination_index
+from mixprep.build.decontaminate import DecontIndex, EvalFile, eval_files
 from mixprep.build.executors import Executor, LocalExecutor, held_signals, make_executor
 from mixprep.build.manifest import (
     build_key,
-    describe_source,
     input_fingerprints,
     outputs_intact,
     rebuild_reason,
     split_manifest,
     write_manifest,
 )
+from mixprep.build.outputs import SplitFiles, commit, packed_files, rejected_name
+from mixprep.build.packed import PackedSplit, finish_packed_split, start_packed_split
 from mixprep.build.sampler import Quota, SourceSelection
 from mixprep.build.scan import ScanJob, ScanResult, ScanStats, scan_task
 from mixprep.build.select import (
@@ -59,17 +61,7 @@ from mixprep.build.workdir import (
     prepare_output_dir,
     remove_work_dir,
 )
-from mixprep.build.writers import (
-    BucketJob,
-    OutputInfo,
-    SplitFiles,
-    SplitWriter,
-    commit,
-    rejected_name,
-    release_mappings,
-    sidecar_json_fields,
-    write_bucket,
-)
+from mixprep.build.writers import BucketJob, OutputInfo, SplitWriter, release_mappings, sidecar_json_fields, write_bucket
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SourceError
 from mixprep.manifest_file import read_manifest
@@ -151,6 +143,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     evals = eval_files(config.decontaminate)
     rejected_final = out_dir / rejected_name(config.phase, config.name)
     every_output = [rejected_final, *(p for s in SPLITS for p in SplitFiles.for_stem(out_dir, config.stem(s)).all())]
+    every_output += [p for s in SPLITS for p in packed_files(out_dir, config.stem(s))]
     check_outputs_are_not_inputs(config, out_dir, every_output, [t.file.path for t in tasks] + [e.file.path for e in evals])
     check_outputs_are_replaceable(every_output)
     base = config.path.resolve().parent
@@ -181,7 +174,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         index, eval_summaries = None, {}
         if config.decontaminate is not None:
             with timed(phases, "decontamination index"):
-                index, eval_summaries = _decontamination_index(config, evals, str(work))
+                index, eval_summaries = decontamination_index(config, evals, str(work))
         with timed(phases, "scan"):
             results = _scan(
                 config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected, decontaminate=index
@@ -196,7 +189,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             deduped = deduplicate(config, tasks, arrays, stats, str(work))
             deduplicated, stats, validation_removed = deduped.arrays, deduped.stats, deduped.validation_removed
         if index is not None:
-            _count_decontaminated(tasks, results, eval_summaries, validation_removed)
+            count_decontaminated(tasks, results, eval_summaries, validation_removed)
         extras = []
         if options.write_rejected:
             rejected = work / rejected_final.name
@@ -211,13 +204,20 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         pairs = []
         for split in splits:
             tmp = SplitFiles.for_stem(work, config.stem(split))
-            info = _write_split(config, json_fields, split, selections, arrays, tmp, executor, str(work), options, phases)
+            info, packed = _write_split(config, json_fields, split, selections, arrays, tmp, executor, str(work), options, phases)
+            packed_entry = None
+            if packed is not None:
+                assert config.pack is not None
+                final_bin, final_idx = packed_files(out_dir, config.stem(split))
+                packed_entry = finish_packed_split(packed, list(info.token_digests), config.pack.seq_len, final_bin, final_idx)
+                extras += [(packed.bin_tmp, final_bin), (packed.idx_tmp, final_idx)]
             manifests[split] = split_manifest(
                 config, split, key, inputs, stats, quotas, selections, info, finals[split], options.parquet_compression,
                 units=split_units(config, split, selections, arrays),
                 validation_removed=validation_removed,
                 write_rejected=options.write_rejected,
-                decontamination=_decontamination_entry(config, eval_summaries),
+                decontamination=decontamination_entry(config, eval_summaries),
+                packed=packed_entry,
             )
             write_manifest(tmp.manifest, manifests[split])
             pairs.append((tmp, finals[split]))
@@ -226,6 +226,10 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
             commit(pairs, extras)
             if not options.write_rejected:
                 rejected_final.unlink(missing_ok=True)  # it described an earlier build, not this one
+            if config.pack is None:  # packed files of an earlier build with `pack` describe other outputs
+                for split in splits:
+                    for stale in packed_files(out_dir, config.stem(split)):
+                        stale.unlink(missing_ok=True)
     except BaseException as exc:
         # An error or a signal (Ctrl-C, SIGTERM): stop the workers now rather than waiting
         # for their tasks, then remove what they wrote.
@@ -256,7 +260,7 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     try:
         with tempfile.TemporaryDirectory(prefix="mixprep-dry-run-") as work:
             try:
-                index, _ = _decontamination_index(config, evals, work)
+                index, _ = decontamination_index(config, evals, work)
                 results = _scan(config, tasks, executor, work, options.progress, decontaminate=index)
             except OSError as exc:
                 full = out_of_space(exc, Path(work), sum(t.end - t.start for t in tasks))
@@ -276,52 +280,6 @@ def dry_run(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     finally:
         executor.close()
     return BuildResult({}, {}, quotas=quotas, stats=stats, units=units)
-
-
-def _decontamination_index(
-    config: MixtureConfig, evals: list[EvalFile], work: str
-) -> tuple[DecontIndex | None, dict[str, EvalSetSummary]]:
-    if config.decontaminate is None:
-        return None, {}
-    index, summaries = build_index(config.decontaminate, evals, work)
-    base = config.path.resolve().parent
-    for eval_set in config.decontaminate.eval_sets:
-        summaries[eval_set.name].source = ", ".join(describe_source(eval_set.source, base))
-    log.info(
-        "decontamination: %s",
-        "; ".join(f"{name} {s.records:,} records, {s.ngrams:,} {config.decontaminate.ngram}-grams" for name, s in summaries.items()),
-    )
-    for name, summary in summaries.items():
-        if summary.without_ngrams:
-            log.warning(
-                "decontamination: %s of %s records of evaluation set %r have fewer than %d words in every field, "
-                "so nothing can match them (lower metadata.decontaminate.ngram to check them)",
-                f"{summary.without_ngrams:,}", f"{summary.records:,}", name, config.decontaminate.ngram,
-            )
-    return index, summaries
-
-
-def _count_decontaminated(
-    tasks: list[ScanTask],
-    results: list[ScanResult],
-    summaries: dict[str, EvalSetSummary],
-    validation_removed: dict[str, dict[str, int]],
-) -> None:
-    """Per evaluation set: records removed for matching it, per dataset; and each validation
-    source's decontaminated records (the main sources count theirs as `removed`)."""
-    for task, result in zip(tasks, results, strict=True):
-        for eval_set, count in result.stats.decontaminated_by.items():
-            matched = summaries[eval_set].matched
-            matched[task.dataset_name] = matched.get(task.dataset_name, 0) + count
-            if task.role == "validation":
-                removed = validation_removed.setdefault(task.dataset_name, {})
-                removed["decontaminated"] = removed.get("decontaminated", 0) + count
-
-
-def _decontamination_entry(config: MixtureConfig, summaries: dict[str, EvalSetSummary]) -> dict[str, Any] | None:
-    if config.decontaminate is None:
-        return None
-    return {"ngram": config.decontaminate.ngram, "eval_sets": {name: s.as_dict() for name, s in summaries.items()}}
 
 
 def _write_card(out_dir: Path, config: MixtureConfig) -> None:
@@ -372,7 +330,10 @@ def _executor_for(options: BuildOptions, tasks: list[ScanTask]) -> Executor:
 
 def _key_options(config: MixtureConfig, options: BuildOptions) -> dict[str, Any]:
     # Not write_rejected: the outputs do not depend on it (see `_reuse`).
-    return {"parquet_compression": options.parquet_compression, "sha256": options.sha256, "mixprep": __version__}
+    key = {"parquet_compression": options.parquet_compression, "sha256": options.sha256, "mixprep": __version__}
+    if config.pack is not None:  # `--pack` is not in the YAML's digest
+        key["pack"] = dataclasses.asdict(config.pack)
+    return key
 
 
 def _reuse(finals: dict[str, SplitFiles], key: str, options: BuildOptions, rejected: Path) -> tuple[dict[str, dict[str, Any]] | None, str]:
@@ -384,10 +345,18 @@ def _reuse(finals: dict[str, SplitFiles], key: str, options: BuildOptions, rejec
             return None, ""
         if not outputs_intact(manifest, files.jsonl, files.parquet, files.index):
             return None, f"{files.jsonl.name} or its sidecars were edited or removed since they were built"
+        packed = manifest.get("output", {}).get("packed")
+        if packed is not None and not _packed_intact(packed, files.jsonl.parent):
+            return None, f"{packed['bin']} or {packed['idx']} were edited or removed since they were built"
         if options.write_rejected and not (manifest.get("options", {}).get("write_rejected") and rejected.is_file()):
             return None, "--write-rejected asks for the removed records, which the earlier build did not write"
         manifests[split] = manifest
     return manifests, ""
+
+
+def _packed_intact(packed: dict[str, Any], folder: Path) -> bool:
+    bin_path, idx_path = folder / packed["bin"], folder / packed["idx"]
+    return bin_path.is_file() and idx_path.is_file() and bin_path.stat().st_size == packed["bytes"]
 
 
 # -- scan ---------------------------------------------------------------------------
@@ -451,17 +420,21 @@ def _write_split(
     work: str,
     options: BuildOptions,
     phases: dict[str, float],
-) -> OutputInfo:
+) -> tuple[OutputInfo, PackedSplit | None]:
     with timed(phases, "order"):
-        plan, sizes = final_order(config, split, selections, arrays)
+        plan, sizes, tokens = final_order(config, split, selections, arrays)
         jobs, offsets = write_jobs(config, split, plan, sizes, work, str(tmp.jsonl), json_fields)
+        packed = None
+        if config.pack is not None:
+            packed = start_packed_split(config, config.stem(split), tokens, offsets, [job.start for job in jobs], work)
+            jobs = [dataclasses.replace(job, packed=packed.target) for job in jobs]
         if options.executor == "ray":
             jobs = [dataclasses.replace(job, keep_mappings=False) for job in jobs]
         elif getattr(executor, "in_this_process", False) and config.text_values:
             jobs = [dataclasses.replace(job, sidecar_in_memory=True) for job in jobs]
-        del plan, sizes  # on disk now; the driver keeps only the line offsets (for the index)
+        del plan, sizes, tokens  # on disk now; the driver keeps only the line offsets (for the index)
     with timed(phases, "write"):
-        return _write_buckets(config, split, jobs, offsets, tmp, executor, options)
+        return _write_buckets(config, split, jobs, offsets, tmp, executor, options), packed
 
 
 def _write_buckets(

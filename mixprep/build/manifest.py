@@ -29,9 +29,10 @@ from mixprep.sources.plan import ScanTask
 
 if TYPE_CHECKING:
     from mixprep.build.decontaminate import EvalFile
+    from mixprep.build.outputs import SplitFiles
     from mixprep.build.sampler import Quota, SourceSelection
     from mixprep.build.scan import ScanStats
-    from mixprep.build.writers import OutputInfo, SplitFiles
+    from mixprep.build.writers import OutputInfo
     from mixprep.config.schema import MixtureConfig
 
 
@@ -185,6 +186,7 @@ def split_manifest(
     write_rejected: bool = False,
     decontamination: dict[str, Any] | None = None,
     units: dict[str, dict[str, int]] | None = None,
+    packed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of one split: what was read, removed, available, selected and written.
 
@@ -200,6 +202,7 @@ def split_manifest(
         entry = {
             "mix_ratio": dataset.mix_ratio,
             "max_samples": dataset.max_samples,
+            **({"max_tokens": dataset.max_tokens, "cap": quota.cap} if dataset.max_tokens is not None else {}),
             "source": describe_source(dataset.source, base),
             "filters": filter_settings(dataset.filters),
             **stats[dataset.name].as_dict(),
@@ -260,5 +263,6 @@ def split_manifest(
             "checksum": info.checksum,
             "index": {"file": final.index.name, "entries": info.records + 1},
             "parquet": {"file": final.parquet.name, "rows": info.parquet_rows, "bytes": info.parquet_bytes},
+            **({"packed": packed} if packed is not None else {}),
         },
     }

@@ -104,6 +104,7 @@ class Quota:
     validation: int  # validation records of this source (held out or from its own split)
     available: int  # what train may draw from: kept - held_out, capped at max_samples
     quota: int
+    cap: int | None = None  # at most this many distinct records (max_samples, or what max_tokens leaves)
     token_quota: int | None = None  # mix_by: tokens: the tokens asked of this source
     available_tokens: int | None = None  # mix_by: tokens: the tokens of its `available` records
 
@@ -150,7 +151,7 @@ def plan_quotas(
     total = total_samples if total_samples is not None else sum(available)
     quotas = largest_remainder(ratios, total)
     return [
-        Quota(s.name, s.kept, h, v, a, q)
+        Quota(s.name, s.kept, h, v, a, q, cap=s.max_samples)
         for s, h, v, a, q in zip(sources, held, validation, available, quotas, strict=True)
     ]
 
@@ -184,6 +185,14 @@ def train_pool(keys: np.ndarray, held: np.ndarray | None, max_samples: int | Non
     if max_samples is not None and len(pool) > max_samples:
         pool = np.sort(pool[bottom_k(derive(keys[pool], "cap"), max_samples)])
     return pool
+
+
+def records_within_tokens(keys: np.ndarray, tokens: np.ndarray, max_tokens: int) -> int:
+    """`max_tokens`: how many records of a pool fit, taken in the seeded order `train_pool`
+    caps `max_samples` by (so the cap is a `max_samples` and selects the same way)."""
+    ranked = bottom_k(derive(keys, "cap"), len(keys))
+    reached = np.cumsum(tokens[ranked].astype(np.int64))
+    return int(np.searchsorted(reached, max_tokens, side="right"))
 
 
 def records_for_tokens(keys: np.ndarray, tokens: np.ndarray, token_quota: int) -> int:

@@ -30,6 +30,7 @@ from mixprep.build.sampler import (
     largest_remainder,
     plan_quotas,
     records_for_tokens,
+    records_within_tokens,
     train_pool,
     validation_shares,
 )
@@ -282,6 +283,7 @@ def allocate_quotas(
     fraction = config.validation.fraction if config.validation else None
     samples = config.validation.samples if config.validation else None
     shares = validation_shares(counts, fraction, samples)
+    counts = _cap_tokens(config, counts, shares, arrays)
     quotas = plan_quotas(counts, total_samples=config.total_samples, validation=shares)
     if config.mix_by == "tokens":
         quotas = _token_quotas(config, quotas, arrays, check=check)
@@ -292,6 +294,25 @@ def allocate_quotas(
             msg = f"{config.path}: the mixture selects no records: nothing is left after the filters ({reasons})"
             raise SamplingError(msg)
     return quotas
+
+
+def _cap_tokens(
+    config: MixtureConfig, counts: list[SourceCounts], shares: list[int], arrays: dict[tuple[int, str], SourceArrays]
+) -> list[SourceCounts]:
+    """A dataset's `max_tokens` becomes a cap in records: as many of its train pool's records,
+    in the seeded cap order, as fit in that many tokens (so `max_samples` and `max_tokens`
+    together take the smaller)."""
+    capped = []
+    for i, (dataset, count, share) in enumerate(zip(config.datasets, counts, shares, strict=True)):
+        main = arrays.get((i, "main"))
+        if dataset.max_tokens is None or main is None:
+            capped.append(count)
+            continue
+        held = None if dataset.validation_source is not None else bottom_k(derive(main.keys, "validation"), share)
+        pool = train_pool(main.keys, held, dataset.max_samples)
+        fit = records_within_tokens(main.keys[pool], main.tokens[pool], dataset.max_tokens)
+        capped.append(dataclasses.replace(count, max_samples=fit))
+    return capped
 
 
 def _token_quotas(
@@ -307,7 +328,7 @@ def _token_quotas(
             pools.append((np.zeros(0, np.uint64), np.zeros(0, np.uint32)))
             continue
         held = None if dataset.validation_source is not None else bottom_k(derive(main.keys, "validation"), quota.held_out)
-        pool = train_pool(main.keys, held, dataset.max_samples)
+        pool = train_pool(main.keys, held, quota.cap)
         pools.append((main.keys[pool], main.tokens[pool]))
     available = [int(tokens.sum(dtype=np.uint64)) for _, tokens in pools]
     total = config.total_tokens if config.total_tokens is not None else sum(available)
@@ -412,5 +433,5 @@ def select_sources(
         validation = arrays.get((i, "validation"))
         if dataset.validation_source is not None and validation is None:
             validation = empty
-        selections.append(choose(main.keys, None if validation is None else validation.keys, quota, dataset.max_samples))
+        selections.append(choose(main.keys, None if validation is None else validation.keys, quota, quota.cap))
     return selections

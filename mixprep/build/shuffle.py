@@ -28,8 +28,9 @@ def final_order(
     split: str,
     selections: list[SourceSelection],
     arrays: dict[tuple[int, str], SourceArrays],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every selected copy of the split as (task, row, dataset), in shuffled order, and its size."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every selected copy of the split as (task, row, dataset), in shuffled order, its size
+    (bytes of its line) and its tokens (0 without a tokenizer)."""
     keys, sources = [], []
     for i, (dataset, selection) in enumerate(zip(config.datasets, selections, strict=True)):
         chosen = selection.train if split == "train" else selection.validation
@@ -39,7 +40,7 @@ def final_order(
             keys.append(shuffle_keys(source.keys[chosen.rows], chosen.copies))
             sources.append((i, source, chosen.rows))
     if not keys:
-        return np.empty(0, dtype=PLAN_DTYPE), np.zeros(0, dtype=np.uint64)
+        return np.empty(0, dtype=PLAN_DTYPE), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint32)
     order = np.argsort(np.concatenate(keys), kind="stable")
     del keys
     plan = np.empty(len(order), dtype=PLAN_DTYPE)
@@ -50,7 +51,8 @@ def final_order(
             values = np.concatenate([getattr(source, column)[rows] for _, source, rows in sources])
         plan[name] = values[order]
     sizes = np.concatenate([source.lengths[rows] for _, source, rows in sources])[order]
-    return plan, sizes
+    tokens = np.concatenate([source.tokens[rows] for _, source, rows in sources])[order]
+    return plan, sizes, tokens
 
 
 def write_jobs(

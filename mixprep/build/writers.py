@@ -33,6 +33,8 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from mixprep.build.encode import copy_lines, copy_spans, encode_lines
+from mixprep.build.outputs import SplitFiles
+from mixprep.build.packed import PackedTarget, write_tokens
 from mixprep.build.rawjson import decode_rows
 from mixprep.build.records import MESSAGE_FIELDS
 from mixprep.build.scan import ScanResult
@@ -52,7 +54,6 @@ PRETRAIN_SIDECAR = pa.schema([("text", pa.string()), ("source", pa.string())])
 so the two copies concatenate (`concatenate_datasets` refuses features that differ)."""
 MAX_STRING_CHUNK = (1 << 31) - 1  # bytes one `string` array can hold (int32 offsets)
 PARQUET_ROW_GROUP = 16_384
-OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".idx", ".manifest.json")
 MAX_SIDECARS_IN_MEMORY = 4
 """Sidecar parts handed over in memory that may wait for the Parquet thread (16 MiB each by default)."""
 CHECKSUM = "sha256-chunks/1"
@@ -83,6 +84,8 @@ class BucketJob:
     sidecar_in_memory: bool = False
     """Return the sidecar rows in the result instead of writing an Arrow part file (a task
     run in the driver's own process: no file to write, read back and delete)."""
+    packed: PackedTarget | None = None
+    """`metadata.pack`: also write the token ids of the records that start in this bucket."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class BucketResult:
     sidecar_path: str
     sidecar: pa.Table | None = None
     """The sidecar rows themselves, for a job with `sidecar_in_memory` (then no part file)."""
+    tokens_sha256: str = ""
+    """`metadata.pack`: sha256 of this bucket's range of the `.bin`."""
 
 
 def write_bucket(job: BucketJob) -> BucketResult:
@@ -117,9 +122,12 @@ def write_bucket(job: BucketJob) -> BucketResult:
     starts_here = 0 if base >= job.start else 1  # a record that began in the bucket before belongs to it
     sidecar = _sidecar_part(job, plan[starts_here:], values, value_offsets[starts_here:])
     records = len(plan) - starts_here
+    tokens_digest = ""
+    if job.packed is not None:
+        tokens_digest = write_tokens(job.packed, first + starts_here, values, value_offsets[starts_here:], text_values=job.text_values)
     if job.sidecar_in_memory:
         del lines, piece, values
-        return BucketResult(job.bucket, records, job.end - job.start, digest, "", sidecar)
+        return BucketResult(job.bucket, records, job.end - job.start, digest, "", sidecar, tokens_digest)
     path = os.path.join(bucket_dir(job.work_dir, job.split), f"{job.bucket:05d}.arrow")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # Under a temporary name, then renamed: a retried task never leaves a torn file.
@@ -131,7 +139,7 @@ def write_bucket(job: BucketJob) -> BucketResult:
     if not job.keep_mappings:
         release_mappings()
     release_memory()
-    return BucketResult(job.bucket, records, job.end - job.start, digest, path)
+    return BucketResult(job.bucket, records, job.end - job.start, digest, path, tokens_sha256=tokens_digest)
 
 
 def _gather_values(plan: np.ndarray, work_dir: str) -> tuple[np.ndarray, np.ndarray]:
@@ -281,26 +289,6 @@ def structured_sidecar(lines: pa.Array, json_fields: tuple[str, ...]) -> pa.Tabl
 # -- the driver side ---------------------------------------------------------------
 
 @dataclass(frozen=True)
-class SplitFiles:
-    jsonl: Path
-    parquet: Path
-    index: Path
-    manifest: Path
-
-    @classmethod
-    def for_stem(cls, folder: Path, stem: str) -> SplitFiles:
-        return cls(*(folder / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES))
-
-    def all(self) -> tuple[Path, ...]:
-        return (self.jsonl, self.parquet, self.index, self.manifest)
-
-
-def rejected_name(phase: str, name: str) -> str:
-    """The `--write-rejected` file of a mixture (one for all its splits)."""
-    return f"{phase}_{name}.rejected.jsonl"
-
-
-@dataclass(frozen=True)
 class OutputInfo:
     records: int
     bytes: int
@@ -309,6 +297,8 @@ class OutputInfo:
     parquet_bytes: int
     sha256: str | None = None
     """The whole file's sha256 (`sha256sum`), when asked for: one more serial pass."""
+    token_digests: tuple[str, ...] = ()
+    """`metadata.pack`: each bucket's sha256 of its range of the `.bin`, in bucket order."""
 
 
 class SplitWriter:
@@ -321,6 +311,7 @@ class SplitWriter:
         self.chunk_bytes = chunk_bytes
         self.records = 0
         self.digests: dict[int, str] = {}
+        self.token_digests: dict[int, str] = {}
         self.sidecar_parts: list[str] = []
         with open(tmp.jsonl, "wb") as handle:
             handle.truncate(size)  # every write task fills its own range of it
@@ -334,6 +325,7 @@ class SplitWriter:
 
     def add(self, part: BucketResult) -> None:
         self.digests[part.bucket] = part.sha256
+        self.token_digests[part.bucket] = part.tokens_sha256
         self.records += part.records
         if self.parquet is not None:
             self._sidecar_writes.append(self._sidecar_thread.submit(self._write_sidecar, part, None))
@@ -366,7 +358,8 @@ class SplitWriter:
         rows = pq.ParquetFile(self.tmp.parquet).metadata.num_rows
         checksum = checksum_record(chunks, self.chunk_bytes)
         sha = file_sha256(self.tmp.jsonl) if whole_sha256 else None
-        return OutputInfo(self.records, self.size, checksum, rows, self.tmp.parquet.stat().st_size, sha)
+        tokens = tuple(self.token_digests[b] for b in range(len(self.token_digests)))
+        return OutputInfo(self.records, self.size, checksum, rows, self.tmp.parquet.stat().st_size, sha, tokens)
 
     def abort(self) -> None:
         self._sidecar_thread.shutdown(wait=True, cancel_futures=True)
@@ -444,31 +437,6 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             columns.append(pa.nulls(table.num_rows, schema_field.type))
     return pa.table(columns, schema=schema)
-
-
-def _move(src: Path, dst: Path) -> None:
-    # Unlink first: renaming over an existing file makes ext4 flush the new one to disk
-    # (auto_da_alloc), which costs seconds on a GB-sized output.
-    dst.unlink(missing_ok=True)
-    os.replace(src, dst)
-
-
-def commit(pairs: list[tuple[SplitFiles, SplitFiles]], extras: list[tuple[Path, Path]] = ()) -> None:  # type: ignore[assignment]
-    """Move finished temporary files into place. Old manifests go first and new ones
-    come last, so a crash in between never pairs a manifest with other data."""
-    try:
-        for _, final in pairs:
-            final.manifest.unlink(missing_ok=True)
-        for src, dst in extras:
-            _move(src, dst)
-        for tmp, final in pairs:
-            for src, dst in zip(tmp.all()[:3], final.all()[:3], strict=True):
-                _move(src, dst)
-        for tmp, final in pairs:
-            os.replace(tmp.manifest, final.manifest)
-    except OSError as exc:
-        msg = f"cannot move the finished outputs into {pairs[0][1].jsonl.parent}: {exc}"
-        raise OutputError(msg) from None
 
 
 # Fields whose shape the record schema checks: kept as Arrow structs/lists in the sidecar.

@@ -25,6 +25,7 @@ from mixprep.config.schema import (
     DECONTAMINATION_NGRAM,
     DEFAULT_BUCKET_MB,
     DEFAULT_SEED,
+    DEFAULT_SEQ_LEN,
     PHASE_PREFIXES,
     RATIO_TOLERANCE,
     DatasetSpec,
@@ -32,9 +33,11 @@ from mixprep.config.schema import (
     DedupSpec,
     EvalSet,
     MixtureConfig,
+    PackSpec,
     RepeatPolicy,
     SourceSpec,
     ValidationSpec,
+    record_schema_for,
 )
 from mixprep.config.source_specs import SOURCE_MAPPING_KEYS, parse_source
 from mixprep.filters.registry import FilterChain
@@ -43,10 +46,10 @@ from mixprep.filters.rules import merge_chains, parse_filters
 METADATA_KEYS = (
     "phase", "name", "seed", "total_samples", "validation", "data_dir", "output_dir", "filters",
     "on_bad_record", "repeats", "filter_on", "shuffle_bucket_mb", "text_field", "dedup",
-    "annotate_language", "decontaminate", "tokenizer", "mix_by", "total_tokens",
+    "annotate_language", "decontaminate", "tokenizer", "mix_by", "total_tokens", "pack",
 )
 DATASET_KEYS = (
-    "name", "mix_ratio", "max_samples", "source", "validation_source", "text_field", "filters",
+    "name", "mix_ratio", "max_samples", "max_tokens", "source", "validation_source", "text_field", "filters",
 )
 VALIDATION_KEYS = ("fraction", "samples")
 REPEATS_KEYS = ("warn_above", "max_factor")
@@ -101,12 +104,15 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
     mix_by = choice_value(meta, "mix_by", ("records", "tokens"), "metadata", problems, default="records")
     total_tokens = integer_value(meta, "total_tokens", "metadata", problems, default=None, minimum=1)
     _check_mix_by(meta, mix_by, total_tokens, problems)
+    pack = _pack(meta, phase, problems)
     annotate_language = meta.get("annotate_language", False)
     if not isinstance(annotate_language, bool):
         problems.add("metadata.annotate_language", f"expected true or false, got {annotate_language!r}")
         annotate_language = False
 
-    datasets = _datasets(raw.get("datasets"), base, data_dir, default_text_field, global_filters, problems)
+    datasets = _datasets(
+        raw.get("datasets"), base, data_dir, default_text_field, global_filters, problems, has_tokenizer=meta.get("tokenizer") is not None
+    )
     if datasets:
         total = math.fsum(d.mix_ratio for d in datasets)
         if abs(total - 1.0) > RATIO_TOLERANCE:
@@ -132,6 +138,7 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
         tokenizer=tokenizer,
         mix_by=mix_by,  # type: ignore[arg-type]
         total_tokens=total_tokens,
+        pack=pack,
         problems=tuple(problems.items),
         raw_digest=digest,
     )
@@ -275,6 +282,45 @@ def _check_mix_by(meta: Mapping[str, Any], mix_by: str, total_tokens: int | None
         problems.add("metadata.total_tokens", "applies with mix_by: tokens only (mix_by: records sizes the split by total_samples)")
 
 
+def with_pack(config: MixtureConfig, seq_len: int | None) -> MixtureConfig:
+    """`build --pack [SEQ_LEN]`: the mixture with packed output on (its own `pack:` settings
+    kept, `seq_len` replaced when given), checked as `metadata.pack` is."""
+    raw = dataclasses.asdict(config.pack) if config.pack is not None else {}
+    if seq_len is not None:
+        raw["seq_len"] = seq_len
+    problems = Problems(config.path)
+    pack = _pack({"pack": {k: v for k, v in raw.items() if v is not None}, "tokenizer": config.tokenizer}, config.phase, problems)
+    issues = tuple(p.replace("metadata.pack", "--pack (metadata.pack)", 1) for p in problems.items)
+    return dataclasses.replace(config, pack=pack, problems=config.problems + issues)
+
+
+def _pack(meta: Mapping[str, Any], phase: str, problems: Problems) -> PackSpec | None:
+    """`pack: {seq_len: 2048, eod: "<|endoftext|>"}` (or `pack: true` for the defaults)."""
+    raw = meta.get("pack")
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        problems.add("metadata.pack", f"expected true or a mapping such as {{seq_len: 2048}}, got {raw!r}")
+        return None
+    problems.unknown_keys(raw, ("seq_len", "eod"), "metadata.pack")
+    seq_len = integer_value(raw, "seq_len", "metadata.pack", problems, default=DEFAULT_SEQ_LEN, minimum=1)
+    eod = raw.get("eod")
+    if eod is not None and (not isinstance(eod, str) or not eod):
+        problems.add("metadata.pack.eod", f"expected the end-of-document token as written in the vocabulary, got {eod!r}")
+        eod = None
+    if meta.get("tokenizer") is None:
+        problems.add("metadata.pack", "writes token ids, which needs metadata.tokenizer (a local tokenizer folder)")
+    if record_schema_for(phase) != "pretrain":
+        problems.add(
+            "metadata.pack",
+            f"phase {phase!r} keeps one record per sample: SFT, DPO and RL records stay unpacked (their loss masks "
+            "and pairs differ per record); packing applies to pretrain phases",
+        )
+    return PackSpec(seq_len=seq_len, eod=eod)
+
+
 def _tokenizer(raw: Any, base: Path, problems: Problems) -> str | None:
     """`tokenizer: tokenizers/minimind` (a folder holding tokenizer.json, or the file), relative to the YAML."""
     if raw is None:
@@ -339,6 +385,8 @@ def _datasets(
     default_text_field: str,
     global_filters: FilterChain,
     problems: Problems,
+    *,
+    has_tokenizer: bool,
 ) -> list[DatasetSpec]:
     if not isinstance(raw, list) or not raw:
         problems.add("datasets", f"expected a non-empty list of datasets, got {raw!r}")
@@ -366,6 +414,13 @@ def _datasets(
             problems.add(f"{where}.mix_ratio", f"expected a number from 0 to 1, got {ratio!r}")
             ratio = 0.0
         max_samples = integer_value(entry, "max_samples", where, problems, default=None, minimum=1)
+        max_tokens = integer_value(entry, "max_tokens", where, problems, default=None, minimum=1)
+        if max_tokens is not None and not has_tokenizer:
+            problems.add(
+                f"{where}.max_tokens",
+                "caps the source's tokens, which needs metadata.tokenizer to count them "
+                "(a per-record limit is `filters: {max_tokens: N}`)",
+            )
         text_field = string_value(entry, "text_field", where, problems, default=default_text_field)
         local_filters = _filters(entry.get("filters"), f"{where}.filters", problems)
         source = parse_source(entry.get("source"), f"{where}.source", name, base, data_dir, problems)
@@ -378,6 +433,7 @@ def _datasets(
                 mix_ratio=float(ratio),
                 source=source,
                 max_samples=max_samples,
+                max_tokens=max_tokens,
                 validation_source=validation_source,
                 text_field=text_field,
                 filters=merge_chains(global_filters, local_filters),

@@ -17,6 +17,7 @@ from mixprep.filters.registry import FilterChain
 RATIO_TOLERANCE = 1e-6
 DEFAULT_SEED = 42
 DEFAULT_BUCKET_MB = 16
+DEFAULT_SEQ_LEN = 2048  # packed windows (`metadata.pack.seq_len`)
 
 Phase = Literal["pretrain", "sft", "dpo", "rl"]
 PHASE_PREFIXES: tuple[tuple[str, Phase], ...] = (
@@ -120,11 +121,26 @@ class DecontaminationSpec:
 
 
 @dataclass(frozen=True)
+class PackSpec:
+    """`metadata.pack`: also write each split's records, in JSONL order, as token ids with an
+    end-of-document token after each (Megatron's indexed dataset: `<stem>.tokens.bin/.idx`)."""
+
+    seq_len: int = DEFAULT_SEQ_LEN
+    """Tokens per training window: `PackedDataset`'s and `mixprep train --packed`'s default."""
+    eod: str | None = None
+    """The end-of-document token; None: the tokenizer's `eos_token` (tokenizer_config.json),
+    else `<|endoftext|>`."""
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     mix_ratio: float
     source: SourceSpec
     max_samples: int | None = None
+    max_tokens: int | None = None
+    """Cap the source at this many tokens: the largest seeded subset (the `max_samples` order)
+    whose tokens fit. Needs `metadata.tokenizer`."""
     validation_source: SourceSpec | None = None
     text_field: str = "text"
     filters: FilterChain = ()
@@ -154,6 +170,7 @@ class MixtureConfig:
     """What `mix_ratio` shares: records (the seed's meaning) or tokens (needs `tokenizer`)."""
     total_tokens: int | None = None
     """`mix_by: tokens`: the train split's size in tokens (default: what the sources hold)."""
+    pack: PackSpec | None = None
     problems: tuple[str, ...] = ()
     raw_digest: str = ""
     """sha256 of the parsed config (canonical JSON), for the manifest and output reuse."""

@@ -8,6 +8,8 @@ Modules in the order a batch moves through them:
 - `fields`: the columns the compiled statistics produce (light: no numba).
 - `textstats`, `langid`, `tokens`, `intrinsics`: the kernels behind the features
   (numba over the batch's Arrow buffers; py3langid's model; HF tokenizers).
+- `bytelevel`, `bpe`: GPT-2-style byte-level BPE counts and ids in compiled code (the split,
+  a per-process word cache, the merges), equal to the tokenizers library's; `tokens` uses them.
 """
 
 

@@ -104,14 +104,52 @@ def validation_path_for(train_path: Path) -> Path | None:
     return train_path.with_name(train_path.name[: -len(suffix)] + "_validation.jsonl")
 
 
+PACKED_SUFFIX = ".tokens"
+
+
+def is_packed_path(path: Path) -> bool:
+    """`<stem>.tokens`, `<stem>.tokens.bin` or `.idx`: a packed split, not a JSONL."""
+    return path.name.endswith((PACKED_SUFFIX, f"{PACKED_SUFFIX}.bin", f"{PACKED_SUFFIX}.idx"))
+
+
+def packed_prefix(path: Path) -> Path:
+    """The packed split of a path: itself (`.tokens`, `.bin`, `.idx` dropped), or the one beside a JSONL."""
+    if is_packed_path(path):
+        return path.with_suffix("") if path.suffix in (".bin", ".idx") else path
+    return path.with_name(path.name.removesuffix(".jsonl") + PACKED_SUFFIX)
+
+
+def resolve_packed(train: Path, validation: Path | None) -> tuple[Path, Path | None]:
+    """`--packed`: the packed splits of the train (and validation) data; a missing train one
+    is an error that says how to write it, a missing validation one skips validation."""
+    prefix = packed_prefix(train)
+    if not prefix.with_name(prefix.name + ".bin").is_file():
+        msg = (
+            f"--packed: {prefix}.bin does not exist; build the mixture with packing: add `pack: {{seq_len: N}}` "
+            f"and a `tokenizer:` to its metadata, or run `python -m mixprep build MIXTURE.yaml --pack`"
+        )
+        raise SourceError(msg)
+    if validation is None and is_packed_path(train) and prefix.name.endswith("_train" + PACKED_SUFFIX):
+        validation = prefix.with_name(prefix.name.removesuffix("_train" + PACKED_SUFFIX) + "_validation" + PACKED_SUFFIX)
+    valid = packed_prefix(validation) if validation is not None else None
+    if valid is not None and not valid.with_name(valid.name + ".bin").is_file():
+        logger.warning("no packed validation split %s.bin; validation loss is skipped", valid)
+        valid = None
+    return prefix, valid
+
+
 def resolve_data(
     *, prepared_data: Path | None, validation_data: Path | None, data_config: Path | None, data_dir: Path | None,
-    build_workers: int,
+    build_workers: int, pack_seq_len: int | None = None,
 ) -> tuple[Path, Path | None]:
-    """Train and validation paths: built from the mixture, or given and derived."""
+    """Train and validation paths: built from the mixture, or given and derived. With
+    `pack_seq_len`, a mixture is built with packing and packed splits are returned."""
     if data_config is not None:
-        return build_from_mixture(data_config, output_dir=data_dir, workers=build_workers)
+        train, validation = build_from_mixture(data_config, output_dir=data_dir, workers=build_workers, pack_seq_len=pack_seq_len)
+        return resolve_packed(train, validation) if pack_seq_len is not None else (train, validation)
     assert prepared_data is not None  # the CLI parser requires exactly one data flag
+    if pack_seq_len is not None:
+        return resolve_packed(prepared_data, validation_data)
     train = prepared_data
     if not train.is_file():
         msg = (
@@ -135,11 +173,16 @@ def resolve_data(
     return train, derived
 
 
-def build_from_mixture(config: Path, *, output_dir: Path | None, workers: int) -> tuple[Path, Path | None]:
+def build_from_mixture(
+    config: Path, *, output_dir: Path | None, workers: int, pack_seq_len: int | None = None
+) -> tuple[Path, Path | None]:
     """Build (or reuse) the mixture's split files through the engine's public API."""
+    from mixprep.config.parse import with_pack
     from mixprep.mixer import DatasetMixer
 
     mixer = DatasetMixer.from_yaml(config)
+    if pack_seq_len is not None:
+        mixer = DatasetMixer(with_pack(mixer.config, pack_seq_len))
     result = mixer.build(output_dir=output_dir, splits=None, workers=workers)
     train = Path(result.files["train"])
     validation = result.files.get("validation")
@@ -152,6 +195,8 @@ def data_fingerprint(path: Path, num_records: int) -> dict[str, Any]:
     file `mixprep build` wrote, its manifest's checksum of the whole output (informational)."""
     from mixprep.serve.index import fingerprint
 
+    if is_packed_path(path):
+        path = packed_prefix(path).with_name(packed_prefix(path).name + ".bin")
     size = path.stat().st_size
     identity = {"path": str(path), "size": size, "records": num_records, "xxh3": f"{fingerprint(path, size):016x}"}
     manifest = path.with_name(path.name.removesuffix(".jsonl") + ".manifest.json")
@@ -184,6 +229,44 @@ def detect_phase(path: Path) -> Literal["pretrain", "sft"]:
             raise RecordError(msg)
     msg = f"{path}: no records (the file is empty or blank); hint: check the build's manifest for what was filtered"
     raise SourceError(msg)
+
+
+def packed_manifest(prefix: Path) -> dict[str, Any]:
+    """The manifest of the build that wrote a packed split (`<stem>.manifest.json`), or {}."""
+    from mixprep.manifest_file import read_manifest
+
+    return read_manifest(prefix.with_name(prefix.name.removesuffix(PACKED_SUFFIX) + ".manifest.json")) or {}
+
+
+def packed_tokenizer(train: Path, opts: Any) -> Path | None:
+    """`--packed` without --tokenizer: the tokenizer the build packed with, where its path
+    (relative to the mixture's folder) still resolves."""
+    if not opts.packed:
+        return None
+    named = packed_manifest(packed_prefix(train)).get("tokenizer")
+    if not isinstance(named, str):
+        return None
+    bases = [Path(), *([opts.data_config.parent] if opts.data_config is not None else [])]
+    for base in bases:
+        if (base / named).exists():
+            return base / named
+    return None
+
+
+def packed_windows(prefix: Path, seq_len: int, vocab_size: int) -> Dataset:
+    """`PackedDataset` windows of `seq_len` tokens, refused when the split's ids do not fit
+    the model's vocabulary (another tokenizer packed it)."""
+    from mixprep.serve.packed import PackedDataset
+
+    packed = packed_manifest(prefix).get("output", {}).get("packed", {})
+    needed = packed.get("vocab_size")
+    if isinstance(needed, int) and needed > vocab_size:
+        msg = (
+            f"{prefix}: packed with a tokenizer of {needed:,} tokens, but the tokenizer given has {vocab_size:,}; "
+            "pass the tokenizer the build used (--tokenizer DIR)"
+        )
+        raise ConfigError(msg)
+    return PackedDataset(prefix, seq_len)
 
 
 def find_tokenizer(given: Path | None, *, out_dir: Path, train_path: Path) -> Path:

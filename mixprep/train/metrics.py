@@ -8,9 +8,10 @@ side by side.
 
 Record format (one per line; `val_loss` is present on the lines written at a save):
   {"step": 120, "epoch": 0, "train_loss": 3.91, "lr": 0.00049, "tokens_per_s": 20480.0,
-   "samples_per_s": 40.0, "data_wait_fraction": 0.03, "tokens_seen": 245760, "val_loss": 3.95}
+   "supervised_tokens_per_s": 4900.0, "samples_per_s": 40.0, "data_wait_fraction": 0.03, "tokens_seen": 245760, "val_loss": 3.95}
 `step` counts optimizer steps; `tokens_per_s` counts the positions the model processed
-(input tokens, trailing all-padding columns trimmed); `data_wait_fraction` is the time the
+(input tokens, trailing all-padding columns trimmed), `supervised_tokens_per_s` those that
+carry loss (what padding wastes is the difference; packed windows waste none); `data_wait_fraction` is the time the
 loop spent blocked on the DataLoader divided by the wall time of the interval.
 
 Guarantees: a resumed run first truncates `metrics.jsonl` to the checkpoint's step, so the

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from mixprep.errors import ConfigError
 from mixprep.flags import FlagParser
-from mixprep.train.data import PHASES
+from mixprep.train.data import PHASES, is_packed_path
 from mixprep.train.trackers import REPORT_TO, check_available
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class TrainOptions:
     eval_batches: int
     resume: bool
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    packed: bool = False
+    """Train on packed token windows (`build --pack`): --max_seq_len tokens each, all carrying loss."""
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -69,7 +71,8 @@ def build_parser() -> FlagParser:
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group(required=True)
     source.add_argument("--prepared_data", type=Path, metavar="FILE.jsonl",
-                        help="a JSONL written by `mixprep build` (or any such JSONL)")
+                        help="a JSONL written by `mixprep build` (or any such JSONL), or a packed split's "
+                        "<stem>.tokens (Megatron .bin/.idx, as `build --pack` writes)")
     source.add_argument("--data_config", "--mixture_config", type=Path, metavar="MIXTURE.yaml",
                         help="a mixture YAML: build its train/validation files first (reused when up to date)")
     data.add_argument("--output_dir", "--data_dir", dest="data_dir", type=Path, default=None, metavar="DIR",
@@ -82,6 +85,9 @@ def build_parser() -> FlagParser:
     data.add_argument("--phase", choices=("auto", *PHASES), default="auto",
                       help="record schema; auto: sft for {'conversations'} records, pretrain for {'text'}")
     data.add_argument("--max_seq_len", type=int, default=512, help="tokens per sample (model context)")
+    data.add_argument("--packed", action="store_true",
+                      help="train on packed windows of --max_seq_len tokens, every position carrying loss: the "
+                      "<stem>.tokens.bin beside --prepared_data, or --data_config built with pack (pretrain only)")
     data.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes")
     data.add_argument("--build_workers", type=int, default=1, help="with --data_config: build processes")
 
@@ -134,6 +140,11 @@ def parse_options(argv: Sequence[str]) -> TrainOptions:
         msg = "--output_dir/--data_dir only applies with --data_config (where to build the mixture's files)"
         raise ConfigError(msg)
     check_available(args.report_to)
+    if args.prepared_data is not None and is_packed_path(args.prepared_data):
+        args.packed = True
+    if args.packed and args.phase == "sft":
+        msg = "--packed trains pretrain windows; SFT records stay unpacked (their loss masks differ per record)"
+        raise ConfigError(msg)
     values = vars(args)
     values["grad_clip"] = args.grad_clip or None
     return TrainOptions(**values)

@@ -52,6 +52,8 @@ from mixprep.train.data import (
     find_tokenizer,
     load_tokenizer,
     make_loader,
+    packed_tokenizer,
+    packed_windows,
     resolve_data,
     sequential_batches,
     trim_padding_columns,
@@ -188,6 +190,7 @@ class Window:
     started: float
     data_wait: float = 0.0
     tokens: int = 0
+    supervised: int = 0  # positions that carry loss (padding excluded)
     samples: int = 0
     loss_sum: torch.Tensor | None = None
     steps: int = 0
@@ -212,10 +215,15 @@ class Trainer:
 
         train_path, validation_path = resolve_data(
             prepared_data=opts.prepared_data, validation_data=opts.validation_data, data_config=opts.data_config,
-            data_dir=opts.data_dir, build_workers=opts.build_workers,
+            data_dir=opts.data_dir, build_workers=opts.build_workers, pack_seq_len=opts.max_seq_len if opts.packed else None,
         )
-        self.tokenizer = load_tokenizer(find_tokenizer(opts.tokenizer, out_dir=opts.out_dir, train_path=train_path))
-        self.phase = detect_phase(train_path) if opts.phase == "auto" else opts.phase
+        self.tokenizer = load_tokenizer(find_tokenizer(
+            opts.tokenizer or packed_tokenizer(train_path, opts), out_dir=opts.out_dir, train_path=train_path
+        ))
+        if opts.packed:
+            self.phase = "pretrain"
+        else:
+            self.phase = detect_phase(train_path) if opts.phase == "auto" else opts.phase
         self.train_set = self._dataset(train_path)
         self.val_set = self._dataset(validation_path) if validation_path is not None else None
         if len(self.train_set) == 0:
@@ -262,6 +270,8 @@ class Trainer:
         return None
 
     def _dataset(self, path: Path) -> Dataset:
+        if self.opts.packed:
+            return packed_windows(path, self.opts.max_seq_len, len(self.tokenizer))
         from mixprep.serve.dataset import UnifiedDataset
 
         return UnifiedDataset(path, self.tokenizer, max_length=self.opts.max_seq_len, phase=self.phase)
@@ -355,6 +365,7 @@ class Trainer:
             "lr": learning_rate_at(max(self.position.step - 1, 0), peak=self.opts.learning_rate,
                                    total_steps=self.schedule_steps),
             "tokens_per_s": round(window.tokens / elapsed, 1),
+            "supervised_tokens_per_s": round(window.supervised / elapsed, 1),
             "samples_per_s": round(window.samples / elapsed, 2),
             "data_wait_fraction": round(window.data_wait / elapsed, 4),
             "tokens_seen": self.position.tokens_seen,
@@ -443,6 +454,7 @@ class Trainer:
                     step_loss = loss if step_loss is None else step_loss + loss
                     step_tokens += x.numel()
                     window.samples += x.shape[0]
+                    window.supervised += int(mask.sum())  # on the CPU still: no device sync
                     done = micro_index + 1
                     if done % opts.accumulation_steps and done != self.total_micro_batches:
                         continue
