@@ -70,6 +70,22 @@ def build(config: Path, out: Path, **options: Any) -> BuildResult:
     return DatasetMixer.from_yaml(config).build(output_dir=out, **options)
 
 
+def train_byte_level_bpe(folder: Path, corpus: list[str], *, vocab_size: int, special_tokens: list[str] | None = None) -> Path:
+    """A GPT-2-style byte-level BPE tokenizer trained here on `corpus` (nothing downloaded):
+    `folder/tokenizer.json`, returned."""
+    import tokenizers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = tokenizers.Tokenizer(tokenizers.models.BPE())
+    model.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special_tokens or [], initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()
+    )
+    model.train_from_iterator(corpus, trainer)
+    model.save(str(folder / "tokenizer.json"))
+    return folder / "tokenizer.json"
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import train_byte_level_bpe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,17 +31,8 @@ PIECES = [
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import tokenizers
-
-    folder = tmp_path_factory.mktemp("bpe")
-    model = tokenizers.Tokenizer(tokenizers.models.BPE())
-    model.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=500, special_tokens=["<|endoftext|>"], initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()
-    )
-    model.train_from_iterator(["".join(PIECES) * 3, "the cat's toy, isn't it? 123 中文 text"] * 40, trainer)
-    model.save(str(folder / "tokenizer.json"))
-    return folder / "tokenizer.json"
+    corpus = ["".join(PIECES) * 3, "the cat's toy, isn't it? 123 中文 text"] * 40
+    return train_byte_level_bpe(tmp_path_factory.mktemp("bpe"), corpus, vocab_size=500, special_tokens=["<|endoftext|>"])
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import build, manifest_of, mixture, read_jsonl, write_jsonl
+from helpers import build, manifest_of, mixture, read_jsonl, train_byte_level_bpe, write_jsonl
 
 from mixprep.cli import main
 from mixprep.config import load_mixture
@@ -23,16 +23,9 @@ EOD = "<|endoftext|>"
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small byte-level BPE tokenizer trained here, `<|endoftext|>` (id 0) its bos and eos."""
-    import tokenizers
-
     folder = tmp_path_factory.mktemp("tokenizer")
-    model = tokenizers.Tokenizer(tokenizers.models.BPE())
-    model.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=400, special_tokens=[EOD], initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()
-    )
-    model.train_from_iterator(["the story of a cat and a dog", "notes on parsing JSON lines é 中文"] * 50, trainer)
-    model.save(str(folder / "tokenizer.json"))
+    corpus = ["the story of a cat and a dog", "notes on parsing JSON lines é 中文"] * 50
+    train_byte_level_bpe(folder, corpus, vocab_size=400, special_tokens=[EOD])
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": EOD, "eos_token": EOD}  # as save_pretrained writes
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     return folder
