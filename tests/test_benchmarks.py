@@ -23,6 +23,7 @@ import bench_decontam  # noqa: E402
 import bench_dedup  # noqa: E402
 import bench_langid  # noqa: E402
 import bench_outputs  # noqa: E402
+import bench_parity  # noqa: E402
 import bench_tokens  # noqa: E402
 import common  # noqa: E402
 import gen_corpus  # noqa: E402
@@ -358,3 +359,26 @@ def test_bench_tokens_counts_agree_and_windows_read_from_a_generated_token_file(
     assert reads["windows"] == (tokens - 1) // 64 and reads["windows_per_s"] > 0
     configs = bench_tokens.toy_variants(tmp_path, tmp_path)
     assert "mix_by: tokens" in configs["mix_by: tokens"][0].read_text() and configs["records + tokens + --pack 512"][1] == ["--pack", "512"]
+
+
+# -- bench_parity --------------------------------------------------------------------------
+
+def test_bench_parity_corpus_and_mixprep_verdicts(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "a.jsonl").write_text(json.dumps({"text": "plain text"}) + "\n" + json.dumps(
+        {"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n")
+    assert list(bench_parity.shared_documents(shared)) == [("a.jsonl:1", "plain text"), ("a.jsonl:2", "hi\nhello")]
+    licenses = tmp_path / "common-licenses"
+    licenses.mkdir()
+    (licenses / "GPL").write_text("GNU GENERAL PUBLIC LICENSE")
+    (licenses / "empty").write_text("  ")
+    assert [t for _, t in bench_parity.debian_documents((licenses,))] == ["GNU GENERAL PUBLIC LICENSE"]
+    corpus = tmp_path / "corpus.jsonl"
+    assert bench_parity.write_corpus(corpus, shared, max_docs=2) == 2
+    assert bench_parity.read_corpus(corpus) == (["a.jsonl:1", "a.jsonl:2"], ["plain text", "hi\nhello"])
+    prose = " ".join(["the cat sat with the dog and looked at the moon again"] * 8)
+    kept, reasons = bench_parity.mixprep_verdicts([prose, "lorem ipsum dolor", "{ x }"], bench_parity.MIXPREP_CHAINS["c4"])
+    assert kept.tolist() == [True, False, False] and reasons == ["", "drop_lorem_ipsum", "drop_curly_brace"]
+    found = bench_parity.agreement(np.array([True, False, True]), np.array([True, True, False]))
+    assert found == {"documents": 3, "agreement": 1 / 3, "mixprep_only_drops": 1, "datatrove_only_drops": 1}
