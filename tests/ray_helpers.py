@@ -89,16 +89,21 @@ def _texts(rng: random.Random, n: int, max_words: int = 120) -> list[str]:
 
 def write_pretrain_mixture(folder: Path) -> Path:
     """Two sources; filters remove some records, `b` is too small for its share (wraparound),
-    and the train split (~1.8 MB) takes two 1 MiB write buckets."""
+    the train split (~1.8 MB) takes two 1 MiB write buckets, and each split is also packed
+    (tokens counted in the scan tasks, ids written by the write tasks)."""
+    from helpers import train_byte_level_bpe  # driver side only: Ray workers import this module too
+
     rng = random.Random(0)
     folder.mkdir(parents=True, exist_ok=True)
     for name, n in (("a", 2400), ("b", 300)):
         with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for text in _texts(rng, n, max_words=220):
                 f.write(json.dumps({"text": text, "id": rng.randint(0, 10**9)}) + "\n")
+    train_byte_level_bpe(folder / "tok", [" ".join(WORDS)] * 20, vocab_size=320, special_tokens=["<|endoftext|>"])
     config = folder / "pretrain.yaml"
     config.write_text(
         "metadata:\n  phase: pretrain\n  name: ray\n  seed: 11\n  total_samples: 2600\n"
+        "  tokenizer: tok\n  pack: {seq_len: 64}\n"
         "  validation: {fraction: 0.05}\n  filters: {min_chars: 40}\n  shuffle_bucket_mb: 1\n"
         "datasets:\n"
         "  - {name: a, mix_ratio: 0.6, source: a.jsonl}\n"
@@ -145,7 +150,7 @@ def read_outputs(folder: Path) -> dict[str, bytes]:
     for path in sorted(folder.iterdir()):
         if path.is_file() and not path.name.endswith(".report.html"):
             data = bytearray(path.read_bytes())
-            if path.suffix == ".idx":
+            if path.suffix == ".idx" and not path.name.endswith(".tokens.idx"):  # a packed split's index has no mtime
                 data[INDEX_MTIME] = bytes(8)
             outputs[path.name] = bytes(data)
     return outputs

@@ -107,6 +107,9 @@ def local_outputs(mixtures: dict[str, Path], tmp_path_factory: pytest.TempPathFa
         return {phase: run_build(config, tmp_path_factory.mktemp(f"w1-{phase}")) for phase, config in mixtures.items()}
 
 
+PACKED = {"pretrain": (".tokens.bin", ".tokens.idx"), "sft": ()}
+
+
 def train_manifest(outputs: dict[str, bytes], phase: str) -> dict:
     return json.loads(outputs[f"{phase}_ray_train.manifest.json"])
 
@@ -128,7 +131,7 @@ def test_ray_matches_workers_1_and_2(
         + [
             f"{phase}_ray_{split}{suffix}"
             for split in ("train", "validation")
-            for suffix in (".jsonl", ".parquet", ".idx", ".manifest.json")
+            for suffix in (".jsonl", ".parquet", ".idx", ".manifest.json", *PACKED[phase])
         ]
     )
     assert two_workers == reference
@@ -144,8 +147,9 @@ def test_ray_matches_workers_1_and_2(
     assert sum(sum(s["removed"].values()) for s in sources.values()) > 0
     assert max(s["extra_copies"] for s in sources.values()) > 0
     assert len(make_plan(load_mixture(config), shard_bytes=SHARD_BYTES)) > 2
-    if phase == "pretrain":  # ~1.8 MB: several 1 MiB write buckets
+    if phase == "pretrain":  # ~1.8 MB: several 1 MiB write buckets, each filling its part of the packed split
         assert len(train_manifest(reference, phase)["output"]["checksum"]["chunks"]) > 1
+        assert len(train_manifest(reference, phase)["output"]["packed"]["checksum"]["chunks"]) > 1
     else:  # the evaluation set's table is read by the Ray workers too
         assert 0 < sources["chat"]["decontaminated"] <= 15  # 15 planted; the filters may remove some first
 
