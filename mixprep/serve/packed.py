@@ -10,7 +10,8 @@ Guarantees:
 - O(1) random access: the `.idx` is memory-mapped and each window is one `pread` of
   `(L + 1) · itemsize` bytes from the `.bin`, so reading stays flat in RSS however many
   windows a run visits (a mapping would count every touched page in RSS).
-- Pickles cheaply: the file is opened lazily in each DataLoader worker.
+- Pickles cheaply (paths and sizes only): a forked DataLoader worker reads through the
+  descriptor it inherits (pread keeps no file position), a spawned one opens its own.
 - `mask_document_boundaries=True` zeroes the loss where X is an end-of-document token
   (predicting a new document's first token from the previous document's context).
 - The `.bin` is checked against the index on open (size), and a read that comes back
@@ -87,7 +88,6 @@ class PackedDataset(Dataset):
         self._window_bytes = (self.seq_len + 1) * self.dtype.itemsize
         self._stride = self.seq_len * self.dtype.itemsize
         self._fd: int | None = None
-        self._pid = -1
 
     def __len__(self) -> int:
         return self._length
@@ -104,7 +104,7 @@ class PackedDataset(Dataset):
         """Tokens `[i·L, i·L + L + 1)` in the file's dtype (no copy beyond the read)."""
         i = index if type(index) is int and 0 <= index < self._length else self._position(index)
         size = self._window_bytes
-        fd = self._fd if self._pid == os.getpid() else self._file()
+        fd = self._fd if self._fd is not None else self._file()
         raw = os.pread(fd, size, i * self._stride)
         if len(raw) != size:
             msg = f"{self.bin_path}: is shorter than when it was opened (window {i} read {len(raw)} of {size} bytes); it was truncated"
@@ -121,15 +121,14 @@ class PackedDataset(Dataset):
         return i
 
     def _file(self) -> int:
-        # One descriptor per process: a DataLoader worker forked from the trainer opens its own.
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.bin_path, os.O_RDONLY)
-            self._pid = os.getpid()
-            weakref.finalize(self, os.close, self._fd)
+        # Opened on first read. A forked DataLoader worker reads through the descriptor it
+        # inherited (pread has no shared file position); a spawned one unpickles without it.
+        self._fd = os.open(self.bin_path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
         return self._fd
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_fd": None, "_pid": -1}
+        return {**self.__dict__, "_fd": None}
 
     def __repr__(self) -> str:
         return f"PackedDataset({str(self.prefix)!r}, seq_len={self.seq_len}, windows={self._length}, tokens={self.tokens})"
