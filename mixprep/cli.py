@@ -131,7 +131,7 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SEQ_LEN",
         help="also write each split as token ids in Megatron's indexed-dataset format (<stem>.tokens.bin/.idx), as "
-        "metadata.pack does; SEQ_LEN sets the training window (default: metadata.pack.seq_len or 2048)",
+        "metadata.pack does; SEQ_LEN sets the training window, else metadata.pack.seq_len or 2048; off when absent",
     )
     build.add_argument("--no-report", action="store_true", help="skip drawing <phase>_<name>.report.html")
     build.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
