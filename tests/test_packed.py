@@ -278,3 +278,14 @@ def test_train_packed_without_a_packed_split_says_how_to_make_one(tmp_path: Path
         train_main(["--prepared_data", str(jsonl), "--packed", "--tokenizer", str(tokenizer), "--out_dir", str(tmp_path / "run")])
     with pytest.raises(ConfigError, match="SFT records stay unpacked"):
         train_main(["--prepared_data", str(jsonl), "--packed", "--phase", "sft", "--out_dir", str(tmp_path / "run")])
+
+
+def test_a_filter_tokenizer_inside_the_project_is_recorded_relative(tmp_path: Path, tokenizer: Path) -> None:
+    import shutil
+
+    stories(tmp_path)
+    shutil.copytree(tokenizer, tmp_path / "tok")
+    datasets = [{"name": "stories", "mix_ratio": 1.0, "source": "stories.jsonl", "filters": {"max_tokens": 40, "tokenizer": "tok"}}]
+    manifest = manifest_of(build(mixture(tmp_path, datasets), tmp_path / "out").files["train"])
+    assert manifest["sources"]["stories"]["filters"]["max_tokens"] == {"limit": 40, "tokenizer": "tok"}  # moves with the project
+    assert manifest["sources"]["stories"]["removed"]["max_tokens"] > 0

@@ -138,9 +138,16 @@ def describe_source(source: SourceSpec, base: Path) -> list[str]:
     return [shown_path(pattern, base) for pattern in source.patterns]
 
 
-def filter_settings(chain: FilterChain) -> dict[str, Any]:
-    """The filters a source ran, in order, with their resolved settings (global ones merged in)."""
-    return {name: _plain(value) for name, value in chain}
+def filter_settings(chain: FilterChain, base: Path) -> dict[str, Any]:
+    """The filters a source ran, in order, with their resolved settings (global ones merged
+    in); a `tokenizer:` path shown as the manifest shows paths (relative to `base` inside it)."""
+    settings = {}
+    for name, value in chain:
+        plain = _plain(value)
+        if isinstance(plain, dict) and isinstance(plain.get("tokenizer"), str):
+            plain["tokenizer"] = shown_path(plain["tokenizer"], base)
+        settings[name] = plain
+    return settings
 
 
 def _add_units(
@@ -204,7 +211,7 @@ def split_manifest(
             "max_samples": dataset.max_samples,
             **({"max_tokens": dataset.max_tokens, "cap": quota.cap} if dataset.max_tokens is not None else {}),
             "source": describe_source(dataset.source, base),
-            "filters": filter_settings(dataset.filters),
+            "filters": filter_settings(dataset.filters, base),
             **stats[dataset.name].as_dict(),
             "held_out_for_validation": quota.held_out,
             "available": quota.available,
