@@ -102,3 +102,15 @@ def test_the_build_counters_use_it_and_agree(trained: Path) -> None:
     ids, lengths = load_token_encoder(str(trained))(texts)
     assert ids.tolist() == [i for e in expected for i in e] and lengths.tolist() == [len(e) for e in expected]
     assert expected[1][0] == 0  # the added token as text is the token itself (the library's path)
+
+
+def test_characters_this_python_does_not_know_go_to_the_library(trained: Path) -> None:
+    # U+13460 is unassigned in Python 3.11's Unicode 14 and a letter since Unicode 16: the
+    # tokenizer's regex engine may split it either way, so such texts are the library's.
+    import unicodedata
+
+    texts = ["\U00013460's", "a \U00031350 b", "\U00013460" * 3 + " plain", "plain text"]
+    assert unicodedata.category("\U00013460") == "Cn" or unicodedata.unidata_version >= "16"
+    fast = ByteLevelBPE(trained)
+    assert fast.count(texts).tolist() == [len(e) for e in library_ids(trained, texts)]
+    assert fast.encode(texts)[0].tolist() == [i for e in library_ids(trained, texts) for i in e]

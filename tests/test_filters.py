@@ -162,6 +162,13 @@ def test_missing_tokenizer_is_a_config_error(tmp_path) -> None:
         removal_reasons(pl.Series(["a"]), chain)
 
 
+def test_unreadable_tokenizer_is_a_config_error_naming_the_file(tmp_path) -> None:
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    chain = chain_of({"max_tokens": 3, "tokenizer": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"tokenizer '.*tokenizer.json': cannot be loaded .*expected a tokenizers JSON file"):
+        removal_reasons(pl.Series(["a"]), chain)
+
+
 def test_blame_goes_to_first_failing_filter_in_config_order() -> None:
     chain = chain_of({"min_words": 3, "drop_curly_brace": True, "max_chars": 10})
     reasons = removal_reasons(pl.Series(["a {", "a b c {", "a b c d e f", "a b c"]), chain)

@@ -289,12 +289,12 @@ def with_pack(config: MixtureConfig, seq_len: int | None) -> MixtureConfig:
     if seq_len is not None:
         raw["seq_len"] = seq_len
     problems = Problems(config.path)
-    pack = _pack({"pack": {k: v for k, v in raw.items() if v is not None}, "tokenizer": config.tokenizer}, config.phase, problems)
-    issues = tuple(p.replace("metadata.pack", "--pack (metadata.pack)", 1) for p in problems.items)
-    return dataclasses.replace(config, pack=pack, problems=config.problems + issues)
+    meta = {"pack": {k: v for k, v in raw.items() if v is not None}, "tokenizer": config.tokenizer}
+    pack = _pack(meta, config.phase, problems, where="--pack (metadata.pack)")
+    return dataclasses.replace(config, pack=pack, problems=config.problems + tuple(problems.items))
 
 
-def _pack(meta: Mapping[str, Any], phase: str, problems: Problems) -> PackSpec | None:
+def _pack(meta: Mapping[str, Any], phase: str, problems: Problems, where: str = "metadata.pack") -> PackSpec | None:
     """`pack: {seq_len: 2048, eod: "<|endoftext|>"}` (or `pack: true` for the defaults)."""
     raw = meta.get("pack")
     if raw is None or raw is False:
@@ -302,19 +302,19 @@ def _pack(meta: Mapping[str, Any], phase: str, problems: Problems) -> PackSpec |
     if raw is True:
         raw = {}
     if not isinstance(raw, Mapping):
-        problems.add("metadata.pack", f"expected true or a mapping such as {{seq_len: 2048}}, got {raw!r}")
+        problems.add(where, f"expected true or a mapping such as {{seq_len: 2048}}, got {raw!r}")
         return None
-    problems.unknown_keys(raw, ("seq_len", "eod"), "metadata.pack")
-    seq_len = integer_value(raw, "seq_len", "metadata.pack", problems, default=DEFAULT_SEQ_LEN, minimum=1)
+    problems.unknown_keys(raw, ("seq_len", "eod"), where)
+    seq_len = integer_value(raw, "seq_len", where, problems, default=DEFAULT_SEQ_LEN, minimum=1)
     eod = raw.get("eod")
     if eod is not None and (not isinstance(eod, str) or not eod):
-        problems.add("metadata.pack.eod", f"expected the end-of-document token as written in the vocabulary, got {eod!r}")
+        problems.add(f"{where}.eod", f"expected the end-of-document token as written in the vocabulary, got {eod!r}")
         eod = None
     if meta.get("tokenizer") is None:
-        problems.add("metadata.pack", "writes token ids, which needs metadata.tokenizer (a local tokenizer folder)")
+        problems.add(where, "writes token ids, which needs metadata.tokenizer (a local tokenizer folder)")
     if record_schema_for(phase) != "pretrain":
         problems.add(
-            "metadata.pack",
+            where,
             f"phase {phase!r} keeps one record per sample: SFT, DPO and RL records stay unpacked (their loss masks "
             "and pairs differ per record); packing applies to pretrain phases",
         )

@@ -34,13 +34,15 @@ import pyarrow as pa
 import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @numba.njit(cache=True)
 from mixprep.filters.bpe import BYTE_CHARS, bpe_words, merge_tables, pair_in_vocab
 
-OTHER, LETTER, NUMBER, SPACE = 0, 1, 2, 3
+OTHER, LETTER, NUMBER, SPACE, UNASSIGNED = 0, 1, 2, 3, 4
 WHITESPACE = (*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000)
 GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 TABLE_BITS = 21
 """2^21 cache slots of 16 bytes (32 MB a process), at most half used; a full cache starts over."""
 MISSES_PER_ROUND = 1 << 16
-ASSIGNED_BELOW = 0x32400  # past CJK Extension H
+UNASSIGNED_PLANES = (0x40000, 0xE0000)
+"""Planes 4-13 hold no character in any Unicode yet; planes 15-16 are private use (other)."""
+PRIVATE_USE_FROM = 0xF0000
 PENDING = np.uint64(0xFFFFFFFFFFFFFFFF)
 """A cache value for a word entered in this pass whose ids are not computed yet."""
 LENGTH_BITS = 24  # a cache value: pool offset << 24 | number of ids
@@ -49,18 +51,22 @@ LENGTH_MASK = np.uint64((1 << LENGTH_BITS) - 1)
 
 @functools.lru_cache(maxsize=1)
 def code_point_classes() -> np.ndarray:
-    """uint8 class of every code point: letter, number, whitespace or other."""
-    classes = np.zeros(0x110000, dtype=np.uint8)
-    for cp in range(ASSIGNED_BELOW):  # above: private use, tags and unassigned (other)
+    """uint8 class of every code point: letter, number, whitespace, other, or unassigned in
+    this Python's Unicode database. A newer Unicode may have made an unassigned one a letter
+    (Python 3.11 knows Unicode 14; the tokenizer's regex engine may know a later one), so a
+    text holding one goes to the library."""
+    classes = np.full(0x110000, OTHER, dtype=np.uint8)
+    classes[UNASSIGNED_PLANES[0] : UNASSIGNED_PLANES[1]] = UNASSIGNED
+    for cp in (*range(UNASSIGNED_PLANES[0]), *range(UNASSIGNED_PLANES[1], PRIVATE_USE_FROM)):
         category = unicodedata.category(chr(cp))
         if category[0] == "L":
             classes[cp] = LETTER
         elif category[0] == "N":
             classes[cp] = NUMBER
+        elif category == "Cn":
+            classes[cp] = UNASSIGNED
     classes[list(WHITESPACE)] = SPACE
     return classes
-
-
 
 
 # -- the split --------------------------------------------------------------------------
@@ -82,6 +88,22 @@ def _decode(data: np.ndarray, i: int) -> tuple[int, int]:
 def _class_at(data: np.ndarray, i: int, classes: np.ndarray) -> tuple[int, int]:
     cp, n = _decode(data, i)
     return classes[cp], n
+
+
+@numba.njit(cache=True)
+def holds_unassigned(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, classes: np.ndarray, out: np.ndarray) -> None:
+    """Mark (in `out`) each text holding a code point this Python's Unicode does not know."""
+    for d in range(len(starts)):
+        i, end = starts[d], ends[d]
+        while i < end:
+            if data[i] < 0x80:
+                i += 1
+                continue
+            cp, n = _decode(data, i)
+            if classes[cp] == UNASSIGNED:
+                out[d] = True
+                break
+            i += n
 
 
 @numba.njit(inline="always")
@@ -247,10 +269,11 @@ class ByteLevelBPE:
     `encode_batch(texts, add_special_tokens=False)`. One instance per process (not shared
     between threads)."""
 
-    def __init__(self, tokenizer_json: Path) -> None:
+    def __init__(self, tokenizer_json: Path, tokenizer: Any = None) -> None:
+        """`tokenizer`: the library's `Tokenizer` of that file when already loaded."""
         from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        self.tokenizer = tokenizer if tokenizer is not None else Tokenizer.from_file(str(tokenizer_json))
         spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
         self.added = [t["content"] for t in spec.get("added_tokens", [])]
         self.byte_ids, self.merge_keys, self.merge_values, self.merge_bits = merge_tables(spec)
@@ -285,7 +308,9 @@ class ByteLevelBPE:
 
     def count(self, texts: Any) -> np.ndarray:
         """Each text's number of tokens."""
-        data, starts, ends, skip, strings = self._prepare(texts)
+        return self._count(*self._prepare(texts))
+
+    def _count(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, skip: np.ndarray, strings: pl.Series) -> np.ndarray:
         counts = np.zeros(len(starts), dtype=np.int64)
         self._walk(data, starts, ends, skip, counts)
         self._library(strings, skip, counts)
@@ -298,7 +323,7 @@ class ByteLevelBPE:
         unfilled. Without, the texts are counted first."""
         data, starts, ends, skip, strings = self._prepare(texts)
         if lengths is None:
-            lengths = self.count(strings)
+            lengths = self._count(data, starts, ends, skip, strings)
         out_at = np.zeros(len(starts) + 1, dtype=np.int64)
         np.cumsum(lengths, out=out_at[1:])
         ids = np.zeros(int(out_at[-1]), dtype=np.int64)
@@ -373,7 +398,10 @@ class ByteLevelBPE:
         offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
         data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
         skip = series.str.contains_any(self.added).fill_null(False).to_numpy() if self.added else np.zeros(len(series), dtype=bool)
-        return data, offsets[:-1].copy(), offsets[1:].copy(), np.ascontiguousarray(skip, dtype=np.bool_), series
+        skip = np.array(skip, dtype=np.bool_)  # writable: texts the library must encode are added to it
+        starts, ends = offsets[:-1].copy(), offsets[1:].copy()
+        holds_unassigned(data, starts, ends, self.classes, skip)
+        return data, starts, ends, skip, series
 
     def _merge_new_words(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, slots: np.ndarray) -> None:
         """Each new word's BPE ids (compiled), appended to the pool; its cache slot points at them."""

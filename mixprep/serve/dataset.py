@@ -17,7 +17,6 @@ Guarantees:
 """
 from __future__ import annotations
 
-import operator
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from torch.utils.data import Dataset
 
 from mixprep.errors import ConfigError, RecordError, SourceError
 from mixprep.jsonl import line_number_at, load_json_object
-from mixprep.serve.index import ensure_index
+from mixprep.serve.index import checked_position, ensure_index
 from mixprep.serve.phases import BUILDERS, PhaseOptions, check_options, check_phase
 from mixprep.serve.tokenizer import TokenizerAdapter
 
@@ -231,7 +230,7 @@ class UnifiedDataset(Dataset):
         return self._length
 
     def __getitem__(self, index: int) -> Any:
-        i = self._position(index)
+        i = checked_position(index, self._length, f"{self._length} records in {self.data_path}")
         records = self._reader()
         record = records.read(i)
         try:
@@ -240,15 +239,6 @@ class UnifiedDataset(Dataset):
             msg = f"{records.where(i)}: {e} (phase {self.phase!r})"
             raise RecordError(msg) from e
         return _to_torch(example)
-
-    def _position(self, index: int) -> int:
-        i = operator.index(index)
-        if i < 0:
-            i += self._length
-        if not 0 <= i < self._length:
-            msg = f"index {index} out of range for {self._length} records in {self.data_path}"
-            raise IndexError(msg)
-        return i
 
     def __repr__(self) -> str:
         return (

@@ -23,6 +23,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import struct
 from dataclasses import dataclass
@@ -319,3 +320,15 @@ def _try_open(index_path: Path, data_path: Path) -> OffsetIndex | None:
 def _write_into(index_path: Path, data_path: Path, offsets: np.ndarray) -> None:
     index_path.parent.mkdir(parents=True, exist_ok=True)
     write_index(index_path, data_path, offsets)
+
+
+def checked_position(index: int, length: int, what: str) -> int:
+    """A dataset's `__getitem__` index as a position in [0, length): negative ones count
+    from the end, as for a list; anything else is an IndexError that says `what` was asked."""
+    i = operator.index(index)
+    if i < 0:
+        i += length
+    if not 0 <= i < length:
+        msg = f"index {index} out of range for {what}"
+        raise IndexError(msg)
+    return i
