@@ -3,9 +3,10 @@
 Generates the toy data (`mixprep example-data`), then prints, each against its baseline
 measured in the same run:
 1. counting: MB of text per CPU-second, mixprep's byte-level counter vs the tokenizers
-   library's `encode_batch_fast` (CPU time of all threads), and whether every count agrees;
+   library's `encode_batch_fast` (CPU time of all threads), and whether every count agrees,
+   on the toy stories and on ../shared/data's real English (Austen, fortunes, KJV; a cold cache);
 2. builds (each its own measured process): the toy by records without a tokenizer, with
-   one (counting), `mix_by: tokens`, and `--pack`;
+   one (counting), `mix_by: tokens`, and `--pack`; the same for `--mixture` (with `--workers`);
 3. positions that carry loss: `UnifiedDataset` pretrain windows vs `PackedDataset` ones
    over the same built split, at 512 and 2048 tokens;
 4. `PackedDataset` reads: windows of 2048 tokens per second in one process, and the RSS
@@ -15,6 +16,7 @@ measured in the same run:
 
     python benchmarks/bench_tokens.py                                    # MiniMind tokenizer from ../shared
     python benchmarks/bench_tokens.py --tokenizer DIR --bin-gb 4 --train-steps 40
+    python benchmarks/bench_tokens.py --mixture bench_build/data/<1.5 GB corpus>/mix.yaml --workers 2
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ import numpy as np
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_TOKENIZER = REPO.parent / "shared" / "data" / "tokenizers" / "minimind"
+SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_TOKENIZER = SHARED_DATA / "tokenizers" / "minimind"
 
 
 # -- 1. counting ----------------------------------------------------------------------------
@@ -81,16 +84,49 @@ def count_speeds(texts: list[str], tokenizer_json: Path, batch: int = 2000) -> d
 # -- 2. builds ------------------------------------------------------------------------------
 
 def toy_variants(folder: Path, tokenizer: Path) -> dict[str, tuple[Path, list[str]]]:
-    """Variant -> (mixture, extra build flags): the shipped toy mixture pointed at folder/data."""
+    """The shipped toy mixture, pointed at folder/data, in each variant (written into folder)."""
     text = (REPO / "configs" / "toy_mixture.yaml").read_text().replace("../data", str(folder / "data"))
-    configs = {}
-    for name, meta in (("records", ""), ("records + tokens", f"  tokenizer: {tokenizer}\n"),
-                       ("mix_by: tokens", f"  tokenizer: {tokenizer}\n  mix_by: tokens\n")):
-        path = folder / f"toy-{len(configs)}.yaml"
-        path.write_text(text.replace("metadata:\n", f"metadata:\n{meta}", 1))
-        configs[name] = (path, [])
-    configs["records + tokens + --pack 512"] = (configs["records + tokens"][0], ["--pack", "512"])
-    return configs
+    base = folder / "toy_mixture.yaml"
+    base.write_text(text)
+    return mixture_variants(base, tokenizer, seq_len=512, folder=folder)
+
+
+def mixture_variants(config: Path, tokenizer: Path, *, seq_len: int, folder: Path | None = None) -> dict[str, tuple[Path, list[str]]]:
+    """Variant -> (mixture YAML, extra build flags): by records without a tokenizer, by
+    records counting tokens, `mix_by: tokens` (total_samples dropped: it counts records),
+    and records + tokens + `--pack`. Written beside `config` (its relative paths keep
+    resolving) unless `folder` is given."""
+    import yaml
+
+    raw = yaml.safe_load(config.read_text())
+    meta = dict(raw.get("metadata") or {})
+    meta.pop("tokenizer", None)
+    meta.pop("mix_by", None)
+    meta.pop("pack", None)
+    by_tokens = {k: v for k, v in meta.items() if k != "total_samples"}
+    where = folder if folder is not None else config.parent
+    variants = {}
+    for name, metadata in (("records", meta), ("records + tokens", {**meta, "tokenizer": str(tokenizer)}),
+                           ("mix_by: tokens", {**by_tokens, "tokenizer": str(tokenizer), "mix_by": "tokens"})):
+        path = where / f"{config.stem}.bench-tokens-{len(variants)}.yaml"
+        path.write_text(yaml.safe_dump({**raw, "metadata": metadata}, sort_keys=False))
+        variants[name] = (path, [])
+    variants[f"records + tokens + --pack {seq_len}"] = (variants["records + tokens"][0], ["--pack", str(seq_len)])
+    return variants
+
+
+def build_table(variants: dict[str, tuple[Path, list[str]]], folder: Path, extra: list[str], label: str) -> dict[str, dict[str, Any]]:
+    """Build each variant (its own measured process) and print seconds, CPU seconds and speed vs by records."""
+    builds = {}
+    for name, (config, flags) in variants.items():
+        builds[name] = build_once(config, folder / f"out-{label}-{len(builds)}", [*flags, *extra])
+    base = builds["records"]["seconds"]
+    rows = [{"variant": name, "seconds": round(b["seconds"], 2), "cpu": round(b["cpu_seconds"], 2),
+             "vs": round(base / b["seconds"], 2), "tokens": b["manifest"]["output"].get("tokens")}
+            for name, b in builds.items()]
+    print(common.format_table(rows, (("variant", f"{label} build"), ("seconds", "seconds"), ("cpu", "CPU s"),
+                                     ("vs", "speed vs records"), ("tokens", "train tokens"))))
+    return builds
 
 
 def build_once(config: Path, out: Path, extra: list[str]) -> dict[str, Any]:
@@ -184,6 +220,9 @@ def main() -> None:
     parser.add_argument("--bin-gb", type=float, default=2.0, help="size of the token file PackedDataset reads")
     parser.add_argument("--reads", type=int, default=100_000)
     parser.add_argument("--train-steps", type=int, default=24)
+    parser.add_argument("--mixture", type=Path, default=None,
+                        help="also build this mixture by records, counting tokens, by tokens and packed (e.g. the 1.5 GB bench corpus)")
+    parser.add_argument("--workers", type=int, default=2, help="--workers for the --mixture builds")
     args = parser.parse_args()
     tokenizer_json = args.tokenizer / "tokenizer.json"
     with tempfile.TemporaryDirectory(prefix="bench-tokens-") as temp:
@@ -191,20 +230,23 @@ def main() -> None:
         example = [sys.executable, "-m", "mixprep", "example-data", str(folder / "data")]
         common.run_measured(example, label="data", cwd=REPO, log_dir=folder / "logs")
         texts = read_texts(sorted((folder / "data").glob("*.jsonl")), int(args.count_mb * 1e6))
-        speeds = count_speeds(texts, tokenizer_json)
-        print(f"counting {speeds['mb']:.1f} MB: mixprep {speeds['mixprep_mb_per_cpu_s']:.1f} MB/CPU-s, tokenizers library "
-              f"{speeds['library_mb_per_cpu_s']:.1f} MB/CPU-s ({speeds['ratio']:.1f}x); counts equal: {speeds['equal']} "
-              f"({speeds['tokens']:,} tokens, {speeds['distinct_words_cached']:,} distinct words cached)")
+        real = [SHARED_DATA / name for name in ("austen.jsonl", "fortunes.jsonl", "kjv.jsonl") if (SHARED_DATA / name).is_file()]
+        for label, corpus in (("toy stories", texts), ("real English (../shared/data)", read_texts(real, 10**9) if real else [])):
+            if not corpus:
+                continue
+            speeds = count_speeds(corpus, tokenizer_json)
+            print(f"counting {speeds['mb']:.1f} MB of {label}: mixprep {speeds['mixprep_mb_per_cpu_s']:.1f} MB/CPU-s, tokenizers "
+                  f"library {speeds['library_mb_per_cpu_s']:.1f} MB/CPU-s ({speeds['ratio']:.1f}x); counts equal: {speeds['equal']} "
+                  f"({speeds['tokens']:,} tokens, {speeds['distinct_words_cached']:,} distinct words cached)")
 
-        builds = {}
-        for name, (config, extra) in toy_variants(folder, args.tokenizer).items():
-            builds[name] = build_once(config, folder / f"out-{len(builds)}", extra)
-        base = builds["records"]["seconds"]
-        rows = [{"variant": name, "seconds": round(b["seconds"], 2), "cpu": round(b["cpu_seconds"], 2),
-                 "vs": round(base / b["seconds"], 2), "tokens": b["manifest"]["output"].get("tokens")}
-                for name, b in builds.items()]
-        print(common.format_table(rows, (("variant", "toy build"), ("seconds", "seconds"), ("cpu", "CPU s"),
-                                         ("vs", "speed vs records"), ("tokens", "train tokens"))))
+        builds = build_table(toy_variants(folder, args.tokenizer), folder, [], "toy")
+        if args.mixture is not None:
+            variants = mixture_variants(args.mixture.resolve(), args.tokenizer.resolve(), seq_len=2048)
+            try:
+                build_table(variants, folder, ["--workers", str(args.workers)], args.mixture.stem)
+            finally:
+                for path, _ in variants.values():
+                    path.unlink(missing_ok=True)
         packed_train = builds["records + tokens + --pack 512"]["train"]
         for seq_len in (512, 2048):
             share = loss_positions(packed_train, args.tokenizer, seq_len)

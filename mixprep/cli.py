@@ -151,7 +151,8 @@ def make_parser() -> argparse.ArgumentParser:
         "verify",
         help="re-check outputs against their manifest and index",
         description="Re-check built JSONL files: the manifest's checksum (all cores), every index offset, records "
-        "per source in the JSONL and the Parquet sidecar; exit 1 on any mismatch.",
+        "per source in the JSONL and the Parquet sidecar, and a packed split's index, sizes, range checksums and "
+        "token ids; exit 1 on any mismatch.",
     )
     verify.add_argument("files", nargs="+", metavar="FILE.jsonl")
     verify.set_defaults(handler=cmd_verify)

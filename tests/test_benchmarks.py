@@ -359,6 +359,16 @@ def test_bench_tokens_counts_agree_and_windows_read_from_a_generated_token_file(
     assert reads["windows"] == (tokens - 1) // 64 and reads["windows_per_s"] > 0
     configs = bench_tokens.toy_variants(tmp_path, tmp_path)
     assert "mix_by: tokens" in configs["mix_by: tokens"][0].read_text() and configs["records + tokens + --pack 512"][1] == ["--pack", "512"]
+    mixture = tmp_path / "m" / "mix.yaml"
+    mixture.parent.mkdir()
+    mixture.write_text(yaml.safe_dump({"metadata": {"name": "m", "total_samples": 10, "tokenizer": "old"},
+                                       "datasets": [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}]}))
+    variants = bench_tokens.mixture_variants(mixture, tmp_path / "tok", seq_len=2048)
+    metadata = {name: yaml.safe_load(path.read_text())["metadata"] for name, (path, _) in variants.items()}
+    assert all(path.parent == mixture.parent for path, _ in variants.values())  # beside it: its relative sources resolve
+    assert metadata["records"] == {"name": "m", "total_samples": 10}
+    assert metadata["mix_by: tokens"] == {"name": "m", "tokenizer": str(tmp_path / "tok"), "mix_by": "tokens"}
+    assert variants["records + tokens + --pack 2048"][1] == ["--pack", "2048"]
 
 
 # -- bench_parity --------------------------------------------------------------------------
