@@ -1,4 +1,4 @@
-"""Throughput of the full Gopher quality + repetition + language filter chain, and what it removes.
+"""Throughput of the full Gopher quality + repetition + C4 + language filter chain, and what it removes.
 
     POLARS_MAX_THREADS=1 python benchmarks/bench_filters.py [--mb 32] [--batch 4096] [--repeat 3]
 
@@ -32,9 +32,9 @@ import polars as pl  # noqa: E402
 
 from mixprep.filters.engine import removal_reasons  # noqa: E402
 from mixprep.filters.registry import FilterChain  # noqa: E402
-from mixprep.filters.rules import GOPHER_REPETITION, parse_filters  # noqa: E402
+from mixprep.filters.rules import parse_filters  # noqa: E402
 
-CHAIN_CONFIG = {"quality": "gopher", "repetition": "gopher", "languages": ["en"], "min_language_score": 0.5}
+CHAIN_CONFIG = {"quality": "gopher", "repetition": "gopher", "c4": True, "languages": ["en"], "min_language_score": 0.5}
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 COMMON_WORDS = (
@@ -132,8 +132,8 @@ def bench_generated(megabytes: float, batch: int, repeat: int) -> None:
           f"removed {np.count_nonzero(reasons) / len(reasons):.1%}")
     groups = {
         "gopher quality": {"quality": "gopher"},
-        "line/paragraph repetition": {"max_duplicate_line_fraction": 0.3, "max_duplicate_paragraph_fraction": 0.3},
-        "n-gram repetition": {key: value for key, value in GOPHER_REPETITION.items() if key.endswith("ngram_fraction")},
+        "gopher repetition": {"repetition": "gopher"},
+        "c4 (line cleaning)": {"c4": True},
         "language (py3langid model)": {"languages": ["en"]},
     }
     for label, config in groups.items():

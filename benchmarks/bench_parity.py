@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -36,8 +35,7 @@ MAX_DOCUMENT_BYTES = 200_000
 MIXPREP_CHAINS: dict[str, dict[str, Any]] = {
     "gopher quality": {"quality": "gopher"},
     "gopher repetition": {"repetition": "gopher"},
-    # mixprep has no `c4` preset yet: its C4 flags, as a user would combine them.
-    "c4": {"drop_lorem_ipsum": True, "drop_curly_brace": True, "drop_javascript_notice": True},
+    "c4": {"c4": True},
 }
 
 
@@ -159,86 +157,129 @@ def datatrove_filters() -> dict[str, Callable[[str], tuple[bool, str]]]:
             "c4": verdict(C4QualityFilter())}
 
 
+def datatrove_results(args: argparse.Namespace, name: str, run: Callable[[str], tuple[bool, str]],
+                      texts: list[str]) -> tuple[list[tuple[bool, str]], bool]:
+    """datatrove's (kept, reason) per text, and whether they came from the cache (--cache:
+    stored beside the corpus by filter name)."""
+    cache = args.corpus.with_name(f"{args.corpus.stem}.datatrove.{name.replace(' ', '_')}.json")
+    if args.cache and cache.exists() and cache.stat().st_mtime >= args.corpus.stat().st_mtime:
+        return [tuple(result) for result in json.loads(cache.read_text())], True
+    results = [run(t) for t in texts]
+    if args.cache:
+        cache.write_text(json.dumps(results))
+    return results, False
+
+
 def agreement(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
     return {"documents": len(ours), "agreement": float(np.mean(ours == theirs)) if len(ours) else 1.0,
             "mixprep_only_drops": int(np.sum(~ours & theirs)), "datatrove_only_drops": int(np.sum(ours & ~theirs))}
 
 
-# -- a rule set for spaCy's English words (what a compiled splitter should implement) ----------
-# datatrove's English words are `spacy.blank("en")` tokens, whitespace dropped. These rules,
-# written out (no spaCy), give the same Gopher quality verdicts on 0.996 of this corpus with
-# datatrove's own definitions (`--prototype` measures it): the reference for issue 17's kernels.
+# -- fixtures: datatrove's own values on the tricky cases, stored for tests that run without it --
 
-PREFIX_CHARS = set('"\'([{<«“‘„‚`$£€¥#§*•–—¿¡')
-SUFFIX_CHARS = set('"\')]}>»”’.,;:!?%*…')
-CONTRACTIONS = ("n't", "'s", "'re", "'ve", "'ll", "'d", "'m", "n’t", "’s", "’re", "’ve", "’ll", "’d", "’m")
-ABBREVIATIONS = frozenset(
-    "Mr. Mrs. Ms. Dr. St. Jr. Sr. Ltd. Inc. Co. Corp. vs. etc. e.g. i.e. Prof. Mt. No. Jan. Feb. Mar. Apr. Jun. Jul. Aug. "
-    "Sep. Sept. Oct. Nov. Dec. a.m. p.m. U.S. Gen. Gov. Rev.".split()
+PROSE = (
+    "The committee met on Tuesday to discuss the new budget for the library. After a long debate, the members "
+    "agreed to extend the opening hours and to buy more books for the children's section. Several residents had "
+    "written letters asking for a quiet reading room, and the chair promised that the proposal would be studied "
+    "with care before the next meeting in the spring."
 )
-SPECIAL_CASES = {"and/or": ["and/or"], "cannot": ["can", "not"], "Cannot": ["Can", "not"], "gonna": ["gon", "na"], "gotta": ["got", "ta"]}
-INFIX = re.compile(r"(\.{2,}|…|(?<=[0-9])[+\-*^](?=[0-9-])|(?<=[A-Za-z])(?:---|--|-|–|—|~)(?=[A-Za-z])"
-                   r"|(?<=[A-Za-z0-9])[:<>=/](?=[A-Za-z])|(?<=[A-Za-z]),(?=[A-Za-z]))")
-RUN = re.compile(r"\.{2,}|-{2,}|…")
-ACRONYM = re.compile(r"(?:[A-Za-z]\.){2,}|[a-z]\.")
-STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
+LINES = [
+    "The river rose all night, and by morning the lower fields were under water.",
+    "Farmers moved their animals to the hill before the road was closed.",
+    "The school opened its hall to the families who had to leave their homes.",
+    "Volunteers brought blankets, bread and hot tea to the people waiting there.",
+    "By the evening the rain had stopped and the water began to fall again.",
+    "Nobody was hurt, though the old mill by the bridge lost part of its wall.",
+]
+FIXTURE_TEXTS = [
+    # words: contractions, marks, abbreviations, infixes, special cases
+    'Mr. Smith can\'t go -- he said "no..." (really).',
+    "well-known 1995-2011 and/or e.g. U.S.A. cannot",
+    "Dots....and more: yes, no; 100% #tag",
+    "I'm sure you'll see they've gone, haven't they? We'd've... O'Neill's",
+    "\u201cCurly quotes\u201d and \u2018single\u2019 ones \u2014 dashes \u2013 too\u2026 done",
+    "Gonna gotta Cannot cannot can't won't don't Don't DON'T",
+    "#hashtag ##double # alone #1 $5 \u00a310 50% (a) [b] {c} <d>",
+    "URLs http://example.com/a-b?x=1 and me@example.org, x=y+z, 3*4^2, 10:30, a/b, A:B",
+    "!!! ??? ... --- ((( ))) ...\u2026 \u2026\u2026",
+    "caf\u00e9 na\u00efve \u00c6r\u00f8sk\u00f8bing \u6771\u4eac 123abc abc123 \u00bd Hi \U0001f642! Great \U0001f44d\U0001f3fd... ok",
+    # whitespace and line ends
+    "Unicode\u00a0no-break\u2003em\u3000ideographic\u2028line\u2029para\x85next",
+    "tab\tseparated\x0bvertical\x0cform\x1cfile\x1dgroup\x1erecord\x1funit",
+    "ends without newline",
+    "trailing newline\n",
+    "\nshort\n",
+    "\r\nwindows\r\nlines\r\n",
+    # bullets and ellipses
+    "Bullets:\n\u2022 one\n- two\n* three\n  - four\n\n",
+    "\n".join(f"- {line}" for line in LINES),
+    "\n".join(f"{line[:-1]}..." for line in LINES[:3]) + "\n" + "\n".join(LINES[3:]),
+    "\n".join(f"{line[:-1]} \u2026" for line in LINES[:2]) + "\n" + "\n".join(LINES[2:]) + "\n\n\n\n",
+    # Gopher quality near its limits
+    PROSE,
+    PROSE.upper(),
+    PROSE.replace("the ", "The "),
+    " ".join(PROSE.split()[:49]),
+    " ".join(["Yes, said he; no, said she, and so on, and on, and on -- the end."] * 8),
+    PROSE + " #a #b #c #d #e #f #g #h",
+    # Gopher repetition
+    "\n".join(LINES),
+    "\n".join(LINES + LINES[:2]),
+    "\n\n".join([PROSE, PROSE, "The end of the story came later, when the rain had stopped."]),
+    "\n\n".join([LINES[0], LINES[1], LINES[0]]),
+    PROSE + " " + PROSE,
+    " ".join(PROSE.split()[:20] * 2 + PROSE.split()[20:]),
+    "abcdefgh ijklmnop",
+    # C4 line rules
+    "\n".join(LINES[:4] + ["Short line.", "no terminal punctuation here", "Ends with dots and more..."]),
+    "\n".join(LINES[:5] + ["Please enable JavaScript to view this page."]),
+    "\n".join(LINES[:5] + ["Read our privacy policy and terms of use."]),
+    "\n".join(LINES[:5] + ["Lorem ipsum dolor sit amet, consectetur."]),
+    "\n".join(LINES[:5] + ["Lorem ipsum."]),
+    "\n".join(LINES[:5] + ["The code uses {braces} here."]),
+    "\n".join(LINES[:5] + ["The code uses {braces} here"]),
+    "\n".join(line[:-1] + "[1]." for line in LINES[:3]) + "\n" + LINES[3] + "[edit]\n" + LINES[4] + " [citation needed]",
+    "\n".join(LINES[:4] + ["x" * 1001 + " is a very long word."]),
+    "Wait... what? He said \"Go.\" Then he left! Really? Yes. No.",
+    'One two three. Four five six. "Seven eight nine."  "Ten."\nA b c! D e f? G h i.',
+    "\n".join(LINES[:4]),
+    "  \n".join(LINES) + "  ",
+]
 
 
-def reference_words(text: str) -> list[str]:
-    """spaCy-like English words: each whitespace chunk loses prefix and suffix punctuation
-    (one mark at a time; `...` and `--` whole), contraction suffixes (`n't`, `'s`, ...),
-    then splits at infixes (hyphens and slashes between letters, ellipses), abbreviations
-    and a few special cases kept or split as spaCy's exceptions do."""
-    words: list[str] = []
-    for chunk in text.split():
-        prefixes, suffixes = [], []
-        while chunk and not RUN.fullmatch(chunk):
-            if len(chunk) > 1 and not any(c.isalnum() for c in chunk) and not RUN.match(chunk):
-                prefixes.append(chunk[0])
-                chunk = chunk[1:]
-                continue
-            if chunk in ABBREVIATIONS or chunk in SPECIAL_CASES or ACRONYM.fullmatch(chunk):
-                break
-            run = RUN.match(chunk)
-            if run and run.end() < len(chunk):
-                prefixes.append(run.group())
-                chunk = chunk[run.end():]
-            elif len(chunk) > 1 and chunk[0] in PREFIX_CHARS:
-                prefixes.append(chunk[0])
-                chunk = chunk[1:]
-            elif (run := re.search(r"(\.{2,}|-{2,}|…)$", chunk)) and run.start() > 0:
-                suffixes.append(run.group())
-                chunk = chunk[: run.start()]
-            elif len(chunk) > 1 and chunk[-1] in SUFFIX_CHARS:
-                suffixes.append(chunk[-1])
-                chunk = chunk[:-1]
-            elif found := next((c for c in CONTRACTIONS if chunk.lower().endswith(c) and len(chunk) > len(c)), None):
-                suffixes.append(chunk[-len(found):])
-                chunk = chunk[: -len(found)]
-            else:
-                break
-        words += prefixes
-        words += SPECIAL_CASES.get(chunk) or [p for p in INFIX.split(chunk) if p]
-        words += suffixes[::-1]
-    return words
+def write_exceptions(path: Path) -> None:
+    """spaCy's English tokenizer exceptions (`nlp.tokenizer.rules`: "don't" -> do + n't, "Mr.",
+    ":)" ...) as {string: [token lengths]}, for mixprep/filters/english.py. Whitespace-free only."""
+    import spacy
+
+    rules = spacy.blank("en").tokenizer.rules
+    from spacy.attrs import ORTH
+
+    table = {text: [len(token.get("ORTH", token.get(ORTH))) for token in tokens] for text, tokens in sorted(rules.items())
+             if not any(c.isspace() for c in text)}
+    assert all(sum(lengths) == len(text) for text, lengths in table.items())
+    entries = ",\n".join(f"{json.dumps(text, ensure_ascii=False)}: {json.dumps(lengths)}" for text, lengths in table.items())
+    path.write_text(f'{{"spacy": {json.dumps(spacy.__version__)}, "exceptions": {{\n{entries}\n}}}}\n', encoding="utf-8")
 
 
-def gopher_quality_keeps(words: list[str], text: str, punctuation: set[str]) -> bool:
-    """datatrove's GopherQualityFilter (default thresholds) over the given words."""
-    if not words:
-        return False
-    non_symbol = [w for w in words if any(ch not in punctuation for ch in w)]
-    if not 50 <= len(non_symbol) <= 100_000 or not 3 <= float(np.mean([len(w) for w in non_symbol])) <= 10:
-        return False
-    lines = text.splitlines()
-    return (
-        text.count("#") / len(words) <= 0.1
-        and (text.count("...") + text.count("…")) / len(words) <= 0.1
-        and sum(s.lstrip().startswith(("•", "-")) for s in lines) / len(lines) <= 0.9
-        and sum(s.rstrip().endswith(("...", "…")) for s in lines) / len(lines) <= 0.3
-        and sum(any(c.isalpha() for c in w) for w in words) / len(words) >= 0.8
-        and len(STOP_WORDS & set(words)) >= 2
-    )
+def write_fixtures(path: Path) -> None:
+    """datatrove's words, verdicts and C4 output for FIXTURE_TEXTS, as JSON (tests/data)."""
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.utils.text import split_into_words
+
+    quality, repetition, c4 = GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter()
+    cases = []
+    for text in FIXTURE_TEXTS:
+        case: dict[str, Any] = {"text": text, "words": split_into_words(text)}
+        for name, filter_ in (("gopher_quality", quality), ("gopher_repetition", repetition), ("c4", c4)):
+            document = Document(text=text, id="0")
+            result = filter_.filter(document)
+            case[name] = [True, ""] if result is True else [False, result[1]]
+            if name == "c4" and result is True:
+                case["c4_text"] = document.text
+        cases.append(case)
+    path.write_text(json.dumps({"datatrove": "0.10.1", "cases": cases}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -246,14 +287,26 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("bench_parity/corpus.jsonl"))
     parser.add_argument("--max-docs", type=int, default=30_000)
     parser.add_argument("--show", type=int, default=5, help="disagreements printed per filter")
-    parser.add_argument("--prototype", action="store_true",
-                        help="also: Gopher quality verdicts from `reference_words` with datatrove's definitions, vs datatrove")
+    parser.add_argument("--cache", action="store_true",
+                        help="keep datatrove's verdicts beside the corpus and reuse them (they take minutes)")
+    parser.add_argument("--write-fixtures", type=Path, metavar="JSON",
+                        help="write datatrove's values on the tricky cases (tests/data/datatrove_fixtures.json) and stop")
+    parser.add_argument("--write-exceptions", type=Path, metavar="JSON",
+                        help="write spaCy's English tokenizer exceptions (mixprep/filters/spacy_en_exceptions.json) and stop")
     args = parser.parse_args()
+    if args.write_exceptions:
+        write_exceptions(args.write_exceptions)
+        print(f"wrote {args.write_exceptions}")
+        return
     try:
         filters = datatrove_filters()
     except ImportError as exc:
         msg = f"needs datatrove and spacy in this environment ({exc}): pip install datatrove spacy nltk"
         raise SystemExit(msg) from None
+    if args.write_fixtures:
+        write_fixtures(args.write_fixtures)
+        print(f"wrote {len(FIXTURE_TEXTS)} cases to {args.write_fixtures}")
+        return
     if not args.corpus.exists():
         args.corpus.parent.mkdir(parents=True, exist_ok=True)
         print(f"wrote {write_corpus(args.corpus, SHARED_DATA, args.max_docs):,} documents to {args.corpus}")
@@ -265,22 +318,17 @@ def main() -> None:
         ours, our_reasons = mixprep_verdicts(texts, chain)
         ours_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        results = [filters[name](t) for t in texts]
+        results, cached = datatrove_results(args, name, filters[name], texts)
         theirs_seconds = time.perf_counter() - started
         theirs = np.array([kept for kept, _ in results], dtype=bool)
         found = agreement(ours, theirs)
         print(f"\n{name}: agreement {found['agreement']:.4f} on {found['documents']:,} documents; dropped by mixprep only "
               f"{found['mixprep_only_drops']:,}, by datatrove only {found['datatrove_only_drops']:,}; "
-              f"mixprep {megabytes / ours_seconds:.1f} MB/s, datatrove {megabytes / theirs_seconds:.1f} MB/s")
+              f"mixprep {megabytes / ours_seconds:.1f} MB/s, datatrove "
+              f"{'(cached verdicts)' if cached else f'{megabytes / theirs_seconds:.1f} MB/s'}")
         for i in np.flatnonzero(ours != theirs)[: args.show].tolist():
             print(f"  {ids[i]}: mixprep {'keeps' if ours[i] else 'drops (' + our_reasons[i] + ')'}, datatrove "
                   f"{'keeps' if theirs[i] else 'drops (' + results[i][1] + ')'}: {texts[i][:100]!r}")
-        if args.prototype and name == "gopher quality":
-            from datatrove.utils.text import PUNCTUATION_SET
-
-            rules = np.array([gopher_quality_keeps(reference_words(t), t, PUNCTUATION_SET) for t in texts])
-            print(f"  reference_words + datatrove's definitions: agreement {float(np.mean(rules == theirs)):.4f}")
-
 
 if __name__ == "__main__":
     main()

@@ -55,8 +55,13 @@ def verify(jsonl: str | Path) -> VerifyReport:
     if not path.is_file():
         report.problems.append(f"{path}: file not found")
         return report
-    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.stem
+    # The split's JSONL, or any of its files (the manifest, the index...) naming it by stem.
+    stem = next((path.name[: -len(suffix)] for suffix in (".jsonl", ".manifest.json") if path.name.endswith(suffix)), path.stem)
     files = SplitFiles.for_stem(path.parent, stem)
+    if not files.jsonl.is_file():
+        report.problems.append(f"{path}: not a built split (no {files.jsonl.name} beside it)")
+        return report
+    path = files.jsonl
     if not files.manifest.exists():
         _check_without_manifest(files, report)
         return report

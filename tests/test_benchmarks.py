@@ -387,34 +387,9 @@ def test_bench_parity_corpus_and_mixprep_verdicts(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     assert bench_parity.write_corpus(corpus, shared, max_docs=2) == 2
     assert bench_parity.read_corpus(corpus) == (["a.jsonl:1", "a.jsonl:2"], ["plain text", "hi\nhello"])
-    prose = " ".join(["the cat sat with the dog and looked at the moon again"] * 8)
+    prose = " ".join(["The cat sat with the dog and looked at the moon again."] * 8)
     kept, reasons = bench_parity.mixprep_verdicts([prose, "lorem ipsum dolor", "{ x }"], bench_parity.MIXPREP_CHAINS["c4"])
-    assert kept.tolist() == [True, False, False] and reasons == ["", "drop_lorem_ipsum", "drop_curly_brace"]
+    assert kept.tolist() == [True, False, False] and reasons == ["", "c4", "c4"]
     found = bench_parity.agreement(np.array([True, False, True]), np.array([True, True, False]))
     assert found == {"documents": 3, "agreement": 1 / 3, "mixprep_only_drops": 1, "datatrove_only_drops": 1}
 
-
-@pytest.mark.parametrize(
-    ("text", "spacy_words"),  # spacy.blank("en") 3.8's tokens (whitespace dropped), computed once
-    [
-        ('Mr. Smith can\'t go -- he said "no..." (really).',
-         ["Mr.", "Smith", "ca", "n't", "go", "--", "he", "said", '"', "no", "...", '"', "(", "really", ")", "."]),
-        ("well-known 1995-2011 and/or e.g. U.S.A. cannot",
-         ["well", "-", "known", "1995", "-", "2011", "and/or", "e.g.", "U.S.A.", "can", "not"]),
-        ("Dots....and more: yes, no; 100% #tag", ["Dots", "....", "and", "more", ":", "yes", ",", "no", ";", "100", "%", "#", "tag"]),
-    ],
-)
-def test_bench_parity_reference_words_are_spacys(text: str, spacy_words: list[str]) -> None:
-    assert bench_parity.reference_words(text) == spacy_words
-
-
-def test_bench_parity_gopher_quality_definitions() -> None:
-    punctuation = set(".,;:!?\"'()-")
-    prose = " ".join(["The cat sat with the dog, and they looked at the moon."] * 6)
-    assert bench_parity.gopher_quality_keeps(bench_parity.reference_words(prose), prose, punctuation)
-    # Punctuation marks are words without a letter: past 20% of the words, the text fails.
-    dotted = prose.replace(" ", " . ")
-    assert not bench_parity.gopher_quality_keeps(bench_parity.reference_words(dotted), dotted, punctuation)
-    # Stop words count once each, and only as written: "THE" and "The" are not "the".
-    shouting = " ".join(["THE CAT SAT WITH THE DOG AND THEY LOOKED AT THE MOON"] * 6)
-    assert not bench_parity.gopher_quality_keeps(bench_parity.reference_words(shouting), shouting, punctuation)

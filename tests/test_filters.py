@@ -32,22 +32,32 @@ EDGES = [
     ({"max_mean_word_length": 3}, "abc def", "abcd def"),
     ({"max_symbol_word_ratio": 0.1}, "#1 b c d e f g h i j", "#1 b c d e f g h i #j"),
     ({"max_symbol_word_ratio": 0.1}, "a... b c d e f g h i j", "a... b c d e f g h i j…"),
-    ({"max_bullet_line_fraction": 0.5}, "- a\n\n\nb", "- a\n  * b\nc"),
+    # Lines are str.splitlines(): blank ones count; bullets are "•" and "-" only.
+    ({"max_bullet_line_fraction": 0.5}, "- a\n\n• b\nc", "- a\n  • b\nc"),
+    ({"max_bullet_line_fraction": 0.0}, "* a\nb", "- a\nb"),
     ({"max_ellipsis_line_fraction": 0.5}, "a...\nb", "a...\nb… \nc"),
     ({"min_alpha_word_fraction": 0.5}, "abc 123", "abc 123 4.5"),
-    ({"min_stop_words": 2}, "The cat, and dog", "the cat there"),
-    ({"max_duplicate_line_fraction": 0.5}, "a\na\n\nb\n b", "a\na\na"),
-    ({"max_duplicate_paragraph_fraction": 0.5}, "p one\n\np one\n\np two\nx\n\np two\nx", "p one\n\n \np one\n\np one"),
-    # "ab cd" twice in 20 word characters: 8/20 = 0.4.
-    ({"max_top_ngram_fraction": {2: 0.4}}, "ab cd ab cd ef gh ij kl mn op", "ab cd ab cd ef gh ij kl mn"),
+    # Distinct stop words, as written: "The" is not "the", and "the the" is one.
+    ({"min_stop_words": 2}, "the cat, and dog", "the the cat"),
+    ({"min_stop_words": 1}, "the cat", "The cat"),
+    # Words are spaCy's: "don't" is "do" + "n't"; marks are split off and not counted.
+    ({"min_words": 3}, "don't stop", "can stop ..."),
+    # Lines split at runs of "\n", nothing stripped: " b" twice is a duplicate, "b" and " b" are not.
+    ({"max_duplicate_line_fraction": 0.5}, "a\na\n\n b\n b", "a\na\na"),
+    ({"max_duplicate_line_fraction": 0.0}, "b\n b", "b\nb"),
+    ({"max_duplicate_line_char_fraction": 2 / 8}, "ab\nab\ncd", "ab\nab\nc"),
+    ({"max_duplicate_paragraph_fraction": 0.5}, "p one\n\np one\n\np two\nx\n\np two\nx", "p one\n\np one\n\np one"),
+    ({"max_duplicate_paragraph_char_fraction": 5 / 19}, "p one\n\np one\n\nother", "p one\n\np one\n\nothe"),
+    # "ab cd" (5 characters with its space) twice in a text of 29 characters.
+    ({"max_top_ngram_fraction": {2: 10 / 29}}, "ab cd ab cd ef gh ij kl mn op", "ab cd ab cd ef gh ij kl mn"),
     ({"max_top_ngram_fraction": 0.4}, "ab cd ab cd ef gh ij kl mn op", "ab cd ab cd ab cd ij kl mn op"),
-    # "a b c d e" twice covers 10 of 15 words.
-    ({"max_duplicate_ngram_fraction": {5: 2 / 3}}, "a b c d e a b c d e f g h i j", "a b c d e a b c d e f g h i"),
+    # The second "a b c d e" repeats the first: its 5 characters (without spaces) of 29; a third adds 5 more.
+    ({"max_duplicate_ngram_fraction": {5: 5 / 29}}, "a b c d e a b c d e f g h i j", "a b c d e a b c d e a b c d e"),
     ({"max_duplicate_ngram_fraction": {10: 0.0}}, "a b c d e f g h i j a b c d e f g h i", "a b c d e f g h i j a b c d e f g h i j"),
     ({"drop_lorem_ipsum": True}, "lorem and ipsum", "Some LOREM Ipsum text"),
     ({"drop_curly_brace": True}, "f(x) [1]", "f(x) {1}"),
     ({"drop_javascript_notice": True}, "JavaScript is a language.", "Please enable JavaScript in your browser."),
-    ({"min_terminal_punctuation_line_fraction": 0.5}, "Done.\nno\n\n", "Done!\nno\nnope"),
+    ({"min_terminal_punctuation_line_fraction": 0.5}, "Done.\nno", "Done!\nno\n\n"),
 ]
 
 
@@ -63,8 +73,17 @@ def test_disabled_flags_keep_everything() -> None:
 def test_empty_and_null_texts_have_zero_fractions() -> None:
     chain = chain_of({"max_duplicate_line_fraction": 0.0, "max_top_ngram_fraction": 0.0, "min_words": 1})
     reasons = removal_reasons(pl.Series(["", None, "x"], dtype=pl.String), chain)
-    # "" and null pass the repetition filters (fraction 0) and fail min_words (3rd filter).
+    # "" and null pass the line and n-gram filters (fraction 0) and fail min_words (3rd filter).
     assert reasons.tolist() == [3, 3, 0]
+
+
+def test_empty_text_is_all_duplicate_paragraphs_as_datatrove_drops_it() -> None:
+    assert kept(["", " ", "x"], {"max_duplicate_paragraph_fraction": 0.99}) == [False, True, True]
+
+
+def test_top_ngram_scores_a_short_text_that_repeats_nothing() -> None:
+    # datatrove scores the most frequent 2-gram even when it occurs once: here all 17 characters.
+    assert kept(["abcdefgh ijklmnop"], {"repetition": "gopher"}) == [False]
 
 
 ENGLISH = "The weather was cold, and the children stayed inside to read their books by the fire."
@@ -187,16 +206,16 @@ def test_blame_with_costly_filter_before_and_after_cheap_ones() -> None:
 
 @pytest.mark.parametrize("short_rows", [1, 15])
 def test_costly_feature_reads_only_the_rows_no_earlier_filter_removed(short_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mixprep.filters.textstats as textstats
+    import mixprep.filters.gopher as gopher
 
     asked: list[list[int]] = []
-    line_repetition = textstats.line_repetition
+    repetition = gopher.repetition
 
-    def recording(batch: textstats.TextBatch, rows: np.ndarray) -> np.ndarray:
+    def recording(batch: gopher.TextBatch, rows: np.ndarray) -> np.ndarray:
         asked.append(rows.tolist())
-        return line_repetition(batch, rows)
+        return repetition(batch, rows)
 
-    monkeypatch.setattr(textstats, "line_repetition", recording)
+    monkeypatch.setattr(gopher, "repetition", recording)
     repeated = "same line\nsame line\nsame line\nother line"
     varied = "first line\nsecond line\nthird line\nfourth line"
     texts = ["x"] * short_rows + [repeated if i % 2 else varied for i in range(20 - short_rows)]
@@ -260,7 +279,12 @@ def test_merge_chains_local_threshold_wins() -> None:
 
 
 CONFIG_ERRORS = [
-    ({"min_word": 3}, r"^filters\.min_word: unknown filter \(did you mean 'min_words'\?\); valid filters: drop_curly_brace, .*min_words"),
+    ({"min_word": 3},
+     r"^filters\.min_word: unknown filter \(did you mean 'min_words'\?\); valid filters: c4, drop_curly_brace, .*min_words"),
+    ({"c4": "yes"}, r"^filters\.c4: expected true \(datatrove's defaults\) or a mapping of settings: min_sentences, "),
+    ({"c4": {"min_sentence": 3}}, r"^filters\.c4: unknown c4 setting\(s\) 'min_sentence'; valid: min_sentences, "),
+    ({"c4": {"min_sentences": -2}}, r"^filters\.c4: min_sentences: expected a whole number \(-1 switches it off\), got -2$"),
+    ({"c4": {"javascript": 1}}, r"^filters\.c4: javascript: expected true or false, got 1$"),
     ({"quality": "gophr"}, r"^filters\.quality: unknown preset 'gophr'; valid presets: gopher$"),
     ({"min_stop_words": -1}, r"^filters\.min_stop_words: expected a non-negative integer, got -1$"),
     ({"max_bullet_line_fraction": 1.5}, r"^filters\.max_bullet_line_fraction: expected a fraction between 0 and 1, got 1\.5$"),

@@ -15,7 +15,7 @@ from helpers import REPO
 
 PACKAGE = REPO / "mixprep"
 # Compiled kernel families: one algorithm each, long by nature (the layout issue's exception).
-LONG_MODULES = {"mixprep.filters.textstats", "mixprep.filters.langid"}
+LONG_MODULES = {"mixprep.filters.langid"}
 MAX_LINES = 500
 
 

@@ -173,3 +173,12 @@ def test_a_byte_turned_into_a_newline_is_found(output: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     report = verify(tmp_path / "nothing.jsonl")
     assert report.problems == [f"{tmp_path / 'nothing.jsonl'}: file not found"]
+
+
+def test_a_split_is_named_by_its_manifest_too(output: Path) -> None:
+    manifest = sibling(output, ".manifest.json")
+    report = verify(manifest)
+    assert report.ok and report.records == 500, report.problems
+    lone = manifest.with_name("elsewhere.manifest.json")
+    lone.write_bytes(manifest.read_bytes())
+    assert verify(lone).problems == [f"{lone}: not a built split (no elsewhere.jsonl beside it)"]

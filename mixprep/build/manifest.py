@@ -21,7 +21,9 @@ import orjson
 from mixprep.build import decontaminate
 from mixprep.config.schema import SourceSpec
 from mixprep.errors import IndexFormatError
+from mixprep.filters.fields import REFERENCE
 from mixprep.filters.registry import FilterChain
+from mixprep.filters.rules import REFERENCE_FILTERS
 from mixprep.manifest_file import MANIFEST_FORMAT
 from mixprep.serve.index import open_index
 from mixprep.sources import remote
@@ -212,6 +214,7 @@ def split_manifest(
             **({"max_tokens": dataset.max_tokens, "cap": quota.cap} if dataset.max_tokens is not None else {}),
             "source": describe_source(dataset.source, base),
             "filters": filter_settings(dataset.filters, base),
+            **({"filter_definitions": REFERENCE} if any(name in REFERENCE_FILTERS for name, _ in dataset.filters) else {}),
             **stats[dataset.name].as_dict(),
             "held_out_for_validation": quota.held_out,
             "available": quota.available,

@@ -10,6 +10,7 @@ runs it or when. Parsing and record checks are `records`; the filters, `filters.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from mixprep.build.workdir import (
 )
 from mixprep.config.schema import DedupSpec, Phase
 from mixprep.errors import RecordError
+from mixprep.filters.c4 import LINE_FIELDS, c4_removals, c4_summary
+from mixprep.filters.c4_filter import c4_feature
 from mixprep.filters.engine import filter_batch
 from mixprep.filters.registry import FilterChain
 from mixprep.filters.rules import language_feature, language_prefix_of
@@ -109,6 +112,8 @@ class ScanStats:
     """Structured phases: ("field", "JSON kind") -> records, to pick one sidecar type per field."""
     decontaminated_by: Counter = field(default_factory=Counter)
     """Evaluation set -> records removed for sharing an n-gram with it."""
+    c4: Counter = field(default_factory=Counter)
+    """`c4`'s documents removed by reason, and lines of the documents it kept, removed by rule."""
 
     def __add__(self, other: ScanStats) -> ScanStats:
         return ScanStats(
@@ -118,15 +123,21 @@ class ScanStats:
             self.removed + other.removed,
             self.field_kinds + other.field_kinds,
             self.decontaminated_by + other.decontaminated_by,
+            self.c4 + other.c4,
         )
 
     def removing(self, reason: str, count: int) -> ScanStats:
         """These counts after `count` more kept records were removed by `reason` (e.g. dedup)."""
         removed = self.removed + Counter({reason: count})
-        return ScanStats(self.read, self.kept - count, self.bad, removed, self.field_kinds, self.decontaminated_by)
+        return ScanStats(self.read, self.kept - count, self.bad, removed, self.field_kinds, self.decontaminated_by, self.c4)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"read": self.read, "bad": dict(sorted(self.bad.items())), "removed": dict(sorted(self.removed.items())), "kept": self.kept}
+        counts = {
+            "read": self.read, "bad": dict(sorted(self.bad.items())), "removed": dict(sorted(self.removed.items())), "kept": self.kept,
+        }
+        if self.c4:
+            counts["c4"] = c4_summary(self.c4)
+        return counts
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,7 @@ def scan_task(job: ScanJob) -> ScanResult:
     # The annotation reads the prefix the `languages` filter reads, so where that filter
     # runs its verdicts are reused instead of classifying the kept records again.
     annotation = (language_feature(language_prefix_of(job.filters)),) if job.annotate_language else ()
+    cleaning = tuple(c4_feature(spec) for name, spec in job.filters if name == "c4")  # rewrites the kept texts
     tmp_values = unique_tmp(out_values)
     rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
     # Plain JSONL blocks are byte ranges of the task; other sources report at the end.
@@ -171,7 +183,7 @@ def scan_task(job: ScanJob) -> ScanResult:
             reported += block_bytes
             if parsed.bad:
                 _handle_bad(block, parsed.bad, job, stats)
-            verdict = filter_batch(parsed.filter_text, job.filters, annotation)
+            verdict = filter_batch(parsed.filter_text, job.filters, annotation + cleaning)
             reasons = verdict.reasons
             features = verdict.kept_features
             matches = None
@@ -179,7 +191,10 @@ def scan_task(job: ScanJob) -> ScanResult:
                 reasons, features, matches = _decontaminated(parsed, reasons, features, job, stats)
             keep = reasons == 0
             if rejected is not None:
-                _write_rejected(rejected, block, parsed, reasons, job, matches)
+                _write_rejected(rejected, block, parsed, reasons, job, matches)  # the original texts
+            if cleaning:
+                parsed = _cleaned(parsed, keep, features[cleaning[0].name], stats)
+                stats.c4.update(c4_removals(verdict, cleaning[0], reasons, job.filters))
             for i, count in zip(*np.unique(reasons[~keep], return_counts=True), strict=True):
                 stats.removed[job.reason(int(i))] += int(count)
             kept_values = parsed.values.filter(pa.array(keep)) if not keep.all() else parsed.values
@@ -221,6 +236,18 @@ def scan_task(job: ScanJob) -> ScanResult:
         save_array(prints_path(job.work_dir, task.task_id), np.ascontiguousarray(stacked.T))
     release_memory()
     return ScanResult(task.task_id, stats, out_values, out_keys)
+
+
+def _cleaned(parsed: Parsed, keep: np.ndarray, cleaning: pl.Series, stats: ScanStats) -> Parsed:
+    """The block with each kept text replaced by its C4-cleaned text (copied to the scan file,
+    not read back from the input), and the cleaned documents' line counts added to stats."""
+    fields = cleaning.struct.unnest()
+    stats.c4.update({f"lines.{name}": int(fields[name].sum()) for name in LINE_FIELDS})
+    rows = pl.Series(np.flatnonzero(keep))
+    texts = parsed.filter_text.cast(pl.String).scatter(rows, fields["text"]) if len(rows) else parsed.filter_text
+    values = texts.to_arrow()
+    values = (values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values).cast(pa.large_string())
+    return dataclasses.replace(parsed, values=values, filter_text=texts, raw_spans=None, contents=None)
 
 
 def _decontaminated(

@@ -113,6 +113,7 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
     datasets = _datasets(
         raw.get("datasets"), base, data_dir, default_text_field, global_filters, problems, has_tokenizer=meta.get("tokenizer") is not None
     )
+    _check_cleaning(phase, meta, raw.get("datasets"), problems)
     if datasets:
         total = math.fsum(d.mix_ratio for d in datasets)
         if abs(total - 1.0) > RATIO_TOLERANCE:
@@ -147,6 +148,18 @@ def parse_mixture(raw: Mapping[str, Any], path: Path) -> MixtureConfig:
 # -- pieces ---------------------------------------------------------------------
 
 MAX_FILE_NAME_BYTES = 255  # ext4, xfs, btrfs, APFS, NTFS
+
+
+def _check_cleaning(phase: str, meta: Mapping[str, Any], entries: Any, problems: Problems) -> None:
+    """`c4` rewrites a pretrain text (its kept lines); other phases' records are conversations or pairs."""
+    if record_schema_for(phase) == "pretrain":
+        return
+    places = [("metadata.filters", meta.get("filters"))]
+    if isinstance(entries, list):
+        places += [(f"datasets[{i}].filters", e.get("filters")) for i, e in enumerate(entries) if isinstance(e, Mapping)]
+    for where, filters in places:
+        if isinstance(filters, Mapping) and "c4" in filters:
+            problems.add(f"{where}.c4", f"C4 line cleaning rewrites pretrain texts; phase {phase!r} keeps its records as they are")
 
 
 def _check_phase(phase: str, problems: Problems) -> None:

@@ -93,6 +93,8 @@ class Verdict:
     """int16 per row: 0 when every filter keeps it, else 1 + index of the first filter that removes it."""
     kept_features: dict[str, pl.Series]
     """Per feature asked for: its value for each kept row (reasons == 0), in row order."""
+    computed: dict[str, tuple[np.ndarray, pl.Series]]
+    """Per costly or compiled feature the filters computed: (rows, values), rows ascending."""
 
 
 def removal_reasons(texts: pl.Series, chain: FilterChain) -> np.ndarray:
@@ -135,4 +137,4 @@ def filter_batch(texts: pl.Series, chain: FilterChain, wanted: tuple[Feature, ..
             kept_features[feature.name] = feature.compute(batch, kept)
         else:
             kept_features[feature.name] = pl.DataFrame({TEXT: batch.texts_at(kept)}).select(feature.build()).to_series()
-    return Verdict(np.where(blame == len(chain), 0, blame + 1).astype(np.int16), kept_features)
+    return Verdict(np.where(blame == len(chain), 0, blame + 1).astype(np.int16), kept_features, computed)

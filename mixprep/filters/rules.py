@@ -7,12 +7,12 @@ an explicit component in the same mapping overrides the preset's threshold.
 Options (`min_language_score`, `language_prefix_bytes`, `tokenizer`) belong to a filter
 and are folded into its threshold; an option without its filter is a config error.
 
-Definitions (Gopher = Rae et al. 2021, C4 = Raffel et al. 2020): words are
-whitespace-separated; lines are newline-separated and blank lines are not counted;
-a fraction whose denominator is 0 (no words, no lines) is 0. The per-text counts and
-repetition statistics are defined (and computed, compiled) in `textstats`, language
-identification in `langid`, token counts in `tokens`; those modules load lazily, when
-a batch first needs them, so parsing a config stays light.
+Definitions: the Gopher filters (Rae et al. 2021) and `c4` (Raffel et al. 2020) are
+Hugging Face datatrove's (`fields.REFERENCE`), computed compiled in `gopher` and `c4`
+over English words as spaCy splits them (`english`); lines are `str.splitlines()`;
+a fraction whose denominator is 0 (no words, no lines) is 0. Language identification
+is `langid`, token counts `tokens`; those modules load lazily, when a batch first needs
+them, so parsing a config stays light.
 """
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from mixprep.filters import c4_filter  # noqa: F401 - registers `c4`
 from mixprep.filters.fields import (
     DUPLICATE_NGRAM_SIZES,
     GOPHER_STOP_WORDS,
     LANGUAGE_PREFIX_BYTES,
-    NGRAM_FIELDS,
     QUALITY_FIELDS,
+    REPETITION_FIELDS,
     TOP_NGRAM_SIZES,
 )
 from mixprep.filters.registry import (
@@ -58,30 +59,21 @@ CHARS = Feature("__chars", build=lambda: pl.col(TEXT).str.len_chars().fill_null(
 
 
 def _quality_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:
-    from mixprep.filters.textstats import quality_counts
+    from mixprep.filters.gopher import quality_counts
 
     counts = quality_counts(batch, rows)
     return pl.DataFrame({name: counts[:, i] for i, name in enumerate(QUALITY_FIELDS)}).to_struct()
 
 
-def _line_repetition_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:
-    from mixprep.filters.textstats import line_repetition
+def _repetition_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:
+    from mixprep.filters.gopher import repetition
 
-    fractions = line_repetition(batch, rows)
-    return pl.DataFrame({"line": fractions[:, 0], "paragraph": fractions[:, 1]}).to_struct()
+    fractions = repetition(batch, rows)
+    return pl.DataFrame({name: fractions[:, i] for i, name in enumerate(REPETITION_FIELDS)}).to_struct()
 
-
-def _ngram_repetition_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:
-    from mixprep.filters.textstats import ngram_repetition
-
-    fractions = ngram_repetition(batch, rows)
-    return pl.DataFrame({name: fractions[:, i] for i, name in enumerate(NGRAM_FIELDS)}).to_struct()
-
-# One compiled pass over each text's bytes gives every count the quality filters read
-# (`textstats` defines them); fast enough to run on every row of a batch.
+# One compiled pass over each text gives every count the quality filters read (`gopher`).
 QUALITY = Feature("__quality", compute=_quality_struct)
-LINE_REPETITION = Feature("__line_repetition", compute=_line_repetition_struct, costly=True)
-NGRAM_REPETITION = Feature("__ngram_repetition", compute=_ngram_repetition_struct, costly=True)
+REPETITION = Feature("__repetition", compute=_repetition_struct, costly=True)
 
 
 def count(name: str) -> pl.Expr:
@@ -101,12 +93,13 @@ def _max_chars(n: int) -> pl.Expr:
     return column(CHARS) <= n
 
 
-@register("min_words", non_negative_int, "drop texts with fewer than N whitespace-separated words", needs=(QUALITY,))
+@register("min_words", non_negative_int, "drop texts with fewer than N words (English words as spaCy splits them; "
+          "words made only of punctuation not counted)", needs=(QUALITY,))
 def _min_words(n: int) -> pl.Expr:
     return count("words") >= n
 
 
-@register("max_words", non_negative_int, "drop texts with more than N whitespace-separated words", needs=(QUALITY,))
+@register("max_words", non_negative_int, "drop texts with more than N words (as min_words counts them)", needs=(QUALITY,))
 def _max_words(n: int) -> pl.Expr:
     return count("words") <= n
 
@@ -117,46 +110,50 @@ def mean_word_length() -> pl.Expr:
     return ratio(count("word_chars"), count("words"))
 
 
-@register("min_mean_word_length", non_negative_number, "drop texts whose mean word length (characters) is below X",
+@register("min_mean_word_length", non_negative_number,
+          "drop texts whose mean word length (characters of the words min_words counts) is below X",
           needs=(QUALITY,))
 def _min_mean_word_length(x: float) -> pl.Expr:
     return mean_word_length() >= x
 
 
-@register("max_mean_word_length", non_negative_number, "drop texts whose mean word length (characters) is above X",
+@register("max_mean_word_length", non_negative_number,
+          "drop texts whose mean word length (characters of the words min_words counts) is above X",
           needs=(QUALITY,))
 def _max_mean_word_length(x: float) -> pl.Expr:
     return mean_word_length() <= x
 
 
 @register("max_symbol_word_ratio", non_negative_number,
-          "drop texts with more than X '#' per word, or more than X ellipses ('...' or '…') per word",
+          "drop texts with more than X '#' per word, or more than X ellipses ('...' or '…') per word (words with marks)",
           needs=(QUALITY,))
 def _max_symbol_word_ratio(x: float) -> pl.Expr:
     # Gopher: "a symbol-to-word ratio greater than 0.1 for either the hash symbol or the ellipsis".
-    return (ratio(count("hashes"), count("words")) <= x) & (ratio(count("ellipses"), count("words")) <= x)
+    return (ratio(count("hashes"), count("tokens")) <= x) & (ratio(count("ellipses"), count("tokens")) <= x)
 
 
-@register("max_bullet_line_fraction", fraction, "drop texts where more than X of the lines start with a bullet (- * • ‣ ◦ ▪ ●)",
+@register("max_bullet_line_fraction", fraction, "drop texts where more than X of the lines (blank ones too) start with '•' or '-' "
+          "after leading whitespace",
           needs=(QUALITY,))
 def _max_bullet_line_fraction(x: float) -> pl.Expr:
     return ratio(count("bullet_lines"), count("lines")) <= x
 
 
-@register("max_ellipsis_line_fraction", fraction, "drop texts where more than X of the lines end with '...' or '…'",
+@register("max_ellipsis_line_fraction", fraction, "drop texts where more than X of the lines (blank ones too) end with '...' or '…' "
+          "before trailing whitespace",
           needs=(QUALITY,))
 def _max_ellipsis_line_fraction(x: float) -> pl.Expr:
     return ratio(count("ellipsis_lines"), count("lines")) <= x
 
 
-@register("min_alpha_word_fraction", fraction, "drop texts where fewer than X of the words contain an alphabetic character",
+@register("min_alpha_word_fraction", fraction, "drop texts where fewer than X of the words (marks too) contain an alphabetic character",
           needs=(QUALITY,))
 def _min_alpha_word_fraction(x: float) -> pl.Expr:
-    return ratio(count("alpha_words"), count("words")) >= x
+    return ratio(count("alpha_words"), count("tokens")) >= x
 
 
 @register("min_stop_words", non_negative_int,
-          f"drop texts with fewer than N occurrences of Gopher's stop words ({', '.join(GOPHER_STOP_WORDS)})",
+          f"drop texts with fewer than N distinct Gopher stop words ({', '.join(GOPHER_STOP_WORDS)}; as written, lower case)",
           needs=(QUALITY,))
 def _min_stop_words(n: int) -> pl.Expr:
     return count("stop_words") >= n
@@ -164,29 +161,46 @@ def _min_stop_words(n: int) -> pl.Expr:
 
 # -- Gopher repetition ----------------------------------------------------------
 
-@register("max_duplicate_line_fraction", fraction, "drop texts where more than X of the lines (by count) repeat an earlier line",
-          needs=(LINE_REPETITION,))
-def _max_duplicate_line_fraction(x: float) -> pl.Expr:
-    return column(LINE_REPETITION).struct.field("line") <= x
+def _repeated(field: str) -> pl.Expr:
+    return column(REPETITION).struct.field(field)
 
 
 @register("max_duplicate_paragraph_fraction", fraction,
-          "drop texts where more than X of the paragraphs (by count) repeat an earlier paragraph", needs=(LINE_REPETITION,))
+          "drop texts where more than X of the paragraphs (split at blank lines) repeat an earlier one", needs=(REPETITION,))
 def _max_duplicate_paragraph_fraction(x: float) -> pl.Expr:
-    return column(LINE_REPETITION).struct.field("paragraph") <= x
+    return _repeated("paragraph") <= x
+
+
+@register("max_duplicate_paragraph_char_fraction", fraction,
+          "drop texts where paragraphs repeating an earlier one hold more than X of the characters", needs=(REPETITION,))
+def _max_duplicate_paragraph_char_fraction(x: float) -> pl.Expr:
+    return _repeated("paragraph_chars") <= x
+
+
+@register("max_duplicate_line_fraction", fraction, "drop texts where more than X of the lines repeat an earlier line",
+          needs=(REPETITION,))
+def _max_duplicate_line_fraction(x: float) -> pl.Expr:
+    return _repeated("line") <= x
+
+
+@register("max_duplicate_line_char_fraction", fraction,
+          "drop texts where lines repeating an earlier one hold more than X of the characters", needs=(REPETITION,))
+def _max_duplicate_line_char_fraction(x: float) -> pl.Expr:
+    return _repeated("line_chars") <= x
 
 
 @register("max_top_ngram_fraction", fractions_by_size(TOP_NGRAM_SIZES),
-          "drop texts where the most frequent repeated n-gram (n=2..4) covers more than X of the characters",
-          needs=(NGRAM_REPETITION,))
+          "drop texts where the most frequent n-gram of words (n=2..4) times its count covers more than X of the characters",
+          needs=(REPETITION,))
 def _max_top_ngram_fraction(limits: tuple[tuple[int, float], ...]) -> pl.Expr:
-    return pl.all_horizontal([column(NGRAM_REPETITION).struct.field(f"top_{n}") <= x for n, x in limits])
+    return pl.all_horizontal([_repeated(f"top_{n}") <= x for n, x in limits])
 
 
 @register("max_duplicate_ngram_fraction", fractions_by_size(DUPLICATE_NGRAM_SIZES),
-          "drop texts where repeated n-grams (n=5..10) cover more than X of the characters", needs=(NGRAM_REPETITION,))
+          "drop texts where n-grams of words (n=5..10) repeating an earlier one cover more than X of the characters",
+          needs=(REPETITION,))
 def _max_duplicate_ngram_fraction(limits: tuple[tuple[int, float], ...]) -> pl.Expr:
-    return pl.all_horizontal([column(NGRAM_REPETITION).struct.field(f"duplicate_{n}") <= x for n, x in limits])
+    return pl.all_horizontal([_repeated(f"duplicate_{n}") <= x for n, x in limits])
 
 
 # -- C4 -------------------------------------------------------------------------
@@ -329,12 +343,16 @@ GOPHER_QUALITY: dict[str, Any] = {
     "min_alpha_word_fraction": 0.8,
     "min_stop_words": 2,
 }
-GOPHER_REPETITION: dict[str, Any] = {
-    "max_duplicate_line_fraction": 0.30,
+GOPHER_REPETITION: dict[str, Any] = {  # datatrove's order, so a removal is blamed on the rule it names
     "max_duplicate_paragraph_fraction": 0.30,
+    "max_duplicate_paragraph_char_fraction": 0.20,
+    "max_duplicate_line_fraction": 0.30,
+    "max_duplicate_line_char_fraction": 0.20,
     "max_top_ngram_fraction": {2: 0.20, 3: 0.18, 4: 0.16},
     "max_duplicate_ngram_fraction": {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
 }
+REFERENCE_FILTERS = frozenset([*GOPHER_QUALITY, *GOPHER_REPETITION, "c4"])
+"""Filters that reproduce datatrove's definitions (`fields.REFERENCE`, recorded in the manifest)."""
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quality": {"gopher": GOPHER_QUALITY},
     "repetition": {"gopher": GOPHER_REPETITION},

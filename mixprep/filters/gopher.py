@@ -1,0 +1,409 @@
+"""Gopher's quality and repetition statistics as Hugging Face datatrove 0.10.1 computes them, compiled.
+
+`quality: gopher` and `repetition: gopher` mean what FineWeb-style pipelines compute with
+datatrove's `GopherQualityFilter` and `GopherRepetitionFilter` (Rae et al. 2021, table A1).
+Definitions (characters are code points; `words` are English words as `english` splits them):
+
+- words: the words with a character outside datatrove's punctuation set (a "," or "--"
+  is split off as a word of its own but not counted); word_chars: their characters.
+  tokens: every word, marks included (the denominator of the ratios below).
+- hashes: "#" in the text; ellipses: "..." (counted without overlap from the left) and "…".
+- lines: `str.splitlines()` (blank lines count); bullet lines start, after leading
+  whitespace, with "•" or "-"; ellipsis lines end, before trailing whitespace, with "..."
+  or "…"; terminal lines end with one of . ! ? " ' ” ’ … (mixprep's own C4-style rule).
+- alpha_words: words (marks included) with a character for which `str.isalpha` holds.
+- stop_words: how many *distinct* words of the eight (the be to of and that have with) occur,
+  exactly as written ("The" is not "the").
+- paragraphs: the text, stripped, split at runs of two or more "\\n"; lines (repetition):
+  the text split at runs of "\\n", nothing stripped. A duplicate is a piece equal to an
+  earlier piece; the fraction is by count, the character fraction is the duplicates'
+  characters over the whole text's. An empty text counts as all duplicate (datatrove drops it).
+- top n-gram (n = 2, 3, 4): the most frequent n-gram of words (ties: the one seen first),
+  its characters with the n - 1 joining spaces, times its count, over the text's
+  characters; it is scored even when it occurs once, so short texts score high.
+- duplicate n-gram (n = 5..10): walking the words, an n-gram equal to one seen earlier
+  in the walk adds its characters (without spaces) and the walk jumps past it, else it is
+  remembered and the walk moves one word; the sum over the text's characters.
+
+Equality of lines, paragraphs and n-grams is equality of 64-bit hashes inside one text
+(a collision is ~1e-15 likely per text); n-grams are equal when their words are (datatrove
+compares the words joined without spaces: "ab c" and "a bc" would be equal there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import polars as pl
+
+from mixprep.filters.english import text_tokens, token_scratch
+from mixprep.filters.english_tables import ALPHA, LINE_BREAK, SPACE, SYMBOL, code_point_flags, exception_table
+from mixprep.filters.fields import GOPHER_STOP_WORDS, QUALITY_FIELDS, REPETITION_FIELDS
+from mixprep.filters.textstats import TextBatch, batch_rows, decode, decode_one, hash_bytes, mix, most_bytes, table_size
+
+TERMINAL_PUNCTUATION = ".!?\"'”’…"
+_STOP_WORDS = np.array([[ord(c) for c in w.ljust(4, "\0")] for w in GOPHER_STOP_WORDS], dtype=np.int64)
+_STOP_LENGTHS = np.array([len(w) for w in GOPHER_STOP_WORDS], dtype=np.int64)
+_TERMINALS = np.array([ord(c) for c in TERMINAL_PUNCTUATION], dtype=np.int64)
+_NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True)
+class Words:
+    """The English words of some rows of a batch: row k's are starts/ends/chars[offsets[k]:offsets[k + 1]]
+    (byte ranges in the batch's data, characters); `index[r]` is the k of the r-th row asked for."""
+
+    index: np.ndarray
+    offsets: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    chars: np.ndarray
+
+
+@numba.njit(cache=True)
+def _words_kernel(
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, table: np.ndarray, scratch: np.ndarray,
+    word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray,
+) -> None:
+    for k in range(len(rows)):
+        d = rows[k]
+        at = word_offsets[k]
+        found = text_tokens(data, offsets[d], offsets[d + 1], flags, table, scratch, starts[at:], ends[at:], chars[at:])
+        word_offsets[k + 1] = at + found
+
+
+def _split(batch: TextBatch, rows: np.ndarray) -> Words:
+    size = int(np.sum(batch.offsets[rows + 1] - batch.offsets[rows])) + 1  # a word has a byte at least
+    starts, ends, chars = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    _words_kernel(batch.data, batch.offsets, rows, code_point_flags(), exception_table(),
+                  token_scratch(most_bytes(batch.offsets, rows) + 1), offsets, starts, ends, chars)
+    return Words(np.arange(len(rows), dtype=np.int64), offsets, starts, ends, chars)
+
+
+def batch_words(batch: TextBatch, rows: np.ndarray, *, share: bool) -> Words:
+    """The words of `rows`: from the batch's shared split when one was made; else split now,
+    all rows and kept for the next kernel (`share`), or only these rows."""
+    shared = batch.shared.get("english_words")
+    if isinstance(shared, Words):
+        return Words(rows, shared.offsets, shared.starts, shared.ends, shared.chars)
+    if not share:
+        return _split(batch, rows)
+    every = _split(batch, np.arange(len(batch), dtype=np.int64))
+    batch.shared["english_words"] = every
+    return Words(rows, every.offsets, every.starts, every.ends, every.chars)
+
+
+class Scratch:
+    """Per-call arrays sized by the longest text of the rows (code points <= bytes)."""
+
+    def __init__(self, batch: TextBatch, rows: np.ndarray) -> None:
+        size = most_bytes(batch.offsets, rows) + 1
+        self.points = np.empty(size, dtype=np.int64)
+        self.positions = np.empty(size, dtype=np.int64)
+
+
+@numba.njit(inline="always", cache=True)
+def _stop_word(points: np.ndarray, s: int, e: int, stop_words: np.ndarray, stop_lengths: np.ndarray) -> int:
+    """The bit of the stop word points[s:e] (UTF-8 bytes or code points) is (0: none)."""
+    n = e - s
+    if n < 2 or n > 4:
+        return 0
+    for k in range(len(stop_lengths)):
+        if stop_lengths[k] != n:
+            continue
+        same = True
+        for j in range(n):
+            if points[s + j] != stop_words[k, j]:
+                same = False
+                break
+        if same:
+            return 1 << k
+    return 0
+
+
+@numba.njit(cache=True)
+def _line_counts(points: np.ndarray, n: int, flags: np.ndarray, terminals: np.ndarray) -> tuple[int, int, int, int]:
+    """(lines, bullet lines, ellipsis lines, terminal lines) of `str.splitlines()`."""
+    lines = bullets = ellipses = terminal = 0
+    i = 0
+    while i < n:
+        j = i
+        while j < n and not flags[points[j]] & LINE_BREAK:
+            j += 1
+        lines += 1
+        a = i
+        while a < j and flags[points[a]] & SPACE:
+            a += 1
+        b = j
+        while b > a and flags[points[b - 1]] & SPACE:
+            b -= 1
+        if b > a:
+            bullets += points[a] == 0x2022 or points[a] == 45
+            last = points[b - 1]
+            ellipses += last == 0x2026 or (b - a >= 3 and last == 46 and points[b - 2] == 46 and points[b - 3] == 46)
+            for t in terminals:
+                if last == t:
+                    terminal += 1
+                    break
+        i = j + 1 if j < n and not (points[j] == 13 and j + 1 < n and points[j + 1] == 10) else j + 2
+    return lines, bullets, ellipses, terminal
+
+
+@numba.njit(cache=True)
+def _quality_kernel(
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, stop_words: np.ndarray,
+    stop_lengths: np.ndarray, terminals: np.ndarray, points: np.ndarray, positions: np.ndarray, index: np.ndarray,
+    word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, out: np.ndarray,
+) -> None:
+    for r in range(len(rows)):
+        d = rows[r]
+        first, last = word_offsets[index[r]], word_offsets[index[r] + 1]
+        words = word_chars = alpha = 0
+        seen_stop = 0
+        for k in range(first, last):
+            s, e = starts[k], ends[k]
+            symbol_only = True
+            has_alpha = False
+            j = s
+            while j < e:
+                if data[j] < 128:
+                    f = flags[data[j]]
+                    j += 1
+                else:
+                    cp, length = decode_one(data, j)
+                    f = flags[cp]
+                    j += length
+                symbol_only &= (f & SYMBOL) != 0
+                has_alpha |= (f & ALPHA) != 0
+            if not symbol_only:
+                words += 1
+                word_chars += chars[k]
+            alpha += has_alpha
+            seen_stop |= _stop_word(data, s, e, stop_words, stop_lengths)
+        n = decode(data, offsets[d], offsets[d + 1], points, positions)
+        hashes = ellipses = dots = 0
+        for i in range(n):
+            cp = points[i]
+            hashes += cp == 35
+            ellipses += cp == 0x2026
+            if cp == 46:
+                dots += 1
+                if dots == 3:
+                    ellipses += 1
+                    dots = 0
+            else:
+                dots = 0
+        lines, bullets, ellipsis_lines, terminal = _line_counts(points, n, flags, terminals)
+        stops = 0
+        while seen_stop:
+            stops += seen_stop & 1
+            seen_stop >>= 1
+        row = out[r]
+        row[0], row[1], row[2], row[3], row[4] = words, word_chars, last - first, hashes, ellipses
+        row[5], row[6], row[7], row[8], row[9], row[10] = lines, bullets, ellipsis_lines, terminal, alpha, stops
+
+
+def quality_counts(texts: pl.Series | TextBatch, rows: np.ndarray | None = None) -> np.ndarray:
+    """int64 (rows, len(QUALITY_FIELDS)): the counts the Gopher quality filters read."""
+    batch, rows = batch_rows(texts, rows)
+    out = np.zeros((len(rows), len(QUALITY_FIELDS)), dtype=np.int64)
+    if len(rows):
+        s = Scratch(batch, rows)
+        w = batch_words(batch, rows, share=True)  # repetition reads them again
+        _quality_kernel(batch.data, batch.offsets, rows, code_point_flags(), _STOP_WORDS, _STOP_LENGTHS, _TERMINALS,
+                        s.points, s.positions, w.index, w.offsets, w.starts, w.ends, w.chars, out)
+    return out
+
+
+# -- repetition ------------------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _duplicates(keys: np.ndarray, chars: np.ndarray, count: int, slots: np.ndarray, used: np.ndarray) -> tuple[int, int]:
+    """(pieces equal to an earlier piece, their characters) among keys[:count]; `used` is all
+    False on entry and on return."""
+    mask = np.uint64(table_size(count) - 1)
+    repeats = repeated_chars = 0
+    for i in range(count):
+        slot = keys[i] & mask
+        while used[slot] and slots[slot] != keys[i]:
+            slot = (slot + np.uint64(1)) & mask
+        if used[slot]:
+            repeats += 1
+            repeated_chars += chars[i]
+        slots[slot] = keys[i]
+        used[slot] = True
+    for i in range(count):  # clear what was set (the probes above found these slots)
+        slot = keys[i] & mask
+        while used[slot]:
+            used[slot] = False
+            slot = (slot + np.uint64(1)) & mask
+    return repeats, repeated_chars
+
+
+@numba.njit(cache=True)
+def _pieces(
+    data: np.ndarray, points: np.ndarray, positions: np.ndarray, lo: int, hi: int, min_run: int, keys: np.ndarray, chars: np.ndarray,
+) -> int:
+    """points[lo:hi] split at runs of >= min_run "\\n": each piece's hash and characters; returns how many."""
+    count = 0
+    piece = lo
+    i = lo
+    while i < hi:
+        if points[i] != 10:
+            i += 1
+            continue
+        j = i
+        while j < hi and points[j] == 10:
+            j += 1
+        if j - i >= min_run:
+            keys[count] = hash_bytes(data, positions[piece], positions[i])
+            chars[count] = i - piece
+            count += 1
+            piece = j
+        i = j
+    keys[count] = hash_bytes(data, positions[piece], positions[hi])
+    chars[count] = hi - piece
+    return count + 1
+
+
+@numba.njit(cache=True)
+def _ngram_fractions(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, m: int, total: int, out: np.ndarray,
+    word_hash: np.ndarray, char_prefix: np.ndarray, gram: np.ndarray, repeats: np.ndarray, candidate: np.ndarray,
+    keys: np.ndarray, counts_at: np.ndarray, slots: np.ndarray, counts: np.ndarray, where: np.ndarray,
+    seen_slots: np.ndarray, seen: np.ndarray,
+) -> None:
+    """out[0:3] = top 2..4-gram fractions, out[3:9] = duplicate 5..10-gram fractions."""
+    for k in range(m):
+        word_hash[k] = hash_bytes(data, starts[k], ends[k])
+        char_prefix[k + 1] = char_prefix[k] + chars[k]
+    # repeats[k]: the (n-1)-gram at k occurs more than once. An n-gram can only repeat
+    # where both of its (n-1)-grams do, so each round hashes fewer positions.
+    for k in range(m):
+        candidate[k] = k
+        gram[k] = word_hash[k]
+    count = m
+    for n in range(1, 11):
+        if n > 1:
+            next_count = 0
+            for c in range(count):
+                s = candidate[c]
+                if s + n <= m and repeats[s] and repeats[s + 1]:
+                    candidate[next_count] = s
+                    gram[s] = gram[s] * _NGRAM_MULTIPLIER + word_hash[s + n - 1]
+                    next_count += 1
+            count = next_count
+        for c in range(count):
+            keys[c] = mix(gram[candidate[c]])
+        mask = np.uint64(table_size(2 * count) - 1)
+        for c in range(count):
+            slot = keys[c] & mask
+            while counts[slot] > 0 and slots[slot] != keys[c]:
+                slot = (slot + np.uint64(1)) & mask
+            slots[slot] = keys[c]
+            counts[slot] += 1
+            where[c] = np.int64(slot)
+        for k in range(m + 1):
+            repeats[k] = False
+        for c in range(count):
+            counts_at[c] = counts[where[c]]
+            repeats[candidate[c]] = counts_at[c] >= 2
+        for c in range(count):
+            counts[where[c]] = 0
+        if n == 1:
+            continue
+        if n <= 4:
+            if m < n:
+                continue
+            best_count, best_start = 1, 0  # every n-gram once: the first one
+            for c in range(count):  # candidates ascend, so the first hit of a count is its first occurrence
+                if counts_at[c] > best_count:
+                    best_count, best_start = counts_at[c], candidate[c]
+            span = char_prefix[best_start + n] - char_prefix[best_start] + n - 1
+            out[n - 2] = best_count * span / total
+            continue
+        # The walk: only repeated n-grams can be met again, so only they touch the set.
+        repeated_chars = 0
+        seen_mask = np.uint64(table_size(2 * count) - 1)
+        c = 0
+        idx = 0
+        while idx <= m - n:
+            if not repeats[idx]:
+                idx += 1
+                continue
+            while candidate[c] < idx:
+                c += 1
+            key = keys[c]
+            slot = key & seen_mask
+            while seen[slot] and seen_slots[slot] != key:
+                slot = (slot + np.uint64(1)) & seen_mask
+            if seen[slot]:
+                repeated_chars += char_prefix[idx + n] - char_prefix[idx]
+                idx += n
+            else:
+                seen[slot] = True
+                seen_slots[slot] = key
+                idx += 1
+        for c in range(count):
+            slot = keys[c] & seen_mask
+            while seen[slot]:
+                seen[slot] = False
+                slot = (slot + np.uint64(1)) & seen_mask
+        out[n - 2] = repeated_chars / total
+        if count == 0:
+            return  # no longer n-gram repeats either: their fractions stay 0
+
+
+@numba.njit(cache=True)
+def _repetition_kernel(
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, points: np.ndarray, positions: np.ndarray,
+    index: np.ndarray, word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, out: np.ndarray,
+) -> None:
+    size = len(points) + 1
+    keys = np.empty(size, dtype=np.uint64)
+    piece_chars = np.empty(size, dtype=np.int64)
+    capacity = table_size(2 * size)
+    slots = np.zeros(capacity, dtype=np.uint64)
+    used = np.zeros(capacity, dtype=np.bool_)
+    word_hash = np.empty(size, dtype=np.uint64)
+    char_prefix = np.zeros(size + 1, dtype=np.int64)
+    gram = np.empty(size, dtype=np.uint64)
+    repeats = np.zeros(size + 1, dtype=np.bool_)
+    candidate = np.empty(size, dtype=np.int64)
+    counts_at = np.empty(size, dtype=np.int64)
+    counts = np.zeros(capacity, dtype=np.int32)
+    where = np.empty(size, dtype=np.int64)
+    for r in range(len(rows)):
+        d = rows[r]
+        n = decode(data, offsets[d], offsets[d + 1], points, positions)
+        if n == 0:
+            out[r, 0] = 1.0  # datatrove drops an empty text before anything else
+            continue
+        lo, hi = 0, n
+        while lo < hi and flags[points[lo]] & SPACE:
+            lo += 1
+        while hi > lo and flags[points[hi - 1]] & SPACE:
+            hi -= 1
+        count = _pieces(data, points, positions, lo, hi, 2, keys, piece_chars)
+        repeats_found, repeated_chars = _duplicates(keys, piece_chars, count, slots, used)
+        out[r, 0], out[r, 1] = repeats_found / count, repeated_chars / n
+        count = _pieces(data, points, positions, 0, n, 1, keys, piece_chars)
+        repeats_found, repeated_chars = _duplicates(keys, piece_chars, count, slots, used)
+        out[r, 2], out[r, 3] = repeats_found / count, repeated_chars / n
+        first, last = word_offsets[index[r]], word_offsets[index[r] + 1]
+        _ngram_fractions(data, starts[first:last], ends[first:last], chars[first:last], last - first, n, out[r, 4:], word_hash,
+                         char_prefix, gram, repeats, candidate, keys, counts_at, slots, counts, where, slots, used)
+
+
+def repetition(texts: pl.Series | TextBatch, rows: np.ndarray | None = None) -> np.ndarray:
+    """float64 (rows, len(REPETITION_FIELDS)): the fractions the Gopher repetition filters read."""
+    batch, rows = batch_rows(texts, rows)
+    out = np.zeros((len(rows), len(REPETITION_FIELDS)))
+    if len(rows):
+        s = Scratch(batch, rows)
+        w = batch_words(batch, rows, share=False)
+        _repetition_kernel(batch.data, batch.offsets, rows, code_point_flags(), s.points, s.positions, w.index, w.offsets,
+                           w.starts, w.ends, w.chars, out)
+    return out
