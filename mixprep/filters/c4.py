@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from mixprep.filters.english import chunk_words, merge_special_spans
 from mixprep.filters.english_tables import DECIMAL, LINE_BREAK, PUNCT, SENTENCE_END, SPACE, code_point_flags, exception_table
-from mixprep.filters.textstats import TextBatch, batch_rows, decode, most_bytes
+from mixprep.filters.textstats import TextBatch, batch_rows, decode, equals_row, most_bytes
 
 if TYPE_CHECKING:
     from mixprep.filters.engine import Verdict
@@ -118,14 +118,8 @@ def _citation_at(points: np.ndarray, i: int, hi: int, flags: np.ndarray) -> int:
         return j + 1 - i
     for c in range(len(_CITATION_LENGTHS)):
         n = _CITATION_LENGTHS[c]
-        if i + n <= hi:
-            same = True
-            for k in range(n):
-                if points[i + k] != _CITATIONS[c, k]:
-                    same = False
-                    break
-            if same:
-                return n
+        if i + n <= hi and equals_row(points, i, _CITATIONS, c, n):
+            return n
     return 0
 
 

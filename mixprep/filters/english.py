@@ -461,26 +461,6 @@ def text_tokens(
     return count
 
 
-@numba.njit(cache=True)
-def text_words(
-    points: np.ndarray, lo: int, hi: int, flags: np.ndarray, table: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-    pending: np.ndarray,
-) -> int:
-    """As `text_tokens`, over decoded code points: code point ranges into starts/ends."""
-    count = 0
-    i = lo
-    while i < hi:
-        if flags[points[i]] & SPACE:
-            i += 1
-            continue
-        j = i + 1
-        while j < hi and not flags[points[j]] & SPACE:
-            j += 1
-        count = chunk_words(points, i, j, flags, table, starts, ends, count, pending)
-        i = j
-    return count
-
-
 def token_scratch(size: int) -> np.ndarray:
     """`text_tokens`'s scratch space for texts of up to `size` bytes."""
     return np.empty((5, 2 * size + 2), dtype=np.int64)

@@ -40,7 +40,17 @@ import polars as pl
 from mixprep.filters.english import text_tokens, token_scratch
 from mixprep.filters.english_tables import ALPHA, LINE_BREAK, SPACE, SYMBOL, code_point_flags, exception_table
 from mixprep.filters.fields import GOPHER_STOP_WORDS, QUALITY_FIELDS, REPETITION_FIELDS
-from mixprep.filters.textstats import TextBatch, batch_rows, decode, decode_one, hash_bytes, mix, most_bytes, table_size
+from mixprep.filters.textstats import (
+    TextBatch,
+    batch_rows,
+    decode,
+    decode_one,
+    equals_row,
+    hash_bytes,
+    mix,
+    most_bytes,
+    table_size,
+)
 
 TERMINAL_PUNCTUATION = ".!?\"'”’…"
 _STOP_WORDS = np.array([[ord(c) for c in w.ljust(4, "\0")] for w in GOPHER_STOP_WORDS], dtype=np.int64)
@@ -111,14 +121,7 @@ def _stop_word(points: np.ndarray, s: int, e: int, stop_words: np.ndarray, stop_
     if n < 2 or n > 4:
         return 0
     for k in range(len(stop_lengths)):
-        if stop_lengths[k] != n:
-            continue
-        same = True
-        for j in range(n):
-            if points[s + j] != stop_words[k, j]:
-                same = False
-                break
-        if same:
+        if stop_lengths[k] == n and equals_row(points, s, stop_words, k, n):
             return 1 << k
     return 0
 

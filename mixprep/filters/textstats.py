@@ -174,3 +174,12 @@ def decode_one(data: np.ndarray, i: int) -> tuple[int, int]:
         return ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
     return (((b0 & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12)
             | ((np.int64(data[i + 2]) & 0x3F) << 6) | (np.int64(data[i + 3]) & 0x3F)), 4
+
+
+@numba.njit(inline="always", cache=True)
+def equals_row(points: np.ndarray, start: int, rows: np.ndarray, k: int, n: int) -> bool:
+    """points[start:start + n] equals the first n values of rows[k] (a word or phrase table)."""
+    for j in range(n):
+        if points[start + j] != rows[k, j]:
+            return False
+    return True
