@@ -74,3 +74,10 @@ def test_c4_is_refused_outside_pretrain(tmp_path: Path) -> None:
     config = mixture(tmp_path, [{"name": "s", "mix_ratio": 1.0, "source": "s.jsonl", "filters": {"c4": True}}], phase="sft")
     with pytest.raises(ConfigError, match=r"datasets\[0\]\.filters\.c4: C4 line cleaning rewrites pretrain texts; phase 'sft'"):
         build(config, tmp_path / "o")
+
+
+def test_c4_switched_off_for_one_source_keeps_its_texts_as_read(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", documents())
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl", "filters": {"c4": False}}], filters={"c4": True})
+    records = read_jsonl(build(config, tmp_path / "o").files["train"])
+    assert sorted(r["text"] for r in records) == sorted(d["text"] for d in documents())

@@ -281,7 +281,7 @@ def test_merge_chains_local_threshold_wins() -> None:
 CONFIG_ERRORS = [
     ({"min_word": 3},
      r"^filters\.min_word: unknown filter \(did you mean 'min_words'\?\); valid filters: c4, drop_curly_brace, .*min_words"),
-    ({"c4": "yes"}, r"^filters\.c4: expected true \(datatrove's defaults\) or a mapping of settings: min_sentences, "),
+    ({"c4": "yes"}, r"^filters\.c4: expected true \(datatrove's defaults\), false, or a mapping of settings: min_sentences, "),
     ({"c4": {"min_sentence": 3}}, r"^filters\.c4: unknown c4 setting\(s\) 'min_sentence'; valid: min_sentences, "),
     ({"c4": {"min_sentences": -2}}, r"^filters\.c4: min_sentences: expected a whole number \(-1 switches it off\), got -2$"),
     ({"c4": {"javascript": 1}}, r"^filters\.c4: javascript: expected true or false, got 1$"),

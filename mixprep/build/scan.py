@@ -167,7 +167,7 @@ def scan_task(job: ScanJob) -> ScanResult:
     # The annotation reads the prefix the `languages` filter reads, so where that filter
     # runs its verdicts are reused instead of classifying the kept records again.
     annotation = (language_feature(language_prefix_of(job.filters)),) if job.annotate_language else ()
-    cleaning = tuple(c4_feature(spec) for name, spec in job.filters if name == "c4")  # rewrites the kept texts
+    cleaning = tuple(c4_feature(spec) for name, spec in job.filters if name == "c4" and spec is not None)  # rewrites kept texts
     tmp_values = unique_tmp(out_values)
     rejected = open(rejected_path(job.work_dir, task.task_id), "wb") if job.write_rejected else None  # noqa: SIM115
     # Plain JSONL blocks are byte ranges of the task; other sources report at the end.

@@ -36,8 +36,10 @@ def parse_c4(value: Any) -> Any:
 
     if value is True or value == "datatrove":
         return C4Spec()
+    if value is False:  # switched off, like the other flags (a global c4 turned off for one source)
+        return None
     if not isinstance(value, Mapping):
-        msg = "expected true (datatrove's defaults) or a mapping of settings: " + ", ".join(C4_SETTINGS)
+        msg = "expected true (datatrove's defaults), false, or a mapping of settings: " + ", ".join(C4_SETTINGS)
         raise ValueError(msg)
     unknown = [str(key) for key in value if key not in C4_SETTINGS]
     if unknown:
@@ -74,7 +76,7 @@ def c4_feature(spec: Any) -> Feature:
 
 
 def _c4_needs(spec: Any) -> tuple[Feature, ...]:
-    return (c4_feature(spec),)
+    return () if spec is None else (c4_feature(spec),)
 
 
 @register("c4", parse_c4,
@@ -82,4 +84,4 @@ def _c4_needs(spec: Any) -> tuple[Feature, ...]:
           "a word > 1000 characters; citations cut), drop documents with < 5 sentences left, 'lorem ipsum' or '{'; "
           "kept documents are written cleaned", needs=_c4_needs)
 def _c4(spec: Any) -> pl.Expr:
-    return column(c4_feature(spec)).struct.field("reason") == 0
+    return pl.lit(True) if spec is None else column(c4_feature(spec)).struct.field("reason") == 0
