@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from mixprep.filters.english import chunk_words, merge_special_spans
+from mixprep.filters.english import point_words
 from mixprep.filters.english_tables import DECIMAL, LINE_BREAK, PUNCT, SENTENCE_END, SPACE, code_point_flags, exception_table
 from mixprep.filters.textstats import TextBatch, batch_rows, decode, equals_row, most_bytes
 
@@ -163,7 +163,7 @@ def _sentences(
                 seen_end = False
             i = j
             continue
-        count = merge_special_spans(points, table, starts, ends, 0, chunk_words(points, i, j, flags, table, starts, ends, 0, pending))
+        count = point_words(points, i, j, flags, table, starts, ends, pending)
         for k in range(count):
             s, e = starts[k], ends[k]
             is_punct = True
@@ -276,7 +276,7 @@ def _clean_text(
             counts[5] += 1
             continue
         if min_sentences >= 0:
-            sentences += _sentences(line, 0, size, flags, table, starts, ends, pending)
+            sentences += _sentences(line, np.int64(0), size, flags, table, starts, ends, pending)
         if counts[6] > 0:
             joined[used] = 10
             used += 1

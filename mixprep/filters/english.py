@@ -134,7 +134,7 @@ def _possessive(points: np.ndarray, lo: int, hi: int) -> int:
     return 0
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(cache=True)
 def _url(points: np.ndarray, lo: int, hi: int, flags: np.ndarray) -> bool:
     """Whether points[lo:hi] is a URL as spaCy's URL_MATCH sees one (a simplified reading:
     [scheme://][user@]label.(label.)*tld[:port][/?#rest], tld >= 2 lower-case letters; the
@@ -163,7 +163,7 @@ def _url(points: np.ndarray, lo: int, hi: int, flags: np.ndarray) -> bool:
     return _host_and_rest(points, start, hi, flags) or (start > lo and _host_and_rest(points, lo, hi, flags))
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(cache=True)
 def _host_and_rest(points: np.ndarray, i: int, hi: int, flags: np.ndarray) -> bool:
     """label.(label.)*tld[:port][/?#rest] is all of points[i:hi]."""
     labels = 0
@@ -196,7 +196,7 @@ def _host_and_rest(points: np.ndarray, i: int, hi: int, flags: np.ndarray) -> bo
     return i == hi or points[i] == 47 or points[i] == 63 or points[i] == 35
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(cache=True)
 def _infix_at(points: np.ndarray, lo: int, i: int, hi: int) -> int:
     """Length of the infix that starts at i inside points[lo:hi] (0: none); see the module doc."""
     cp = points[i]
@@ -248,7 +248,7 @@ def _emit(starts: np.ndarray, ends: np.ndarray, count: int, lo: int, hi: int) ->
     return count + 1
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(cache=True)
 def _middle_words(
     points: np.ndarray, lo: int, hi: int, flags: np.ndarray, table: np.ndarray, starts: np.ndarray, ends: np.ndarray, count: int,
 ) -> int:
@@ -395,6 +395,15 @@ def merge_special_spans(
 
 
 @numba.njit(cache=True)
+def point_words(
+    points: np.ndarray, lo: int, hi: int, flags: np.ndarray, table: np.ndarray, starts: np.ndarray, ends: np.ndarray, pending: np.ndarray,
+) -> int:
+    """The words of the chunk points[lo:hi] of code points into starts/ends from 0; returns how many.
+    A call, not inlined: every code point caller shares one compiled copy of the rules."""
+    return merge_special_spans(points, table, starts, ends, 0, chunk_words(points, lo, hi, flags, table, starts, ends, 0, pending))
+
+
+@numba.njit(cache=True)
 def text_tokens(
     data: np.ndarray, start: int, end: int, flags: np.ndarray, table: np.ndarray, scratch: np.ndarray,
     starts: np.ndarray, ends: np.ndarray, chars: np.ndarray,
@@ -449,8 +458,8 @@ def text_tokens(
         else:
             points, positions = scratch[0], scratch[1]
             n = decode(data, i, j, points, positions)
-            found = chunk_words(points, 0, n, flags, table, scratch[2], scratch[3], 0, scratch[4])
-            found = merge_special_spans(points, table, scratch[2], scratch[3], 0, found)
+            # np.int64(0), not a literal 0: a literal argument compiles a specialization of its own
+            found = point_words(points, np.int64(0), n, flags, table, scratch[2], scratch[3], scratch[4])
             for k in range(found):
                 s, e = scratch[2, k], scratch[3, k]
                 starts[count] = positions[s]
@@ -469,7 +478,7 @@ def token_scratch(size: int) -> np.ndarray:
 def words(text: str) -> list[str]:
     """The words of one text, from the compiled rules (for tests and tools; the kernels call `text_tokens`)."""
     raw = text.encode("utf-8")
-    data = np.frombuffer(raw + b"\0", dtype=np.uint8)
+    data = np.frombuffer(bytearray(raw + b"\0"), dtype=np.uint8)  # writable: the kernels' specialization
     n = len(raw)
     starts, ends, chars = np.empty(n + 1, np.int64), np.empty(n + 1, np.int64), np.empty(n + 1, np.int64)
     found = text_tokens(data, 0, n, code_point_flags(), exception_table(), token_scratch(n), starts, ends, chars)
