@@ -81,3 +81,29 @@ def test_c4_switched_off_for_one_source_keeps_its_texts_as_read(tmp_path: Path) 
     config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl", "filters": {"c4": False}}], filters={"c4": True})
     records = read_jsonl(build(config, tmp_path / "o").files["train"])
     assert sorted(r["text"] for r in records) == sorted(d["text"] for d in documents())
+
+
+def test_texts_c4_left_as_they_were_are_read_back_and_only_changed_ones_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mixprep.build import scan
+
+    already_clean = ["\n".join([f"Clean document {i} needs nothing removed at all.", *GOOD]) for i in range(30)]
+    write_jsonl(tmp_path / "a.jsonl", [*({"text": t} for t in already_clean), *documents()[:10]])
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}], seed=3, filters={"c4": True})
+    spilled: list[int] = []
+    real = scan.scan_task
+
+    def measured(job: scan.ScanJob) -> scan.ScanResult:
+        result = real(job)
+        spilled.append(Path(result.values_path).stat().st_size)
+        return result
+
+    monkeypatch.setattr("mixprep.build.driver.scan_task", measured)
+    read_back = build(config, tmp_path / "read-back").files["train"].read_bytes()
+    assert spilled == [sum(len(cleaned(i).encode()) for i in range(10))]  # the ten changed texts, nothing else
+    monkeypatch.setattr(scan.ScanJob, "reads_back", property(lambda self: False))
+    copied = build(config, tmp_path / "copied").files["train"].read_bytes()
+    assert read_back == copied
+    texts = sorted(r["text"] for r in read_jsonl(tmp_path / "read-back" / "pretrain_t_train.jsonl"))
+    assert texts == sorted(already_clean + [cleaned(i) for i in range(10)])

@@ -231,6 +231,23 @@ def test_a_signal_ends_the_whole_build_quickly_and_leaves_nothing(tmp_path: Path
     assert not (out / ".mixprep-tmp").exists() or list((out / ".mixprep-tmp").iterdir()) == []
 
 
+def test_a_signal_while_the_work_folder_is_made_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_jsonl(tmp_path / "a.jsonl", texts("a", 200))
+    config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "a.jsonl"}])
+    real = driver.make_work_dir
+
+    def interrupted_on_return(*args, **kwargs):  # type: ignore[no-untyped-def]
+        work = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C right after the mkdir, before the caller holds the path
+        return work
+
+    monkeypatch.setattr(driver, "make_work_dir", interrupted_on_return)
+    with pytest.raises(KeyboardInterrupt):
+        build(config, tmp_path / "out", workers=2)
+    tmp = tmp_path / "out" / ".mixprep-tmp"
+    assert not tmp.exists() or list(tmp.iterdir()) == []
+
+
 def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     for previous, name in zip("abcdefgh", "bcdefghi", strict=True):

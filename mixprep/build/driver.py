@@ -165,12 +165,12 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
 
     phases: dict[str, float] = {}
     executor = _executor_for(options, tasks)
+    work: Path | None = None
     try:
-        work = make_work_dir(out_dir, config)
-    except BaseException:
-        executor.close(abort=True)
-        raise
-    try:
+        # Signals held while the folder is made: one between its mkdir and this assignment
+        # would leave a folder that the `finally` below does not know to remove.
+        with held_signals():
+            work = make_work_dir(out_dir, config)
         index, eval_summaries = None, {}
         if config.decontaminate is not None:
             with timed(phases, "decontamination index"):
@@ -234,14 +234,15 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         # An error or a signal (Ctrl-C, SIGTERM): stop the workers now rather than waiting
         # for their tasks, then remove what they wrote.
         executor.close(abort=True)
-        full = out_of_space(exc, work, sum(t.end - t.start for t in tasks))
+        full = None if work is None else out_of_space(exc, work, sum(t.end - t.start for t in tasks))
         if full is not None:
             raise full from None
         raise
     finally:
         with timed(phases, "cleanup"), held_signals():  # a second signal must not leave half the work folder
             executor.close()
-            remove_work_dir(work)
+            if work is not None:
+                remove_work_dir(work)
     log.info("time by phase: %s", ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items()))
     _write_card(out_dir, config)
     if options.report:

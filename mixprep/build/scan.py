@@ -239,15 +239,26 @@ def scan_task(job: ScanJob) -> ScanResult:
 
 
 def _cleaned(parsed: Parsed, keep: np.ndarray, cleaning: pl.Series, stats: ScanStats) -> Parsed:
-    """The block with each kept text replaced by its C4-cleaned text (copied to the scan file,
-    not read back from the input), and the cleaned documents' line counts added to stats."""
+    """The block with each kept text replaced by its C4-cleaned text, and the cleaned
+    documents' line counts added to stats. A text C4 changed is copied to the scan file; one
+    it left as it was is still read back from the input where the block allows."""
     fields = cleaning.struct.unnest()
     stats.c4.update({f"lines.{name}": int(fields[name].sum()) for name in LINE_FIELDS})
-    rows = pl.Series(np.flatnonzero(keep))
-    texts = parsed.filter_text.cast(pl.String).scatter(rows, fields["text"]) if len(rows) else parsed.filter_text
+    rows = np.flatnonzero(keep)
+    if not len(rows):
+        return parsed
+    original = parsed.filter_text.cast(pl.String)
+    changed = (fields["text"] != original.gather(rows)).fill_null(True).to_numpy()
+    if not changed.any():
+        return parsed
+    texts = original.scatter(pl.Series(rows[changed]), fields["text"].filter(pl.Series(changed)))
     values = texts.to_arrow()
     values = (values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values).cast(pa.large_string())
-    return dataclasses.replace(parsed, values=values, filter_text=texts, raw_spans=None, contents=None)
+    raw_spans = None
+    if parsed.raw_spans is not None:
+        raw_spans = parsed.raw_spans.copy()
+        raw_spans[rows[changed]] = -1  # no longer the input's bytes
+    return dataclasses.replace(parsed, values=values, filter_text=texts, raw_spans=raw_spans, contents=None)
 
 
 def _decontaminated(

@@ -28,9 +28,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from mixprep.filters.english import point_words
-from mixprep.filters.english_tables import DECIMAL, LINE_BREAK, PUNCT, SENTENCE_END, SPACE, code_point_flags, exception_table
-from mixprep.filters.textstats import TextBatch, batch_rows, decode, equals_row, most_bytes
+from mixprep.filters.english import text_tokens
+from mixprep.filters.english_tables import DECIMAL, PUNCT, SENTENCE_END, SPACE, code_point_flags, exception_table
+from mixprep.filters.english_words import batch_words
+from mixprep.filters.textstats import TextBatch, batch_rows, decode_one, equals_row, most_bytes, next_line, strip_span
 
 if TYPE_CHECKING:
     from mixprep.filters.engine import Verdict
@@ -73,6 +74,9 @@ def _phrase_table(phrases: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 _PHRASE_ROWS, _PHRASE_LENGTHS = _phrase_table(_PHRASES)
 _CITATIONS, _CITATION_LENGTHS = _phrase_table(("[edit]", "[citation needed]"))
+_BYTE_KIND = np.array([1 if b == ord("[") else 2 if b == ord("{") else 3 if chr(b).lower() in {p[0] for p in _PHRASES} and chr(b).isascii()
+                       and chr(b).isalpha() else 0 for b in range(256)], dtype=np.int64)
+"""Per byte: 1 "[", 2 "{", 3 a letter a phrase starts with (either case), 0 anything else."""
 _PHRASE_STARTS = np.array([[sum(1 << k for k, p in enumerate(_PHRASES) if p[:2] == chr(97 + a) + chr(97 + b)) for b in range(26)]
                            for a in range(26)], dtype=np.int64)
 """Per pair of lower-case letters: the phrases that start with it, as bits."""
@@ -125,196 +129,206 @@ def _citation_at(points: np.ndarray, i: int, hi: int, flags: np.ndarray) -> int:
 
 @numba.njit(cache=True)
 def _sentences(
-    points: np.ndarray, lo: int, hi: int, flags: np.ndarray, table: np.ndarray, starts: np.ndarray, ends: np.ndarray, pending: np.ndarray,
+    data: np.ndarray, lo: int, hi: int, flags: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, first: int, last: int,
 ) -> int:
-    """Sentences of points[lo:hi] as spaCy's sentencizer counts them over spaCy's tokens
-    (whitespace beyond one space between words is a token of its own)."""
-    sentences = 0
+    """Sentences of data[lo:hi] as spaCy's sentencizer counts them, from its words
+    starts/ends/chars[first:last]: after a word that is one sentence-final mark, the next
+    token that is not punctuation starts a sentence. Whitespace between words is a token of
+    its own unless it is one space (so is whitespace before the first word)."""
+    sentences = tokens = 0
     seen_end = False
-    tokens = 0
-    i = lo
-    while i < hi:
-        if flags[points[i]] & SPACE:
-            j = i + 1
-            while j < hi and flags[points[j]] & SPACE:
-                j += 1
-            whitespace_token = tokens == 0 or points[i] != 32 or j - i > 1
-            i = j
-            if not whitespace_token:
-                continue
+    before = lo  # where the gap before the next word starts
+    for k in range(first, last + 1):
+        gap_end = starts[k] if k < last else hi
+        if gap_end > before and (tokens == 0 or gap_end - before > 1 or data[before] != 32):
             if tokens == 0:
                 sentences = 1
             tokens += 1
             if seen_end:  # whitespace is neither punctuation nor a sentence end
                 sentences += 1
                 seen_end = False
-            continue
-        j = i
-        marks = False
-        while j < hi and not flags[points[j]] & SPACE:
-            marks |= (flags[points[j]] & PUNCT) != 0
-            j += 1
-        if not marks:  # its words, however split, are all neither punctuation nor sentence ends: one will do
-            if tokens == 0:
-                sentences = 1
-            tokens += 1
-            if seen_end:
-                sentences += 1
-                seen_end = False
-            i = j
-            continue
-        count = point_words(points, i, j, flags, table, starts, ends, pending)
-        for k in range(count):
-            s, e = starts[k], ends[k]
-            is_punct = True
-            for p in range(s, e):
-                if not flags[points[p]] & PUNCT:
-                    is_punct = False
-                    break
-            is_end = e - s == 1 and (flags[points[s]] & SENTENCE_END) != 0
-            if tokens == 0:
-                sentences = 1
-            tokens += 1
-            if seen_end and not is_punct and not is_end:
-                sentences += 1
-                seen_end = False
-            elif is_end:
+        if k == last:
+            break
+        s, e = starts[k], ends[k]
+        before = e
+        if tokens == 0:
+            sentences = 1
+        tokens += 1
+        if chars[k] == 1:
+            cp = np.int64(data[s]) if data[s] < 0x80 else decode_one(data, s)[0]
+            if flags[cp] & SENTENCE_END:
                 seen_end = True
-        i = j
+                continue
+            if seen_end and not flags[cp] & PUNCT:
+                sentences += 1
+                seen_end = False
+        elif seen_end:
+            j = s
+            while j < e:  # a word of marks only is punctuation: it does not start a sentence
+                if data[j] < 0x80:
+                    f = flags[data[j]]
+                    j += 1
+                else:
+                    cp, length = decode_one(data, j)
+                    f = flags[cp]
+                    j += length
+                if not f & PUNCT:
+                    sentences += 1
+                    seen_end = False
+                    break
     return sentences
 
 
-@numba.njit(inline="always", cache=True)
-def _encode(cp: int, out: np.ndarray, o: int) -> int:
-    if cp < 0x80:
-        out[o] = cp
-        return o + 1
-    if cp < 0x800:
-        out[o] = 0xC0 | (cp >> 6)
-        out[o + 1] = 0x80 | (cp & 0x3F)
-        return o + 2
-    if cp < 0x10000:
-        out[o] = 0xE0 | (cp >> 12)
-        out[o + 1] = 0x80 | ((cp >> 6) & 0x3F)
-        out[o + 2] = 0x80 | (cp & 0x3F)
-        return o + 3
-    out[o] = 0xF0 | (cp >> 18)
-    out[o + 1] = 0x80 | ((cp >> 12) & 0x3F)
-    out[o + 2] = 0x80 | ((cp >> 6) & 0x3F)
-    out[o + 3] = 0x80 | (cp & 0x3F)
-    return o + 4
+@numba.njit(cache=True)
+def _scan_line(data: np.ndarray, lo: int, hi: int, rows: np.ndarray, lengths: np.ndarray) -> tuple[int, bool, bool]:
+    """(bit k set when phrase k occurs in data[lo:hi] ASCII case-insensitively, a "[" is
+    there, a "{" is there), in one pass over the bytes (the phrases are ASCII, and no byte
+    of a longer UTF-8 character equals an ASCII one)."""
+    found = 0
+    square = curly = False
+    for i in range(lo, hi):
+        kind = _BYTE_KIND[data[i]]
+        if kind == 0:
+            continue
+        if kind == 1:
+            square = True
+            continue
+        if kind == 2:
+            curly = True
+            continue
+        if i + 1 >= hi:
+            continue
+        first, second = _lower(np.int64(data[i])) - 97, _lower(np.int64(data[i + 1])) - 97
+        if not 0 <= second < 26:
+            continue
+        candidates = _PHRASE_STARTS[first, second]
+        if not candidates:
+            continue
+        for k in range(len(lengths)):
+            n = lengths[k]
+            if not candidates >> k & 1 or i + n > hi or found >> k & 1:
+                continue
+            same = True
+            for j in range(2, n):
+                if _lower(np.int64(data[i + j])) != rows[k, j]:
+                    same = False
+                    break
+            if same:
+                found |= 1 << k
+    return found, square, curly
+
+
+@numba.njit(cache=True)
+def _cut_citations(data: np.ndarray, lo: int, hi: int, flags: np.ndarray, line: np.ndarray) -> int:
+    """data[lo:hi] without its citations into `line`; returns its length in bytes."""
+    size = 0
+    k = lo
+    while k < hi:
+        cut = _citation_at(data, k, hi, flags) if data[k] == 91 else 0
+        if cut:
+            k += cut
+            continue
+        line[size] = data[k]
+        size += 1
+        k += 1
+    return size
 
 
 @numba.njit(cache=True)
 def _clean_text(
-    points: np.ndarray, n: int, flags: np.ndarray, table: np.ndarray, spec: np.ndarray, phrases: np.ndarray,
-    phrase_lengths: np.ndarray, line: np.ndarray, joined: np.ndarray, starts: np.ndarray, ends: np.ndarray, pending: np.ndarray,
-    counts: np.ndarray,
+    data: np.ndarray, start: int, end: int, flags: np.ndarray, table: np.ndarray, spec: np.ndarray, phrases: np.ndarray,
+    phrase_lengths: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, first_word: int, last_word: int,
+    line: np.ndarray, scratch: np.ndarray, line_words: np.ndarray, out: np.ndarray, o: int, counts: np.ndarray,
 ) -> tuple[int, int, int]:
-    """(reason, sentences, code points of the cleaned text in `joined`); line counts into `counts`."""
+    """(reason, sentences, end of the cleaned text written to out[o:]) of the text
+    data[start:end], whose words are starts/ends/chars[first_word:last_word]; line counts
+    into `counts`. A line with a citation is cut into `line` and split again."""
     min_sentences, min_words, max_word_length = spec[0], spec[1], spec[2]
     sentences = 0
-    used = 0  # code points in joined
-    i = 0
-    while i < n:
-        j = i
-        while j < n and not flags[points[j]] & LINE_BREAK:
-            j += 1
-        a, b = i, j
-        i = j + 2 if j + 1 < n and points[j] == 13 and points[j + 1] == 10 else j + 1
+    begin = o
+    k = first_word
+    i = start
+    while i < end:
+        line_start = i
+        line_end, i = next_line(data, i, end)
         counts[0] += 1
-        while a < b and flags[points[a]] & SPACE:
-            a += 1
-        while b > a and flags[points[b - 1]] & SPACE:
-            b -= 1
-        words = 0
-        longest = 0
-        k = a
-        while k < b:
-            if flags[points[k]] & SPACE:
-                k += 1
-                continue
-            start = k
-            while k < b and not flags[points[k]] & SPACE:
-                k += 1
-            words += 1
-            longest = max(longest, k - start)
+        first = k  # the line's words; a chunk (whitespace-separated word) is a run of touching ones
+        chunks = longest = run = 0
+        while k < last_word and starts[k] < line_end:
+            if k == first or starts[k] != ends[k - 1]:
+                chunks += 1
+                run = 0
+            run += chars[k]
+            longest = max(longest, run)
+            k += 1
         if max_word_length >= 0 and longest > max_word_length:
             counts[1] += 1
             continue
-        size = 0
-        k = a
-        while k < b:
-            cut = _citation_at(points, k, b, flags) if spec[3] and points[k] == 91 else 0
-            if cut:
-                k += cut
-                continue
-            line[size] = points[k]
-            size += 1
-            k += 1
+        a, b = strip_span(data, line_start, line_end, flags, SPACE)
+        found, square, curly = _scan_line(data, a, b, phrases, phrase_lengths)
+        cut = square and spec[3]
+        source, lo, hi = data, a, b
+        if cut:
+            hi = _cut_citations(data, a, b, flags, line)
+            source, lo = line, 0
+            found, square, curly = _scan_line(line, 0, hi, phrases, phrase_lengths)
         if spec[4]:
-            last = line[size - 1] if size else -1
-            ends_terminal = last == 46 or last == 63 or last == 33 or last == 34 or last == 39
-            ellipsis = size >= 3 and line[size - 1] == 46 and line[size - 2] == 46 and line[size - 3] == 46
+            ends_terminal = hi > lo and (source[hi - 1] == 46 or source[hi - 1] == 63 or source[hi - 1] == 33
+                                         or source[hi - 1] == 34 or source[hi - 1] == 39)
+            ellipsis = hi - lo >= 3 and source[hi - 1] == 46 and source[hi - 2] == 46 and source[hi - 3] == 46
             if not ends_terminal or ellipsis:
                 counts[2] += 1
                 continue
-        if words < min_words:
+        if chunks < min_words:
             counts[3] += 1
             continue
-        found = _phrases_in(line, 0, size, phrases, phrase_lengths)
         if spec[5] and found & 1:
-            return 1, sentences, 0
+            return 1, sentences, begin
         if spec[6] and found & 2:
             counts[4] += 1
             continue
-        if spec[7]:
-            for k in range(size):
-                if line[k] == 123:
-                    return 2, sentences, 0
+        if spec[7] and curly:
+            return 2, sentences, begin
         if spec[8] and found >> 2:
             counts[5] += 1
             continue
         if min_sentences >= 0:
-            sentences += _sentences(line, np.int64(0), size, flags, table, starts, ends, pending)
+            if not cut:
+                sentences += _sentences(data, a, b, flags, starts, ends, chars, first, k)
+            else:
+                count = text_tokens(line, 0, hi, flags, table, scratch, line_words[0], line_words[1], line_words[2])
+                sentences += _sentences(line, 0, hi, flags, line_words[0], line_words[1], line_words[2], 0, count)
         if counts[6] > 0:
-            joined[used] = 10
-            used += 1
-        joined[used : used + size] = line[:size]
-        used += size
+            out[o] = 10
+            o += 1
+        out[o : o + hi - lo] = source[lo:hi]
+        o += hi - lo
         counts[6] += 1
     if sentences < min_sentences:
-        return 3, sentences, 0
-    return 0, sentences, used
+        return 3, sentences, begin
+    return 0, sentences, o
 
 
 @numba.njit(cache=True)
 def _c4_kernel(
     data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, table: np.ndarray, spec: np.ndarray, phrases: np.ndarray,
-    phrase_lengths: np.ndarray, size: int, out: np.ndarray, cleaned: np.ndarray, cleaned_offsets: np.ndarray,
+    phrase_lengths: np.ndarray, index: np.ndarray, word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray,
+    size: int, out: np.ndarray, cleaned: np.ndarray, cleaned_offsets: np.ndarray,
 ) -> None:
-    points = np.empty(size, dtype=np.int64)
-    positions = np.empty(size, dtype=np.int64)
-    line = np.empty(size, dtype=np.int64)
-    joined = np.empty(size, dtype=np.int64)
-    starts = np.empty(size, dtype=np.int64)
-    ends = np.empty(size, dtype=np.int64)
-    pending = np.empty(2 * size, dtype=np.int64)
+    line = np.empty(size, dtype=np.uint8)
+    scratch = np.empty((5, 2 * size + 2), dtype=np.int64)
+    line_words = np.empty((3, size + 1), dtype=np.int64)
     o = 0
     for r in range(len(rows)):
         d = rows[r]
-        n = decode(data, offsets[d], offsets[d + 1], points, positions)
-        counts = out[r, 2:]
-        reason, sentences, used = _clean_text(points, n, flags, table, spec, phrases, phrase_lengths, line, joined, starts, ends,
-                                              pending, counts)
+        first, last = word_offsets[index[r]], word_offsets[index[r] + 1]
+        reason, sentences, end = _clean_text(data, offsets[d], offsets[d + 1], flags, table, spec, phrases, phrase_lengths, starts, ends,
+                                             chars, first, last, line, scratch, line_words, cleaned, o, out[r, 2:])
         out[r, 0], out[r, 1] = reason, sentences
-        a, b = 0, used
-        while a < b and flags[joined[a]] & SPACE:
-            a += 1
-        while b > a and flags[joined[b - 1]] & SPACE:
-            b -= 1
-        for k in range(a, b):
-            o = _encode(joined[k], cleaned, o)
+        a, b = strip_span(cleaned, o, end, flags, SPACE)  # only a cut citation leaves whitespace at either end
+        if a > o:
+            cleaned[o : o + b - a] = cleaned[a:b].copy()
+        o += b - a
         cleaned_offsets[r + 1] = o
 
 
@@ -327,8 +341,9 @@ def clean(texts: pl.Series | TextBatch, spec: C4Spec, rows: np.ndarray | None = 
     total = int(np.sum(batch.offsets[rows + 1] - batch.offsets[rows])) if len(rows) else 0
     cleaned = np.empty(total + 1, dtype=np.uint8)  # a kept text is never longer than its original
     if len(rows):
+        w = batch_words(batch, rows)  # Gopher's filters read the same words
         _c4_kernel(batch.data, batch.offsets, rows, code_point_flags(), exception_table(), spec.as_array(), _PHRASE_ROWS, _PHRASE_LENGTHS,
-                   size, out, cleaned, offsets)
+                   w.index, w.offsets, w.starts, w.ends, w.chars, size, out, cleaned, offsets)
     array = pa.LargeStringArray.from_buffers(len(rows), pa.py_buffer(offsets), pa.py_buffer(cleaned[: offsets[-1]]))
     return out, pl.Series(array)
 

@@ -31,24 +31,24 @@ compares the words joined without spaces: "ab c" and "a bc" would be equal there
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 import polars as pl
 
-from mixprep.filters.english import text_tokens, token_scratch
-from mixprep.filters.english_tables import ALPHA, LINE_BREAK, SPACE, SYMBOL, code_point_flags, exception_table
+from mixprep.filters.english_tables import ALPHA, SPACE, SYMBOL, code_point_flags
+from mixprep.filters.english_words import batch_words
 from mixprep.filters.fields import GOPHER_STOP_WORDS, QUALITY_FIELDS, REPETITION_FIELDS
 from mixprep.filters.textstats import (
     TextBatch,
     batch_rows,
-    decode,
     decode_one,
     equals_row,
     hash_bytes,
+    last_char,
     mix,
     most_bytes,
+    next_line,
+    strip_span,
     table_size,
 )
 
@@ -57,61 +57,6 @@ _STOP_WORDS = np.array([[ord(c) for c in w.ljust(4, "\0")] for w in GOPHER_STOP_
 _STOP_LENGTHS = np.array([len(w) for w in GOPHER_STOP_WORDS], dtype=np.int64)
 _TERMINALS = np.array([ord(c) for c in TERMINAL_PUNCTUATION], dtype=np.int64)
 _NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
-
-
-@dataclass(frozen=True)
-class Words:
-    """The English words of some rows of a batch: row k's are starts/ends/chars[offsets[k]:offsets[k + 1]]
-    (byte ranges in the batch's data, characters); `index[r]` is the k of the r-th row asked for."""
-
-    index: np.ndarray
-    offsets: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    chars: np.ndarray
-
-
-@numba.njit(cache=True)
-def _words_kernel(
-    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, table: np.ndarray, scratch: np.ndarray,
-    word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray,
-) -> None:
-    for k in range(len(rows)):
-        d = rows[k]
-        at = word_offsets[k]
-        found = text_tokens(data, offsets[d], offsets[d + 1], flags, table, scratch, starts[at:], ends[at:], chars[at:])
-        word_offsets[k + 1] = at + found
-
-
-def _split(batch: TextBatch, rows: np.ndarray) -> Words:
-    size = int(np.sum(batch.offsets[rows + 1] - batch.offsets[rows])) + 1  # a word has a byte at least
-    starts, ends, chars = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    _words_kernel(batch.data, batch.offsets, rows, code_point_flags(), exception_table(),
-                  token_scratch(most_bytes(batch.offsets, rows) + 1), offsets, starts, ends, chars)
-    return Words(np.arange(len(rows), dtype=np.int64), offsets, starts, ends, chars)
-
-
-def batch_words(batch: TextBatch, rows: np.ndarray, *, share: bool) -> Words:
-    """The words of `rows`: from the batch's shared split when one was made; else split now,
-    all rows and kept for the next kernel (`share`), or only these rows."""
-    shared = batch.shared.get("english_words")
-    if isinstance(shared, Words):
-        return Words(rows, shared.offsets, shared.starts, shared.ends, shared.chars)
-    if not share:
-        return _split(batch, rows)
-    every = _split(batch, np.arange(len(batch), dtype=np.int64))
-    batch.shared["english_words"] = every
-    return Words(rows, every.offsets, every.starts, every.ends, every.chars)
-
-
-class Scratch:
-    """Per-call arrays sized by the longest text of the rows (code points <= bytes)."""
-
-    def __init__(self, batch: TextBatch, rows: np.ndarray) -> None:
-        size = most_bytes(batch.offsets, rows) + 1
-        self.points = np.empty(size, dtype=np.int64)
-        self.positions = np.empty(size, dtype=np.int64)
 
 
 @numba.njit(inline="always", cache=True)
@@ -127,38 +72,49 @@ def _stop_word(points: np.ndarray, s: int, e: int, stop_words: np.ndarray, stop_
 
 
 @numba.njit(cache=True)
-def _line_counts(points: np.ndarray, n: int, flags: np.ndarray, terminals: np.ndarray) -> tuple[int, int, int, int]:
-    """(lines, bullet lines, ellipsis lines, terminal lines) of `str.splitlines()`."""
+def _line_counts(data: np.ndarray, start: int, end: int, flags: np.ndarray, terminals: np.ndarray) -> tuple[int, int, int, int]:
+    """(lines, bullet lines, ellipsis lines, terminal lines) of `str.splitlines()` over the UTF-8 text data[start:end]."""
     lines = bullets = ellipses = terminal = 0
-    i = 0
-    while i < n:
-        j = i
-        while j < n and not flags[points[j]] & LINE_BREAK:
-            j += 1
+    i = start
+    while i < end:
+        line_start = i
+        line_end, i = next_line(data, i, end)
         lines += 1
-        a = i
-        while a < j and flags[points[a]] & SPACE:
-            a += 1
-        b = j
-        while b > a and flags[points[b - 1]] & SPACE:
-            b -= 1
+        a, b = strip_span(data, line_start, line_end, flags, SPACE)
         if b > a:
-            bullets += points[a] == 0x2022 or points[a] == 45
-            last = points[b - 1]
-            ellipses += last == 0x2026 or (b - a >= 3 and last == 46 and points[b - 2] == 46 and points[b - 3] == 46)
+            bullets += data[a] == 45 or (data[a] == 0xE2 and data[a + 1] == 0x80 and data[a + 2] == 0xA2)  # "-" or "•"
+            last, _ = last_char(data, a, b)
+            ellipses += last == 0x2026 or (b - a >= 3 and data[b - 1] == 46 and data[b - 2] == 46 and data[b - 3] == 46)
             for t in terminals:
                 if last == t:
                     terminal += 1
                     break
-        i = j + 1 if j < n and not (points[j] == 13 and j + 1 < n and points[j + 1] == 10) else j + 2
     return lines, bullets, ellipses, terminal
+
+
+@numba.njit(cache=True)
+def _marks(data: np.ndarray, start: int, end: int) -> tuple[int, int]:
+    """("#" characters, ellipses: "..." counted without overlap from the left, and "…") in data[start:end]."""
+    hashes = ellipses = dots = 0
+    for i in range(start, end):
+        b = data[i]
+        hashes += b == 35
+        if b == 46:
+            dots += 1
+            if dots == 3:
+                ellipses += 1
+                dots = 0
+        else:
+            dots = 0
+            ellipses += b == 0xE2 and data[i + 1] == 0x80 and data[i + 2] == 0xA6  # "…"
+    return hashes, ellipses
 
 
 @numba.njit(cache=True)
 def _quality_kernel(
     data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, stop_words: np.ndarray,
-    stop_lengths: np.ndarray, terminals: np.ndarray, points: np.ndarray, positions: np.ndarray, index: np.ndarray,
-    word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, out: np.ndarray,
+    stop_lengths: np.ndarray, terminals: np.ndarray, index: np.ndarray, word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    chars: np.ndarray, out: np.ndarray,
 ) -> None:
     for r in range(len(rows)):
         d = rows[r]
@@ -185,20 +141,8 @@ def _quality_kernel(
                 word_chars += chars[k]
             alpha += has_alpha
             seen_stop |= _stop_word(data, s, e, stop_words, stop_lengths)
-        n = decode(data, offsets[d], offsets[d + 1], points, positions)
-        hashes = ellipses = dots = 0
-        for i in range(n):
-            cp = points[i]
-            hashes += cp == 35
-            ellipses += cp == 0x2026
-            if cp == 46:
-                dots += 1
-                if dots == 3:
-                    ellipses += 1
-                    dots = 0
-            else:
-                dots = 0
-        lines, bullets, ellipsis_lines, terminal = _line_counts(points, n, flags, terminals)
+        hashes, ellipses = _marks(data, offsets[d], offsets[d + 1])
+        lines, bullets, ellipsis_lines, terminal = _line_counts(data, offsets[d], offsets[d + 1], flags, terminals)
         stops = 0
         while seen_stop:
             stops += seen_stop & 1
@@ -213,10 +157,9 @@ def quality_counts(texts: pl.Series | TextBatch, rows: np.ndarray | None = None)
     batch, rows = batch_rows(texts, rows)
     out = np.zeros((len(rows), len(QUALITY_FIELDS)), dtype=np.int64)
     if len(rows):
-        s = Scratch(batch, rows)
-        w = batch_words(batch, rows, share=True)  # repetition reads them again
-        _quality_kernel(batch.data, batch.offsets, rows, code_point_flags(), _STOP_WORDS, _STOP_LENGTHS, _TERMINALS,
-                        s.points, s.positions, w.index, w.offsets, w.starts, w.ends, w.chars, out)
+        w = batch_words(batch, rows)  # repetition and C4 read them again
+        _quality_kernel(batch.data, batch.offsets, rows, code_point_flags(), _STOP_WORDS, _STOP_LENGTHS, _TERMINALS, w.index, w.offsets,
+                        w.starts, w.ends, w.chars, out)
     return out
 
 
@@ -246,29 +189,42 @@ def _duplicates(keys: np.ndarray, chars: np.ndarray, count: int, slots: np.ndarr
 
 
 @numba.njit(cache=True)
-def _pieces(
-    data: np.ndarray, points: np.ndarray, positions: np.ndarray, lo: int, hi: int, min_run: int, keys: np.ndarray, chars: np.ndarray,
-) -> int:
-    """points[lo:hi] split at runs of >= min_run "\\n": each piece's hash and characters; returns how many."""
+def _pieces(data: np.ndarray, lo: int, hi: int, min_run: int, keys: np.ndarray, chars: np.ndarray) -> int:
+    """The UTF-8 text data[lo:hi] split at runs of >= min_run "\\n": each piece's hash and
+    characters (bytes that are not UTF-8 continuation bytes); returns how many."""
     count = 0
     piece = lo
+    piece_chars = 0
     i = lo
     while i < hi:
-        if points[i] != 10:
+        b = data[i]
+        if b != 10:
+            piece_chars += (b & 0xC0) != 0x80
             i += 1
             continue
         j = i
-        while j < hi and points[j] == 10:
+        while j < hi and data[j] == 10:
             j += 1
         if j - i >= min_run:
-            keys[count] = hash_bytes(data, positions[piece], positions[i])
-            chars[count] = i - piece
+            keys[count] = hash_bytes(data, piece, i)
+            chars[count] = piece_chars
             count += 1
             piece = j
+            piece_chars = 0
+        else:
+            piece_chars += j - i  # a shorter run stays inside the piece
         i = j
-    keys[count] = hash_bytes(data, positions[piece], positions[hi])
-    chars[count] = hi - piece
+    keys[count] = hash_bytes(data, piece, hi)
+    chars[count] = piece_chars
     return count + 1
+
+
+@numba.njit(inline="always", cache=True)
+def _characters(data: np.ndarray, start: int, end: int) -> int:
+    n = 0
+    for i in range(start, end):
+        n += (data[i] & 0xC0) != 0x80
+    return n
 
 
 @numba.njit(cache=True)
@@ -297,6 +253,7 @@ def _ngram_fractions(
                     candidate[next_count] = s
                     gram[s] = gram[s] * _NGRAM_MULTIPLIER + word_hash[s + n - 1]
                     next_count += 1
+                repeats[s] = False  # read for the last time (later candidates lie further on): all False after the loop
             count = next_count
         for c in range(count):
             keys[c] = mix(gram[candidate[c]])
@@ -308,8 +265,6 @@ def _ngram_fractions(
             slots[slot] = keys[c]
             counts[slot] += 1
             where[c] = np.int64(slot)
-        for k in range(m + 1):
-            repeats[k] = False
         for c in range(count):
             counts_at[c] = counts[where[c]]
             repeats[candidate[c]] = counts_at[c] >= 2
@@ -327,28 +282,26 @@ def _ngram_fractions(
             span = char_prefix[best_start + n] - char_prefix[best_start] + n - 1
             out[n - 2] = best_count * span / total
             continue
-        # The walk: only repeated n-grams can be met again, so only they touch the set.
+        # The walk: only repeated n-grams can be met again, so only they touch the set, and
+        # the walk steps from one to the next (a position between them just moves it on by one).
         repeated_chars = 0
         seen_mask = np.uint64(table_size(2 * count) - 1)
-        c = 0
         idx = 0
-        while idx <= m - n:
-            if not repeats[idx]:
-                idx += 1
-                continue
-            while candidate[c] < idx:
-                c += 1
+        for c in range(count):
+            start = candidate[c]
+            if start < idx or not repeats[start]:
+                continue  # inside an n-gram already counted, or seen once only
             key = keys[c]
             slot = key & seen_mask
             while seen[slot] and seen_slots[slot] != key:
                 slot = (slot + np.uint64(1)) & seen_mask
             if seen[slot]:
-                repeated_chars += char_prefix[idx + n] - char_prefix[idx]
-                idx += n
+                repeated_chars += char_prefix[start + n] - char_prefix[start]
+                idx = start + n
             else:
                 seen[slot] = True
                 seen_slots[slot] = key
-                idx += 1
+                idx = start + 1
         for c in range(count):
             slot = keys[c] & seen_mask
             while seen[slot]:
@@ -357,14 +310,16 @@ def _ngram_fractions(
         out[n - 2] = repeated_chars / total
         if count == 0:
             return  # no longer n-gram repeats either: their fractions stay 0
+    for c in range(count):  # all False again for the next text
+        repeats[candidate[c]] = False
 
 
 @numba.njit(cache=True)
 def _repetition_kernel(
-    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, points: np.ndarray, positions: np.ndarray,
-    index: np.ndarray, word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, out: np.ndarray,
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, size: int, index: np.ndarray,
+    word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, out: np.ndarray,
 ) -> None:
-    size = len(points) + 1
+    """`size`: one more than the longest text's bytes (its words, lines and characters are fewer)."""
     keys = np.empty(size, dtype=np.uint64)
     piece_chars = np.empty(size, dtype=np.int64)
     capacity = table_size(2 * size)
@@ -380,19 +335,16 @@ def _repetition_kernel(
     where = np.empty(size, dtype=np.int64)
     for r in range(len(rows)):
         d = rows[r]
-        n = decode(data, offsets[d], offsets[d + 1], points, positions)
+        start, end = offsets[d], offsets[d + 1]
+        n = _characters(data, start, end)
         if n == 0:
             out[r, 0] = 1.0  # datatrove drops an empty text before anything else
             continue
-        lo, hi = 0, n
-        while lo < hi and flags[points[lo]] & SPACE:
-            lo += 1
-        while hi > lo and flags[points[hi - 1]] & SPACE:
-            hi -= 1
-        count = _pieces(data, points, positions, lo, hi, 2, keys, piece_chars)
+        lo, hi = strip_span(data, start, end, flags, SPACE)
+        count = _pieces(data, lo, hi, 2, keys, piece_chars)
         repeats_found, repeated_chars = _duplicates(keys, piece_chars, count, slots, used)
         out[r, 0], out[r, 1] = repeats_found / count, repeated_chars / n
-        count = _pieces(data, points, positions, 0, n, 1, keys, piece_chars)
+        count = _pieces(data, start, end, 1, keys, piece_chars)
         repeats_found, repeated_chars = _duplicates(keys, piece_chars, count, slots, used)
         out[r, 2], out[r, 3] = repeats_found / count, repeated_chars / n
         first, last = word_offsets[index[r]], word_offsets[index[r] + 1]
@@ -405,8 +357,7 @@ def repetition(texts: pl.Series | TextBatch, rows: np.ndarray | None = None) -> 
     batch, rows = batch_rows(texts, rows)
     out = np.zeros((len(rows), len(REPETITION_FIELDS)))
     if len(rows):
-        s = Scratch(batch, rows)
-        w = batch_words(batch, rows, share=False)
-        _repetition_kernel(batch.data, batch.offsets, rows, code_point_flags(), s.points, s.positions, w.index, w.offsets,
+        w = batch_words(batch, rows)  # quality's split, when it ran first
+        _repetition_kernel(batch.data, batch.offsets, rows, code_point_flags(), most_bytes(batch.offsets, rows) + 1, w.index, w.offsets,
                            w.starts, w.ends, w.chars, out)
     return out

@@ -183,3 +183,59 @@ def equals_row(points: np.ndarray, start: int, rows: np.ndarray, k: int, n: int)
         if points[start + j] != rows[k, j]:
             return False
     return True
+
+
+@numba.njit(inline="always", cache=True)
+def next_line(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
+    """(where the line starting at data[i] ends, where the next begins), as `str.splitlines()`
+    splits UTF-8 text: at \\n \\r \\r\\n \\v \\f \\x1c-\\x1e U+0085 U+2028 U+2029. A continuation
+    byte (0x80-0xBF) is never one of the bytes tested, so the walk steps bytes, not characters."""
+    while i < end:
+        b = data[i]
+        if b < 0x1F:
+            if b == 10 or b == 11 or b == 12 or b == 28 or b == 29 or b == 30:
+                return i, i + 1
+            if b == 13:
+                return i, i + 2 if i + 1 < end and data[i + 1] == 10 else i + 1
+        elif b == 0xC2:
+            if i + 1 < end and data[i + 1] == 0x85:
+                return i, i + 2
+        elif b == 0xE2:
+            if i + 2 < end and data[i + 1] == 0x80 and (data[i + 2] == 0xA8 or data[i + 2] == 0xA9):
+                return i, i + 3
+        i += 1
+    return end, end
+
+
+@numba.njit(inline="always", cache=True)
+def last_char(data: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """(code point, start) of the last character of the UTF-8 text data[lo:hi] (hi > lo)."""
+    b = data[hi - 1]
+    if b < 0x80:
+        return np.int64(b), hi - 1
+    s = hi - 1
+    while s > lo and data[s] & 0xC0 == 0x80:
+        s -= 1
+    return decode_one(data, s)[0], s
+
+
+@numba.njit(inline="always", cache=True)
+def strip_span(data: np.ndarray, lo: int, hi: int, flags: np.ndarray, space: int) -> tuple[int, int]:
+    """data[lo:hi] without leading and trailing characters whose `flags` have the `space` bit (`str.strip()`)."""
+    while lo < hi:
+        b = data[lo]
+        if b < 0x80:
+            if not flags[b] & space:
+                break
+            lo += 1
+        else:
+            cp, length = decode_one(data, lo)
+            if not flags[cp] & space:
+                break
+            lo += length
+    while hi > lo:
+        cp, s = last_char(data, lo, hi)
+        if not flags[cp] & space:
+            break
+        hi = s
+    return lo, hi
