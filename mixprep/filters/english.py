@@ -452,7 +452,8 @@ def text_tokens(
         elif ascii_only:
             first = count
             count = chunk_words(data, i, j, flags, table, starts, ends, count, scratch[4])
-            count = merge_special_spans(data, table, starts, ends, first, count)
+            if count - first > 2:  # two words span only the whole chunk, which chunk_words looked up already
+                count = merge_special_spans(data, table, starts, ends, first, count)
             for k in range(first, count):
                 chars[k] = ends[k] - starts[k]
         else:
