@@ -141,6 +141,19 @@ def test_c4_cleaning_matches_the_definitions(texts: list[str]) -> None:
 LINES = [f"Line {i} has a few words and ends well." for i in range(6)]
 
 
+def test_c4_cuts_citations_of_any_decimal_digits_and_strips_what_they_leave() -> None:
+    texts = [
+        "\n".join([*LINES, "The war ended in 1945 [١٢]. It was long [edit]."]),
+        "\n".join(["[3] Lead sentence with several words in it.", *LINES, "Last one [citation needed] ends here [7]"]),
+    ]
+    counts, cleaned = clean(pl.Series(texts), C4Spec())
+    reasons, expected, _ = c4_rows(texts)
+    assert reasons == ["", ""] and counts[:, 0].tolist() == [0, 0]
+    assert cleaned.to_list() == expected
+    assert cleaned[0].endswith("The war ended in 1945 . It was long .")
+    assert cleaned[1].startswith("Lead sentence")  # the cut left a space, stripped with the document
+
+
 def test_c4_settings_switch_each_rule() -> None:
     text = "\n".join([*LINES[:2], "Enable javascript to see it.", "no terminal", "Short one.", "See our privacy policy today."])
     counts, texts = clean(pl.Series([text]), C4Spec(min_sentences=2))

@@ -90,39 +90,25 @@ def _lower(cp: int) -> int:
 
 
 @numba.njit(cache=True)
-def _phrases_in(points: np.ndarray, lo: int, hi: int, rows: np.ndarray, lengths: np.ndarray) -> int:
-    """Bit k set when phrase k occurs in points[lo:hi], ASCII case-insensitively (one pass)."""
-    found = 0
-    for i in range(lo, hi - 1):
-        first, second = _lower(points[i]) - 97, _lower(points[i + 1]) - 97
-        if not (0 <= first < 26 and 0 <= second < 26) or not _PHRASE_STARTS[first, second]:
-            continue
-        candidates = _PHRASE_STARTS[first, second]
-        for k in range(len(lengths)):
-            n = lengths[k]
-            if not candidates >> k & 1 or i + n > hi or found >> k & 1:
-                continue
-            same = True
-            for j in range(1, n):
-                if _lower(points[i + j]) != rows[k, j]:
-                    same = False
-                    break
-            if same:
-                found |= 1 << k
-    return found
-
-
-@numba.njit(cache=True)
-def _citation_at(points: np.ndarray, i: int, hi: int, flags: np.ndarray) -> int:
-    """Length of `\\[\\d*]|\\[edit]|\\[citation needed]` at i (0: none)."""
+def _citation_at(data: np.ndarray, i: int, hi: int, flags: np.ndarray) -> int:
+    """Length in bytes of `\\[\\d*]|\\[edit]|\\[citation needed]` at i of UTF-8 data (0: none);
+    `\\d` is any Unicode decimal digit, as in Python's `re` ("[١٢]" is a citation)."""
     j = i + 1
-    while j < hi and flags[points[j]] & DECIMAL:
-        j += 1
-    if j < hi and points[j] == 93:
+    while j < hi:
+        if data[j] < 0x80:
+            if not flags[data[j]] & DECIMAL:
+                break
+            j += 1
+        else:
+            cp, length = decode_one(data, j)
+            if not flags[cp] & DECIMAL:
+                break
+            j += length
+    if j < hi and data[j] == 93:
         return j + 1 - i
     for c in range(len(_CITATION_LENGTHS)):
         n = _CITATION_LENGTHS[c]
-        if i + n <= hi and equals_row(points, i, _CITATIONS, c, n):
+        if i + n <= hi and equals_row(data, i, _CITATIONS, c, n):
             return n
     return 0
 
