@@ -256,8 +256,8 @@ def _clean_text(
         source, lo, hi = data, a, b
         if cut:
             hi = _cut_citations(data, a, b, flags, line)
-            source, lo = line, 0
-            found, square, curly = _scan_line(line, 0, hi, phrases, phrase_lengths)
+            source, lo = line, np.int64(0)  # not a literal 0 (see english.text_tokens)
+            found, square, curly = _scan_line(line, lo, hi, phrases, phrase_lengths)
         if spec[4]:
             ends_terminal = hi > lo and (source[hi - 1] == 46 or source[hi - 1] == 63 or source[hi - 1] == 33
                                          or source[hi - 1] == 34 or source[hi - 1] == 39)
@@ -282,8 +282,10 @@ def _clean_text(
             if not cut:
                 sentences += _sentences(data, a, b, flags, starts, ends, chars, first, k)
             else:
-                count = text_tokens(line, 0, hi, flags, table, scratch, line_words[0], line_words[1], line_words[2])
-                sentences += _sentences(line, 0, hi, flags, line_words[0], line_words[1], line_words[2], 0, count)
+                # np.int64(0), not a literal 0: a literal argument compiles the callee again (text_tokens: ~50 s)
+                zero = np.int64(0)
+                count = text_tokens(line, zero, hi, flags, table, scratch, line_words[0], line_words[1], line_words[2])
+                sentences += _sentences(line, zero, hi, flags, line_words[0], line_words[1], line_words[2], zero, count)
         if counts[6] > 0:
             out[o] = 10
             o += 1
@@ -304,7 +306,7 @@ def _c4_kernel(
     line = np.empty(size, dtype=np.uint8)
     scratch = np.empty((5, 2 * size + 2), dtype=np.int64)
     line_words = np.empty((3, size + 1), dtype=np.int64)
-    o = 0
+    o = np.int64(0)  # not a literal 0 (see english.text_tokens)
     for r in range(len(rows)):
         d = rows[r]
         first, last = word_offsets[index[r]], word_offsets[index[r] + 1]

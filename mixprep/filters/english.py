@@ -328,6 +328,16 @@ def chunk_words(
     done = _marks_around_a_word(points, lo, hi, flags, table, starts, ends, count)
     if done >= 0:
         return done
+    return _peeled_words(points, lo, hi, flags, table, starts, ends, count, pending)
+
+
+@numba.njit(cache=True)
+def _peeled_words(
+    points: np.ndarray, lo: int, hi: int, flags: np.ndarray, table: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    count: int, pending: np.ndarray,
+) -> int:
+    """`chunk_words`' general path, a call rather than inlined (compiled once per array type,
+    not once per caller): prefixes and suffixes peeled one at a time, then the middle."""
     suffixes = 0  # pending[2k], pending[2k + 1]: the k-th suffix peeled, from the right
     while hi > lo:
         n = hi - lo
@@ -400,7 +410,8 @@ def point_words(
 ) -> int:
     """The words of the chunk points[lo:hi] of code points into starts/ends from 0; returns how many.
     A call, not inlined: every code point caller shares one compiled copy of the rules."""
-    return merge_special_spans(points, table, starts, ends, 0, chunk_words(points, lo, hi, flags, table, starts, ends, 0, pending))
+    none = np.int64(0)  # not a literal 0: see text_tokens
+    return merge_special_spans(points, table, starts, ends, none, chunk_words(points, lo, hi, flags, table, starts, ends, none, pending))
 
 
 @numba.njit(cache=True)
@@ -415,7 +426,10 @@ def text_tokens(
     with other characters is decoded into `scratch` (int64, 5 rows of the chunk's length + 1:
     code points, byte offsets, word starts, word ends, suffixes) and its words mapped back.
     """
-    count = 0
+    # Counters start as np.int64(0), not 0: numba types a call in a first pass with the
+    # literal 0 and compiles the callee for it as well as for int64 (a second copy of the
+    # URL and infix rules, ~10 s each). Every kernel here that calls out follows this.
+    count = np.int64(0)
     i = start
     while i < end:
         b = data[i]

@@ -221,7 +221,7 @@ def _pieces(data: np.ndarray, lo: int, hi: int, min_run: int, keys: np.ndarray, 
 
 @numba.njit(inline="always", cache=True)
 def _characters(data: np.ndarray, start: int, end: int) -> int:
-    n = 0
+    n = np.int64(0)  # not a literal 0 (see english.text_tokens)
     for i in range(start, end):
         n += (data[i] & 0xC0) != 0x80
     return n
@@ -320,6 +320,7 @@ def _repetition_kernel(
     word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: np.ndarray, out: np.ndarray,
 ) -> None:
     """`size`: one more than the longest text's bytes (its words, lines and characters are fewer)."""
+    paragraph_break, line_break = np.int64(2), np.int64(1)  # runs of "\n" that split; not literals: one _pieces compiled
     keys = np.empty(size, dtype=np.uint64)
     piece_chars = np.empty(size, dtype=np.int64)
     capacity = table_size(2 * size)
@@ -341,10 +342,10 @@ def _repetition_kernel(
             out[r, 0] = 1.0  # datatrove drops an empty text before anything else
             continue
         lo, hi = strip_span(data, start, end, flags, SPACE)
-        count = _pieces(data, lo, hi, 2, keys, piece_chars)
+        count = _pieces(data, lo, hi, paragraph_break, keys, piece_chars)
         repeats_found, repeated_chars = _duplicates(keys, piece_chars, count, slots, used)
         out[r, 0], out[r, 1] = repeats_found / count, repeated_chars / n
-        count = _pieces(data, start, end, 1, keys, piece_chars)
+        count = _pieces(data, start, end, line_break, keys, piece_chars)
         repeats_found, repeated_chars = _duplicates(keys, piece_chars, count, slots, used)
         out[r, 2], out[r, 3] = repeats_found / count, repeated_chars / n
         first, last = word_offsets[index[r]], word_offsets[index[r] + 1]
