@@ -31,7 +31,7 @@ import pyarrow as pa
 from mixprep.filters.english import text_tokens
 from mixprep.filters.english_tables import DECIMAL, PUNCT, SENTENCE_END, SPACE, code_point_flags, exception_table
 from mixprep.filters.english_words import batch_words
-from mixprep.filters.textstats import TextBatch, batch_rows, decode_one, equals_row, most_bytes, next_line, strip_span
+from mixprep.filters.textstats import TextBatch, batch_rows, char_flags, decode_one, equals_row, most_bytes, next_line, strip_span
 
 if TYPE_CHECKING:
     from mixprep.filters.engine import Verdict
@@ -95,15 +95,10 @@ def _citation_at(data: np.ndarray, i: int, hi: int, flags: np.ndarray) -> int:
     `\\d` is any Unicode decimal digit, as in Python's `re` ("[١٢]" is a citation)."""
     j = i + 1
     while j < hi:
-        if data[j] < 0x80:
-            if not flags[data[j]] & DECIMAL:
-                break
-            j += 1
-        else:
-            cp, length = decode_one(data, j)
-            if not flags[cp] & DECIMAL:
-                break
-            j += length
+        f, length = char_flags(data, j, flags)
+        if not f & DECIMAL:
+            break
+        j += length
     if j < hi and data[j] == 93:
         return j + 1 - i
     for c in range(len(_CITATION_LENGTHS)):
@@ -151,13 +146,8 @@ def _sentences(
         elif seen_end:
             j = s
             while j < e:  # a word of marks only is punctuation: it does not start a sentence
-                if data[j] < 0x80:
-                    f = flags[data[j]]
-                    j += 1
-                else:
-                    cp, length = decode_one(data, j)
-                    f = flags[cp]
-                    j += length
+                f, length = char_flags(data, j, flags)
+                j += length
                 if not f & PUNCT:
                     sentences += 1
                     seen_end = False

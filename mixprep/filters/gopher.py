@@ -41,7 +41,7 @@ from mixprep.filters.fields import GOPHER_STOP_WORDS, QUALITY_FIELDS, REPETITION
 from mixprep.filters.textstats import (
     TextBatch,
     batch_rows,
-    decode_one,
+    char_flags,
     equals_row,
     hash_bytes,
     last_char,
@@ -127,13 +127,8 @@ def _quality_kernel(
             has_alpha = False
             j = s
             while j < e:
-                if data[j] < 128:
-                    f = flags[data[j]]
-                    j += 1
-                else:
-                    cp, length = decode_one(data, j)
-                    f = flags[cp]
-                    j += length
+                f, length = char_flags(data, j, flags)
+                j += length
                 symbol_only &= (f & SYMBOL) != 0
                 has_alpha |= (f & ALPHA) != 0
             if not symbol_only:

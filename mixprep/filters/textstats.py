@@ -186,6 +186,15 @@ def equals_row(points: np.ndarray, start: int, rows: np.ndarray, k: int, n: int)
 
 
 @numba.njit(inline="always", cache=True)
+def char_flags(data: np.ndarray, i: int, flags: np.ndarray) -> tuple[int, int]:
+    """(`flags` of the UTF-8 character at data[i], its length in bytes)."""
+    if data[i] < 0x80:
+        return flags[data[i]], 1
+    cp, length = decode_one(data, i)
+    return flags[cp], length
+
+
+@numba.njit(inline="always", cache=True)
 def next_line(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
     """(where the line starting at data[i] ends, where the next begins), as `str.splitlines()`
     splits UTF-8 text: at \\n \\r \\r\\n \\v \\f \\x1c-\\x1e U+0085 U+2028 U+2029. A continuation
@@ -223,16 +232,10 @@ def last_char(data: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
 def strip_span(data: np.ndarray, lo: int, hi: int, flags: np.ndarray, space: int) -> tuple[int, int]:
     """data[lo:hi] without leading and trailing characters whose `flags` have the `space` bit (`str.strip()`)."""
     while lo < hi:
-        b = data[lo]
-        if b < 0x80:
-            if not flags[b] & space:
-                break
-            lo += 1
-        else:
-            cp, length = decode_one(data, lo)
-            if not flags[cp] & space:
-                break
-            lo += length
+        f, length = char_flags(data, lo, flags)
+        if not f & space:
+            break
+        lo += length
     while hi > lo:
         cp, s = last_char(data, lo, hi)
         if not flags[cp] & space:
