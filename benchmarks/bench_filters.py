@@ -103,6 +103,25 @@ def throughput(texts: pl.Series, chain: FilterChain, batch: int, repeat: int = 1
     return seconds, np.concatenate(parts)
 
 
+def word_split_seconds(texts: pl.Series, batch: int, repeat: int) -> float:
+    """CPU seconds of splitting every text into English words (spaCy's rules), batch by batch as
+    `throughput` times the chain: the split Gopher quality, Gopher repetition and C4 share."""
+    from mixprep.filters.english_words import batch_words
+    from mixprep.filters.textstats import TextBatch
+
+    seconds = 0.0
+    for offset in range(0, len(texts), batch):
+        texts_batch = texts.slice(offset, batch)
+        rows = np.arange(len(texts_batch), dtype=np.int64)
+        fastest = float("inf")
+        for _ in range(repeat):
+            start = time.process_time()
+            batch_words(TextBatch(texts_batch), rows)
+            fastest = min(fastest, time.process_time() - start)
+        seconds += fastest
+    return seconds
+
+
 def record_text(record: dict) -> str:
     if "text" in record:
         return record["text"]
@@ -139,6 +158,9 @@ def bench_generated(megabytes: float, batch: int, repeat: int) -> None:
     for label, config in groups.items():
         group_seconds, _ = throughput(texts, chain_from(config), batch, repeat)
         print(f"  {label:28s} alone: {total_mb / group_seconds:7.1f} MB/s ({group_seconds / seconds:.0%} of the chain's time)")
+    split_seconds = word_split_seconds(texts, batch, repeat)
+    print(f"  {'english words (one split)':28s} alone: {total_mb / split_seconds:7.1f} MB/s "
+          f"({split_seconds / seconds:.0%} of the chain's time; Gopher and C4 share it, so each group above includes it)")
     short_prefix = {**CHAIN_CONFIG, "language_prefix_bytes": 256}
     short_seconds, _ = throughput(texts, chain_from(short_prefix), batch, repeat)
     print(f"full chain with language_prefix_bytes: 256: {total_mb / short_seconds:.1f} MB/s")
