@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from mixprep.filters.registry import Feature, column, register
+from mixprep.filters.registry import Feature, column, flag, register
 
 if TYPE_CHECKING:
     from mixprep.filters.textstats import TextBatch
@@ -49,10 +49,11 @@ def parse_c4(value: Any) -> Any:
     for key, setting in value.items():
         default = getattr(C4Spec(), key)
         if isinstance(default, bool):
-            if not isinstance(setting, bool):
-                msg = f"{key}: expected true or false, got {setting!r}"
-                raise ValueError(msg)
-            settings[key] = setting
+            try:
+                settings[key] = flag(setting)
+            except ValueError as exc:
+                msg = f"{key}: {exc}"
+                raise ValueError(msg) from None
         elif isinstance(setting, bool) or not isinstance(setting, int) or setting < -1:
             msg = f"{key}: expected a whole number (-1 switches it off), got {setting!r}"
             raise ValueError(msg)
