@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -82,3 +83,29 @@ def test_a_line_whose_slot_has_the_wrong_length_is_refused() -> None:
     else:
         msg = "a wrong slot length went unnoticed"
         raise AssertionError(msg)
+
+
+@pytest.mark.parametrize("text", ["abc", "a\nb\x01" * 20, "x" * 100])
+def test_a_slot_too_short_is_refused_before_anything_is_written_past_it(text: str) -> None:
+    """The kernels copy with memcpy: a slot shorter than its line (a bug) must fail the
+    call, never write into the next line or past the buffer."""
+    data, value_offsets = string_buffers(pa.array([text], pa.large_string()))
+    needed = int(line_lengths(data, value_offsets, "s")[0])
+    for slot in (needed - 1, needed // 2, 12):
+        out = np.full(needed + 8, 0xEE, dtype=np.uint8)
+        with pytest.raises(AssertionError, match="differs from the length counted at scan time"):
+            encode_lines(data, value_offsets, np.zeros(1, dtype=np.int32), ["s"], out, np.array([0, slot], dtype=np.int64))
+        assert (out[slot:] == 0xEE).all()
+    short_buffer = np.zeros(needed - 1, dtype=np.uint8)
+    with pytest.raises(AssertionError):  # a slot that ends past the buffer
+        encode_lines(data, value_offsets, np.zeros(1, dtype=np.int32), ["s"], short_buffer, np.array([0, needed], dtype=np.int64))
+
+
+def test_copies_past_either_buffer_are_refused() -> None:
+    values = np.frombuffer(b'{"a":1}{"b":22}', dtype=np.uint8)
+    with pytest.raises(AssertionError, match="past"):
+        copy_spans(values, np.array([10]), np.array([8]), np.zeros(16, dtype=np.uint8), np.array([0, 8], dtype=np.int64), np.array([0]))
+    with pytest.raises(AssertionError, match="past"):
+        copy_spans(values, np.array([0]), np.array([8]), np.zeros(4, dtype=np.uint8), np.array([0, 8], dtype=np.int64), np.array([0]))
+    with pytest.raises(AssertionError, match="differs"):
+        copy_lines(values, np.array([0, 7, 15], dtype=np.int64), np.zeros(10, dtype=np.uint8), np.array([0, 8, 17], dtype=np.int64))

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import polars as pl
 import pytest
 from helpers import build, mixture, read_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixprep.build import scan, writers
-from mixprep.build.rawjson import decode_rows, locate_field
+from mixprep.build import records, scan, writers
+from mixprep.build.rawjson import decode_rows, locate_field, text_column
 from mixprep.errors import SourceError
+from mixprep.sources.readers import LineBlock
 
 
 def located(lines: list[bytes], key: str = "text") -> list[bytes | None]:
@@ -61,16 +63,115 @@ def test_ambiguous_lines_are_left_to_the_scan_file() -> None:
     assert located(lines) == [None] * len(lines)
 
 
+texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60) | st.sampled_from(
+    ["", "\\", '"', "\x00\x1f\x7f", "\u2028\ufeff", "😀 é /", "\\u0041"]
+)
+
+
+def read_texts(lines: list[bytes], key: str = "text") -> list[str] | None:
+    """text_column over the lines, or None where it leaves the block to Arrow's reader."""
+    data = b"\n".join(lines)
+    lengths = np.array([len(line) for line in lines], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
+    column = text_column(data, starts, starts + lengths, key)
+    if column is None:
+        return None
+    spans = [data[s:e] for s, e in column.spans.tolist()]
+    assert spans == located(lines, key)  # where the write stage reads each text back
+    texts = column.values.to_pylist()
+    assert pl.Series(column.views).to_list() == column.views.to_pylist() == texts  # the filters' copy-free view
+    return texts
+
+
+def usual_texts(lines: list[bytes]) -> list[str] | None:
+    """What a block's usual path reads (Arrow's reader, else line by line): None if any line is bad."""
+    data = b"\n".join(lines) + b"\n"
+    lengths = np.array([len(line) for line in lines], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
+    column = records._fast_text_column(data, "text", len(lines))
+    if column is not None and column.null_count == 0:
+        return column.to_pylist()
+    parsed = records._pretrain_slow(LineBlock(data, 0, None, starts, starts + lengths), "text")
+    return None if parsed.bad else parsed.values.to_pylist()
+
+
+def test_the_strict_reader_reads_what_arrow_reads() -> None:
+    lines = [
+        b'{"text": "plain"}',
+        b'{"id": {"text": "inner", "x": [1, {"t": "]"}]}, "text":"outer \\" quote"}',
+        b' { "n" : -1.5e3 , "ok" : true , "text" : "a\\\\b" , "z" : null, "e": [], "o": {} }\r',
+        b'{"texts": "no", "tex": "no", "text": "\\u00e9\\ud83d\\ude00 \\/ \\t\\u0000"}',
+        b'{"text": "", "deep": [[[[{"a": [0, -0, 1E+2, 0.25e-1]}]]]]}',
+    ]
+    assert read_texts(lines) == ["plain", 'outer " quote', "a\\b", "é😀 / \t\x00", ""]
+    assert read_texts(lines) == usual_texts(lines)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"text": "one", "text": "two"}',  # repeated key
+        b'{"te\\u0078t": "escaped key"}',  # an escaped key may spell it
+        b'{"text": 5}', b'{"text": null}', b'{"other": "x"}', b'["text", "x"]', b"",
+        b'{"text": "a",}', b'{"text": "a", "x": [1,]}', b'{"text": "a", "x": 01}', b'{"text": "a", "x": 1.}',
+        b'{"text": "a", "x": -}', b'{"text": "a", "x": 1e309}', b'{"text": "a", "x": tru}', b'{"text": "a", "x": NaN}',
+        b'{"text": "a" "x": 1}',
+        b'{"text": "a", "x": {"a" 1}}', b'{"text": "a", "x": [1 2]}', b'{"text": "a"} x', b'{"text": "a"}{"text": "b"}',
+        b'{"text": "raw\ttab"}', b'{"text": "\\ud800 lone"}', b'{"text": "\\udc00"}', b'{"text": "\\x41"}',
+        b'{"text": "\\u12g4"}', b'{"text": "\xff invalid UTF-8"}', b'{"text": "unterminated}',
+        b'{"text": "a", "x": ' + b"[" * 70 + b"]" * 70 + b"}",  # deeper than the walk follows
+    ],
+)
+def test_the_strict_reader_leaves_anything_unusual_to_the_usual_path(line: bytes) -> None:
+    assert read_texts([b'{"text": "fine"}', line]) is None
+
+
+# Three-digit exponents are left to Arrow's reader (it refuses 1e309): not generated here.
+finite_floats = st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: x == 0 or 1e-99 < abs(x) < 1e99)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite_floats | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.dictionaries(texts, json_values, max_size=3), texts), min_size=1, max_size=5),
+    writer=st.sampled_from(["json", "json-utf8", "orjson", "spaced"]),
+    cut=st.integers(0, 200),
+    flip=st.integers(0, 255),
+)
+def test_whatever_the_strict_reader_accepts_arrow_reads_the_same(rows, writer, cut, flip) -> None:  # type: ignore[no-untyped-def]
+    lines = []
+    for extra, text in rows:
+        record = {k: v for k, v in extra.items() if k != "text"} | {"text": text}
+        if writer == "json":
+            lines.append(json.dumps(record).encode())
+        elif writer == "json-utf8":
+            lines.append(json.dumps(record, ensure_ascii=False).encode())
+        elif writer == "orjson":
+            lines.append(orjson.dumps(record))
+        else:
+            lines.append(json.dumps(record, indent=None, separators=(" ,  ", " : ")).encode())
+    expected = [text for _, text in rows]
+    assert usual_texts(lines) == expected
+    strict = read_texts(lines)
+    assert strict == expected or strict is None and not all(k.isascii() and k.isalnum() for extra, _ in rows for k in extra)
+    # One byte changed: the strict reader may refuse the line, but never reads it differently.
+    line = bytearray(lines[-1])
+    line[cut % len(line)] = flip
+    lines[-1] = bytes(line)
+    strict = read_texts(lines)
+    if strict is not None:
+        assert strict == usual_texts(lines)
+
+
 def decoded(raw: bytes, size: int) -> bytes | None:
     source = np.frombuffer(raw, dtype=np.uint8)
     out = np.zeros(size, dtype=np.uint8)
     failed = decode_rows(source, np.array([0]), np.array([len(raw)]), out, np.array([0, size]), np.array([0]))
     return None if failed >= 0 else out.tobytes()
-
-
-texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60) | st.sampled_from(
-    ["", "\\", '"', "\x00\x1f\x7f", "\u2028\ufeff", "😀 é /", "\\u0041"]
-)
 
 
 @settings(max_examples=300, deadline=None)

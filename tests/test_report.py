@@ -207,3 +207,35 @@ def test_the_report_reflects_the_data(tmp_path: Path) -> None:
     line = len('{"text":"","source":""}\n')
     assert data.bytes_by_source == {"a": 30 * (line + 10 + 1), "b": 30 * (line + 100 + 1)}
     assert [len(s) for s in data.samples.values()] == [3, 3]
+
+
+def test_the_lengths_a_build_hands_its_report_are_the_sidecars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build draws its histograms from the characters its scan counted (no second read of
+    every text): per source, the same multiset the sidecar's texts give, repeats included."""
+    from mixprep.build import driver
+    from mixprep.report.data import mixture_manifests, split_data
+
+    handed: dict[str, dict[str, np.ndarray]] = {}
+
+    def capture(out_dir: Path, phase: str, name: str, facts: object, lengths: dict[str, dict[str, np.ndarray]]) -> Path:
+        handed.update(lengths)
+        return out_dir / "report.html"
+
+    monkeypatch.setattr(driver, "write_report", capture)
+    filtered_mixture(tmp_path)  # its inputs
+    write_jsonl(tmp_path / "few.jsonl", [{"text": "é" * (i + 1) + "😀"} for i in range(7)])  # wraps around: repeats
+    datasets = [
+        {"name": "web", "mix_ratio": 0.5, "source": "web.jsonl", "filters": {"min_words": 3}},
+        {"name": "books", "mix_ratio": 0.3, "source": "books.jsonl"},
+        {"name": "few", "mix_ratio": 0.2, "source": "few.jsonl"},
+    ]
+    config = mixture(tmp_path, datasets, name="filtered", dedup="exact", validation={"fraction": 0.05}, total_samples=300)
+    build(config, tmp_path / "out", report=True)
+    manifests = mixture_manifests(tmp_path / "out", "pretrain", "filtered")
+    assert set(handed) == set(manifests) == {"train", "validation"}
+    for split, manifest in manifests.items():
+        counted = split_data(tmp_path / "out", manifest).lengths
+        assert set(handed[split]) == set(counted) == {"web", "books", "few"}
+        for source, lengths in counted.items():
+            assert sorted(handed[split][source].tolist()) == sorted(lengths.tolist())
+    assert len(handed["train"]["few"]) > 7  # the wraparound's copies are counted

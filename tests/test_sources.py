@@ -90,6 +90,30 @@ def test_blank_lines_are_not_records_and_last_line_without_newline_is(tmp_path: 
     assert starts.tolist() == [0, 3] and ends.tolist() == [1, 5]
 
 
+def reference_line_spans(data: bytes) -> list[tuple[int, int]]:
+    """line_spans as plain Python: split on newlines, skip a byte order mark opening a line,
+    drop empty lines and lines that open with space, tab or CR and hold only whitespace."""
+    spans, start = [], 0
+    for line in data.split(b"\n"):
+        first = start + (3 if data[start : start + 3] == b"\xef\xbb\xbf" else 0)
+        end = start + len(line)
+        if first < end and not (data[first] in b" \t\r" and not data[first:end].strip()):
+            spans.append((first, end))
+        start = end + 1
+    return spans
+
+
+LINE_PIECES = st.sampled_from([b"\n", b" ", b"\t", b"\r", b"\x0b", b"\x0c", b"{", b"a" * 40, b"\xef", b"\xbb\xbf", b"\xef\xbb\xbf"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(LINE_PIECES, max_size=60))
+def test_line_spans_match_a_plain_split(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    starts, ends = line_spans(data)
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == reference_line_spans(data)
+
+
 def test_plan_cuts_a_large_plain_file_into_byte_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_jsonl(tmp_path / "big.jsonl", texts("r", 200))
     write_jsonl(tmp_path / "small.jsonl", texts("s", 2))

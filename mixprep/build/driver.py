@@ -48,6 +48,7 @@ from mixprep.build.select import (
     load_scan_arrays,
     planned_units,
     select_sources,
+    split_characters,
     split_units,
     stats_by_dataset,
 )
@@ -166,6 +167,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     phases: dict[str, float] = {}
     executor = _executor_for(options, tasks)
     work: Path | None = None
+    report_lengths: dict[str, dict[str, np.ndarray]] | None = None
     try:
         # Signals held while the folder is made: one between its mkdir and this assignment
         # would leave a folder that the `finally` below does not know to remove.
@@ -199,6 +201,8 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         quotas = allocate_quotas(config, stats, arrays)
         check_plan_fits(config, quotas, arrays, out_dir)
         selections = select_sources(config, quotas, arrays)
+        if config.record_schema == "pretrain":  # the report's histograms, known here without reading the texts again
+            report_lengths = {split: split_characters(config, split, selections, arrays) for split in splits}
         phases["select"] = time.perf_counter() - selecting
         manifests: dict[str, dict[str, Any]] = {}
         pairs = []
@@ -246,7 +250,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
     log.info("time by phase: %s", ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items()))
     _write_card(out_dir, config)
     if options.report:
-        _write_report(out_dir, config, phases, tasks, options)
+        _write_report(out_dir, config, phases, tasks, options, report_lengths)
     return BuildResult({s: f.jsonl for s, f in finals.items()}, manifests, quotas=quotas, stats=stats)
 
 
@@ -292,9 +296,17 @@ def _write_card(out_dir: Path, config: MixtureConfig) -> None:
         log.warning("the dataset card %s was not written: %s", out_dir / CARD_NAME, exc.strerror or exc)
 
 
-def _write_report(out_dir: Path, config: MixtureConfig, phases: dict[str, float], tasks: list[ScanTask], options: BuildOptions) -> None:
+def _write_report(
+    out_dir: Path,
+    config: MixtureConfig,
+    phases: dict[str, float],
+    tasks: list[ScanTask],
+    options: BuildOptions,
+    lengths: dict[str, dict[str, np.ndarray]] | None,
+) -> None:
     """The HTML report, with how this build ran (the outputs are in place already: a report
-    that cannot be written costs a warning, not the build)."""
+    that cannot be written costs a warning, not the build). `lengths`: per split and
+    source, the characters of each text written, when the build knows them (pretrain)."""
     started = time.perf_counter()
     facts = {
         "seconds_by_phase": dict(phases),
@@ -302,7 +314,7 @@ def _write_report(out_dir: Path, config: MixtureConfig, phases: dict[str, float]
         "workers": options.workers,
     }
     try:
-        path = write_report(out_dir, config.phase, config.name, facts)
+        path = write_report(out_dir, config.phase, config.name, facts, lengths=lengths)
     except (OSError, OutputError) as exc:
         log.warning("the report was not written: %s", getattr(exc, "strerror", None) or exc)
         return

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
-from mixprep.filters.intrinsics import bytes_between, popcount, trailing_zeros
+from mixprep.filters.intrinsics import bytes_between, copy_bytes, popcount, trailing_zeros
 
 _PREFIX = b'{"text":"'
 _MIDDLE = b'","source":"'
@@ -87,7 +87,8 @@ def copy_spans(
     source: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
 ) -> None:
     """Copy `sizes[k]` bytes at `starts[k]` of a scan file (`source`) to out slot `slots[k]`."""
-    _gather(source, starts, sizes, out, out_offsets, slots)
+    ok = _gather(source, starts, sizes, out, out_offsets, slots)
+    assert ok, "a scan value lies past its file or its output slot past the buffer"
 
 
 # -- kernels ---------------------------------------------------------------------------
@@ -155,9 +156,17 @@ def _encode(
 ) -> bool:
     for i in range(len(offsets) - 1):
         at = out_offsets[i]
+        # Every write below stays before `limit`, checked as it goes: a slot shorter than
+        # its line (a bug) fails the call instead of writing into the next line or past `out`.
+        limit = out_offsets[i + 1]
+        d = datasets[i]
+        tail = tail_offsets[d + 1] - tail_offsets[d]
+        if limit > len(out) or at + len(prefix) + tail > limit:
+            return False
         for k in range(len(prefix)):
             out[at + k] = prefix[k]
         at += len(prefix)
+        limit -= tail  # where the text's escaped bytes end
         start, end = offsets[i], offsets[i + 1]
         run = start  # bytes [run, j) are copied as they are, in one go
         j = start
@@ -167,23 +176,26 @@ def _encode(
                 j += 32
                 continue
             k = j + trailing_zeros(mask)
-            out[at : at + k - run] = data[run:k]
+            if at + k - run + 6 > limit + tail:  # an escape is at most 6 bytes; the tail is longer
+                return False
+            copy_bytes(out, at, data, run, k - run)
             at = _escape_into(data, k, k + 1, out, at + k - run, size, short, hexdigits)
             j = run = k + 1
         while j < end:
             if size[data[j]] != 1:
-                out[at : at + j - run] = data[run:j]
+                if at + j - run + 6 > limit + tail:
+                    return False
+                copy_bytes(out, at, data, run, j - run)
                 at = _escape_into(data, j, j + 1, out, at + j - run, size, short, hexdigits)
                 run = j + 1
             j += 1
-        out[at : at + end - run] = data[run:end]
+        if at + end - run != limit:
+            return False
+        copy_bytes(out, at, data, run, end - run)
         at += end - run
-        d = datasets[i]
         for k in range(tail_offsets[d], tail_offsets[d + 1]):
             out[at] = tails[k]
             at += 1
-        if at != out_offsets[i + 1]:
-            return False
     return True
 
 
@@ -192,9 +204,9 @@ def _copy_lines(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offs
     for i in range(len(offsets) - 1):
         at = out_offsets[i]
         length = offsets[i + 1] - offsets[i]
-        if at + length + 1 != out_offsets[i + 1]:
+        if at + length + 1 != out_offsets[i + 1] or out_offsets[i + 1] > len(out):
             return False
-        out[at : at + length] = data[offsets[i] : offsets[i + 1]]
+        copy_bytes(out, at, data, offsets[i], length)
         out[at + length] = 10
     return True
 
@@ -202,9 +214,12 @@ def _copy_lines(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offs
 @numba.njit(cache=True, nogil=True)
 def _gather(
     source: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
-) -> None:
+) -> bool:
     for k in range(len(starts)):
         start = starts[k]
         length = sizes[k]
         at = out_offsets[slots[k]]
-        out[at : at + length] = source[start : start + length]
+        if start + length > len(source) or at + length > len(out):
+            return False
+        copy_bytes(out, at, source, start, length)
+    return True

@@ -2,8 +2,9 @@
 
 Pretrain records need a string `text` field (or `text_field`); SFT, DPO and RL records
 need their message fields in the expected shapes. A record that fails is reported
-with its reason (the scan adds file and line). The pretrain hot path parses a whole
-block with Arrow's JSON reader asking for the text field only; any block it cannot
+with its reason (the scan adds file and line). The pretrain hot path reads a whole
+block's texts with `rawjson.text_column` (compiled; strict JSON only), then with
+Arrow's JSON reader asking for the text field only; any block neither can
 take (a malformed line, a mistyped field) is re-read line by line with orjson to find
 exactly which record is bad. Other phases keep each record whole (plus `"source"`) as
 its output JSON line.
@@ -21,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from mixprep.build.rawjson import locate_field
+from mixprep.build.rawjson import locate_field, text_column
 from mixprep.config.schema import Phase
 from mixprep.jsonl import dump_json, load_json_object
 from mixprep.sources.readers import LineBlock, TableBlock
@@ -76,6 +77,9 @@ def parse_block(block: LineBlock | TableBlock, spec: RecordSpec) -> Parsed:
 
 
 def _pretrain_lines(block: LineBlock, text_field: str, *, raw_spans: bool = False) -> Parsed:
+    column = text_column(block.data, block.starts, block.ends, text_field)
+    if column is not None:
+        return Parsed(column.values, pl.Series("text", column.views), block.positions, [], raw_spans=column.spans if raw_spans else None)
     texts = None if _skipped_a_byte_order_mark(block) else _fast_text_column(block.data, text_field, len(block.starts))
     if texts is not None and texts.null_count == 0:
         spans = np.stack(locate_field(block.data, block.starts, block.ends, text_field), axis=1) if raw_spans else None

@@ -110,6 +110,20 @@ def split_units(
     return units
 
 
+def split_characters(
+    config: MixtureConfig, split: str, selections: list[SourceSelection], arrays: dict[tuple[int, str], SourceArrays]
+) -> dict[str, np.ndarray]:
+    """Per dataset: the characters of the text of every copy the split takes from it (in
+    selection order, not output order), what the report's length histograms show."""
+    lengths = {}
+    for i, (dataset, selection) in enumerate(zip(config.datasets, selections, strict=True)):
+        chosen = selection.train if split == "train" else selection.validation
+        role = "validation" if split == "validation" and dataset.validation_source is not None else "main"
+        source = arrays.get((i, role))
+        lengths[dataset.name] = source.characters[chosen.rows] if source is not None else np.zeros(0, dtype=np.uint32)
+    return lengths
+
+
 def planned_units(config: MixtureConfig, quotas: list[Quota], arrays: dict[tuple[int, str], SourceArrays]) -> dict[str, dict[str, int]]:
     """What a dry run's train quotas would take, in each unit (nothing when they cannot be met)."""
     try:

@@ -45,13 +45,15 @@ def mixture_manifests(out_dir: Path, phase: str, name: str) -> dict[str, dict[st
     return found
 
 
-def split_data(out_dir: Path, manifest: dict[str, Any]) -> SplitData:
+def split_data(out_dir: Path, manifest: dict[str, Any], characters: dict[str, np.ndarray] | None = None) -> SplitData:
+    """`characters`: per source, the characters of each text written (pretrain), when the
+    caller knows them; otherwise they are counted from the sidecar's texts."""
     output = manifest["output"]
     jsonl, parquet = out_dir / output["jsonl"], out_dir / output["parquet"]["file"]
     pretrain = manifest["record_schema"] == "pretrain"
     columns = pl.read_parquet_schema(parquet)
     wanted = [pl.col("source")]
-    if pretrain:
+    if pretrain and characters is None:
         wanted.append(pl.col("text").str.len_chars().alias("length"))
     annotated = "language" in columns
     if annotated:
@@ -72,7 +74,7 @@ def split_data(out_dir: Path, manifest: dict[str, Any]) -> SplitData:
         split=manifest["split"],
         manifest=manifest,
         length_unit="characters of text" if pretrain else "bytes of the JSON record",
-        lengths={n: f["length"].to_numpy() for n, f in by_source.items()},
+        lengths=characters if characters is not None else {n: f["length"].to_numpy() for n, f in by_source.items()},
         bytes_by_source={n: int(f["bytes"].sum()) for n, f in by_source.items()},
         languages=languages,
         language_scores=scores,

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mixprep.errors import OutputError
 from mixprep.manifest_file import MANIFEST_FORMAT
 from mixprep.report import figures
@@ -39,15 +41,19 @@ def report_name(phase: str, name: str) -> str:
     return f"{phase}_{name}.report.html"
 
 
-def write_report(out_dir: Path, phase: str, name: str, facts: dict[str, Any] | None = None) -> Path:
+def write_report(
+    out_dir: Path, phase: str, name: str, facts: dict[str, Any] | None = None, lengths: dict[str, dict[str, np.ndarray]] | None = None
+) -> Path:
     """Draw the report of the mixture's finished splits in `out_dir` (write to a temporary
     name, then rename). `facts`: how the build ran (seconds by phase, input bytes, workers),
-    known only to the build itself; a redrawn report says they were not recorded."""
+    known only to the build itself; a redrawn report says they were not recorded.
+    `lengths`: per split and source, each written text's characters, from a build that
+    knows them (otherwise they are read from the Parquet sidecar's texts)."""
     manifests = mixture_manifests(out_dir, phase, name)
     if not manifests:
         msg = f"no finished build of {phase}_{name} in {out_dir} (no {MANIFEST_FORMAT} manifest); build it first"
         raise OutputError(msg)
-    splits = [split_data(out_dir, manifest) for manifest in manifests.values()]
+    splits = [split_data(out_dir, manifest, (lengths or {}).get(split)) for split, manifest in manifests.items()]
     path = out_dir / report_name(phase, name)
     tmp = out_dir / f".{path.name}.{os.getpid()}.tmp"
     tmp.write_text(render(splits, facts), encoding="utf-8")

@@ -25,13 +25,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
 from mixprep.errors import SourceError
+from mixprep.filters.intrinsics import bytes_between, popcount, trailing_zeros
 from mixprep.jsonl import line_number_at
 from mixprep.sources import remote
 from mixprep.sources.plan import ScanTask, SourceFile
@@ -40,8 +43,7 @@ BLOCK_BYTES = 4 * 1024 * 1024
 PARQUET_BATCH_ROWS = 65_536
 
 # Bytes that make a line blank when it holds nothing else (space, tab, CR, LF).
-_WHITESPACE = np.zeros(256, dtype=bool)
-_WHITESPACE[[9, 10, 13, 32]] = True
+_NEWLINE = 10
 
 
 @dataclass(frozen=True)
@@ -70,31 +72,71 @@ class TableBlock:
 
 
 def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Start/end (exclusive, without the newline) of every non-blank line in data."""
+    """Start/end (exclusive, without the newline) of every non-blank line in data.
+
+    A UTF-8 byte order mark opening a line (a file written by some Windows tools, or files
+    concatenated with one) is an encoding mark, not part of the record: it is skipped. A
+    line is blank when it opens with a space, tab or CR and holds only ASCII whitespace."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == 10)
-    starts = np.concatenate(([0], newlines + 1))
-    ends = np.concatenate((newlines, [len(buf)]))
-    # A UTF-8 byte order mark opening a line (a file written by some Windows tools, or files
-    # concatenated with one) is an encoding mark, not part of the record: skip it.
-    marked = starts[starts + 3 <= len(buf)]
-    if len(marked):
-        bom = marked[(buf[marked] == 0xEF) & (buf[marked + 1] == 0xBB) & (buf[marked + 2] == 0xBF)]
-        if len(bom):
-            starts = starts.copy()
-            starts[np.isin(starts, bom)] += 3
-    keep = starts < ends
-    starts, ends = starts[keep], ends[keep]
-    # A record starts with "{" (or any non-space byte); only lines that open with
-    # whitespace can be blank, and those are rare enough to check one by one.
-    suspects = np.flatnonzero(_WHITESPACE[buf[starts]])
-    if len(suspects):
-        blank = [i for i in suspects.tolist() if not data[starts[i] : ends[i]].strip()]
-        if blank:
-            keep = np.ones(len(starts), dtype=bool)
-            keep[blank] = False
-            starts, ends = starts[keep], ends[keep]
-    return starts, ends
+    most = _newline_count(buf) + 1
+    starts = np.empty(most, dtype=np.int64)
+    ends = np.empty(most, dtype=np.int64)
+    count = _line_spans(buf, starts, ends)
+    return starts[:count], ends[:count]
+
+
+@numba.njit(cache=True, nogil=True)
+def _newline_count(buf: np.ndarray) -> int:
+    count = 0
+    i = 0
+    while i + 32 <= len(buf):
+        count += popcount(bytes_between(buf, i, _NEWLINE, _NEWLINE))
+        i += 32
+    while i < len(buf):
+        count += buf[i] == _NEWLINE
+        i += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _line_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> int:
+    """Fill starts/ends with the non-blank lines of buf (as `line_spans` says); their count."""
+    size = len(buf)
+    count = 0
+    start = 0
+    while True:
+        end = start
+        while end + 32 <= size:  # the next newline, 32 bytes a compare
+            mask = bytes_between(buf, end, _NEWLINE, _NEWLINE)
+            if mask != 0:
+                end += trailing_zeros(mask)
+                break
+            end += 32
+        while end < size and buf[end] != _NEWLINE:
+            end += 1
+        first = start
+        if first + 3 <= size and buf[first] == 0xEF and buf[first + 1] == 0xBB and buf[first + 2] == 0xBF:
+            first += 3
+        if first < end and not _blank(buf, first, end):
+            starts[count] = first
+            ends[count] = end
+            count += 1
+        if end >= size:
+            return count
+        start = end + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _blank(buf: np.ndarray, start: int, end: int) -> bool:
+    """A line opening with a space, tab or CR that holds only what bytes.strip() removes."""
+    byte = buf[start]
+    if not (byte == 32 or byte == 9 or byte == 13):
+        return False  # records open with "{": almost every line stops here
+    for i in range(start, end):
+        byte = buf[i]
+        if not (byte == 32 or 9 <= byte <= 13):
+            return False
+    return True
 
 
 def read_blocks(task: ScanTask) -> Iterator[LineBlock | TableBlock]:
