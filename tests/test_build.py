@@ -151,7 +151,9 @@ def test_workers_1_2_3_give_byte_identical_outputs(scaled_toy: Path, tmp_path: P
             assert index[HEADER_SIZE:] == ref_index[HEADER_SIZE:]
             assert index[:32] == ref_index[:32] and index[40:HEADER_SIZE] == ref_index[40:HEADER_SIZE]
             assert json.loads(other[".manifest.json"].read_text()) == json.loads(ref[".manifest.json"].read_text())
-            assert pq.read_table(other[".parquet"]).equals(pq.read_table(ref[".parquet"]))
+            # In-process tasks' sidecar is encoded by the driver, pool workers' parts are put
+            # together (parquet_parts): the same file, byte for byte.
+            assert other[".parquet"].read_bytes() == ref[".parquet"].read_bytes(), (split, w)
     assert verify(results[3].files["train"]).ok
 
 

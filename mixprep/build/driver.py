@@ -441,6 +441,7 @@ def _write_split(
         if config.pack is not None:
             packed = start_packed_split(config, config.stem(split), tokens, offsets, [job.start for job in jobs], work)
             jobs = [dataclasses.replace(job, packed=packed.target) for job in jobs]
+        jobs = [dataclasses.replace(job, sidecar_compression=options.parquet_compression) for job in jobs]
         if options.executor == "ray":
             jobs = [dataclasses.replace(job, keep_mappings=False) for job in jobs]
         elif getattr(executor, "in_this_process", False) and config.text_values:
@@ -464,7 +465,10 @@ def _write_buckets(
     writer = None
     bar = Progress(f"write {split}", size, options.progress)
     try:
-        writer = SplitWriter(tmp, config.text_values, options.parquet_compression, size, chunk_bytes=config.shuffle_bucket_mb << 20)
+        writer = SplitWriter(
+            tmp, config.text_values, options.parquet_compression, size,
+            chunk_bytes=config.shuffle_bucket_mb << 20, encoded_parts=not all(job.sidecar_in_memory for job in jobs),
+        )
         for result in executor.map(write_bucket, jobs):
             writer.add(result)
             bar.advance(result.nbytes, result.records)

@@ -7,10 +7,12 @@ decoding the raw JSON strings of plain local JSONL inputs (`rawjson`) and copyin
 rest from the scan files, each file mapped once per worker and read in offset order;
 encodes their lines straight into a buffer laid out as its bucket of the final file,
 writes that range in place (`pwrite`), hashes it (one checksum chunk), and hands over
-the Arrow rows of the Parquet sidecar for the records that start in its range (a part
-file from a pool worker, the table itself in the driver's process). No part of the
-JSONL is copied again: the driver's own work is the index (from the offsets it already
-holds), the sidecar's row groups (on a thread, in bucket order) and the manifest.
+the Parquet sidecar's rows for the records that start in its range: from a pool or Ray
+worker a Parquet part it encoded itself (other phases: an Arrow part), from a task in
+the driver's process the table itself. No part of the JSONL is copied again: the
+driver's own work is the index (from the offsets it already holds), putting the
+sidecar's parts together in bucket order (`parquet_parts`; encoding them on a thread
+when they come as tables) and the manifest.
 Memory is bounded by the bucket size, never by the input, and the bytes do not depend
 on the bucket size, the worker count or the order tasks finish in.
 
@@ -35,6 +37,7 @@ import pyarrow.parquet as pq
 from mixprep.build.encode import copy_lines, copy_spans, encode_lines
 from mixprep.build.outputs import SplitFiles
 from mixprep.build.packed import PackedTarget, write_tokens
+from mixprep.build.parquet_parts import ParquetAssembler
 from mixprep.build.rawjson import decode_rows
 from mixprep.build.records import MESSAGE_FIELDS
 from mixprep.build.scan import ScanResult
@@ -86,6 +89,8 @@ class BucketJob:
     run in the driver's own process: no file to write, read back and delete)."""
     packed: PackedTarget | None = None
     """`metadata.pack`: also write the token ids of the records that start in this bucket."""
+    sidecar_compression: str = "zstd"
+    """The Parquet codec of the sidecar part a pretrain task encodes (`parquet_parts`)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class BucketResult:
     nbytes: int
     sha256: str
     sidecar_path: str
+    """The sidecar rows' part file: Parquet (pretrain, encoded here) or Arrow IPC (other phases)."""
     sidecar: pa.Table | None = None
     """The sidecar rows themselves, for a job with `sidecar_in_memory` (then no part file)."""
     tokens_sha256: str = ""
@@ -128,12 +134,19 @@ def write_bucket(job: BucketJob) -> BucketResult:
     if job.sidecar_in_memory:
         del lines, piece, values
         return BucketResult(job.bucket, records, job.end - job.start, digest, "", sidecar, tokens_digest)
-    path = os.path.join(bucket_dir(job.work_dir, job.split), f"{job.bucket:05d}.arrow")
+    path = os.path.join(bucket_dir(job.work_dir, job.split), f"{job.bucket:05d}{'.parquet' if job.text_values else '.arrow'}")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # Under a temporary name, then renamed: a retried task never leaves a torn file.
     tmp = unique_tmp(path)
-    with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, sidecar.schema) as writer:
-        writer.write_table(sidecar)
+    if job.text_values:
+        # Encoded and compressed here, in parallel with the other tasks; the driver only
+        # puts the parts together (parquet_parts).
+        with _parquet_writer(Path(tmp), PRETRAIN_SIDECAR, job.sidecar_compression) as writer:
+            if sidecar.num_rows:
+                writer.write_table(sidecar, row_group_size=PARQUET_ROW_GROUP)
+    else:
+        with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, sidecar.schema) as writer:
+            writer.write_table(sidecar)
     os.replace(tmp, path)
     del lines, piece, values, sidecar
     if not job.keep_mappings:
@@ -302,9 +315,17 @@ class OutputInfo:
 
 
 class SplitWriter:
-    """The driver's side of one split: the temporary files, the sidecar, the index."""
+    """The driver's side of one split: the temporary files, the sidecar, the index.
 
-    def __init__(self, tmp: SplitFiles, text_values: bool, compression: str, size: int, *, chunk_bytes: int) -> None:
+    The pretrain sidecar comes either as Parquet parts that pool or Ray workers encoded,
+    put together in bucket order (`parquet_parts`: a copy of compressed bytes), or, from
+    tasks run in this process, as tables encoded here on a thread of their own; both
+    give the same bytes. Other phases' parts are Arrow tables whose schemas are unified
+    at the end."""
+
+    def __init__(
+        self, tmp: SplitFiles, text_values: bool, compression: str, size: int, *, chunk_bytes: int, encoded_parts: bool = False
+    ) -> None:
         self.tmp = tmp
         self.compression = compression
         self.size = size
@@ -316,7 +337,10 @@ class SplitWriter:
         with open(tmp.jsonl, "wb") as handle:
             handle.truncate(size)  # every write task fills its own range of it
         self.parquet: pq.ParquetWriter | None = None
-        if text_values:  # the sidecar's schema is known: write each part as it arrives
+        self.assembler: ParquetAssembler | None = None
+        if text_values and encoded_parts:
+            self.assembler = ParquetAssembler(tmp.parquet)
+        elif text_values:  # the sidecar's schema is known: write each part as it arrives
             self.parquet = _parquet_writer(tmp.parquet, PRETRAIN_SIDECAR, compression)
         # Parquet parts are encoded on a thread of their own, in bucket order (pyarrow
         # releases the GIL), while this one waits for the next write task.
@@ -327,7 +351,13 @@ class SplitWriter:
         self.digests[part.bucket] = part.sha256
         self.token_digests[part.bucket] = part.tokens_sha256
         self.records += part.records
-        if self.parquet is not None:
+        if self.assembler is not None:
+            assert part.sidecar is None, "tables in memory are encoded by the Parquet thread"
+            self.assembler.append(part.sidecar_path)
+            # Removed now, while the workers run (this thread only waits for them): left to
+            # the work folder's removal, unlinking ~0.5 GB of parts per GB took ~1.7 s at the end.
+            os.unlink(part.sidecar_path)
+        elif self.parquet is not None:
             self._sidecar_writes.append(self._sidecar_thread.submit(self._write_sidecar, part, None))
             self._raise_sidecar_error()
             if part.sidecar is not None and len(self._sidecar_writes) > MAX_SIDECARS_IN_MEMORY:
@@ -349,7 +379,9 @@ class SplitWriter:
     def finish(self, offsets: np.ndarray, *, whole_sha256: bool = False) -> OutputInfo:
         self._raise_sidecar_error(wait=True)
         self._sidecar_thread.shutdown()
-        if self.parquet is None:
+        if self.assembler is not None:
+            self.assembler.close(PRETRAIN_SIDECAR, **_parquet_options(self.compression))
+        elif self.parquet is None:
             self._write_structured_sidecar()
         else:
             self.parquet.close()
@@ -365,6 +397,8 @@ class SplitWriter:
         self._sidecar_thread.shutdown(wait=True, cancel_futures=True)
         if self.parquet is not None:
             self.parquet.close()
+        if self.assembler is not None:
+            self.assembler.abort()
 
     def _write_sidecar(self, part: BucketResult | str, schema: pa.Schema | None) -> None:
         if isinstance(part, BucketResult) and part.sidecar is not None:
@@ -424,8 +458,12 @@ def file_sha256(path: Path) -> str:
 
 
 def _parquet_writer(path: Path, schema: pa.Schema, compression: str) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, schema, **_parquet_options(compression))
+
+
+def _parquet_options(compression: str) -> dict[str, Any]:
     # Dictionary-encoding long texts only costs time before falling back; `source` repeats a few names.
-    return pq.ParquetWriter(path, schema, compression=compression, use_dictionary=["source"])
+    return {"compression": compression, "use_dictionary": ["source"]}
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
