@@ -239,3 +239,20 @@ def test_the_lengths_a_build_hands_its_report_are_the_sidecars(tmp_path: Path, m
         for source, lengths in counted.items():
             assert sorted(handed[split][source].tolist()) == sorted(lengths.tolist())
     assert len(handed["train"]["few"]) > 7  # the wraparound's copies are counted
+
+
+def test_svg_bars_are_drawn_to_scale_and_labels_are_escaped() -> None:
+    from mixprep.report.svg import Series, hbars, steps
+
+    drawn = hbars(["a<b", "c"], [Series("s & t", [10.0, 20.0], ["10", "20"])], title="t", x_label="x", x_max=40)
+    widths = [float(w) for w in re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)" height="12.0"', drawn)]
+    assert len(widths) == 2 and widths[1] == pytest.approx(2 * widths[0], rel=1e-3)
+    assert "<text" in drawn and "a&lt;b" in drawn and "s &amp; t" in drawn and "a<b" not in drawn
+    stacked = hbars(["a"], [Series("p", [30.0]), Series("q", [70.0])], title="t", x_label="%", stacked=True, x_max=100)
+    starts = [float(x) for x in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="[\d.]+" height="20.0"', stacked)]
+    ends = [float(x) + float(w) for x, w in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="20.0"', stacked)]
+    assert starts[1] == pytest.approx(ends[0])  # q starts where p ends
+    histogram = steps([("n", [10, 100, 1000], [5, 3])], title="t", x_label="chars", y_label="records", log_x=True)
+    labels = re.findall(r">([\d,]+)</text>", histogram)
+    assert {"10", "20", "50", "100", "200", "500", "1,000"} <= set(labels)  # log ticks within each decade
+    assert histogram.count("<polyline") == 1

@@ -2,7 +2,7 @@
 
 Modules in the order data moves through them:
 - `data`: what the page shows, read from the manifests and the output files.
-- `figures`: the plots (matplotlib, inline SVG).
+- `figures`: the plots (inline SVG, drawn by `svg`).
 - `page`: the page itself, and `write_report`.
 """
 from __future__ import annotations
