@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixprep.build import records, scan, writers
-from mixprep.build.rawjson import decode_rows, locate_field, text_column
+from mixprep.build.rawjson import decode_rows, locate_field
+from mixprep.build.strictjson import text_column
 from mixprep.errors import SourceError
 from mixprep.sources.readers import LineBlock
 

@@ -3,7 +3,7 @@
 Pretrain records need a string `text` field (or `text_field`); SFT, DPO and RL records
 need their message fields in the expected shapes. A record that fails is reported
 with its reason (the scan adds file and line). The pretrain hot path reads a whole
-block's texts with `rawjson.text_column` (compiled; strict JSON only), then with
+block's texts with `strictjson.text_column` (compiled; strict JSON only), then with
 Arrow's JSON reader asking for the text field only; any block neither can
 take (a malformed line, a mistyped field) is re-read line by line with orjson to find
 exactly which record is bad. Other phases keep each record whole (plus `"source"`) as
@@ -22,7 +22,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from mixprep.build.rawjson import locate_field, text_column
+from mixprep.build.rawjson import locate_field
+from mixprep.build.strictjson import text_column
 from mixprep.config.schema import Phase
 from mixprep.jsonl import dump_json, load_json_object
 from mixprep.sources.readers import LineBlock, TableBlock

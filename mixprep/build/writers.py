@@ -317,11 +317,9 @@ class OutputInfo:
 class SplitWriter:
     """The driver's side of one split: the temporary files, the sidecar, the index.
 
-    The pretrain sidecar comes either as Parquet parts that pool or Ray workers encoded,
-    put together in bucket order (`parquet_parts`: a copy of compressed bytes), or, from
-    tasks run in this process, as tables encoded here on a thread of their own; both
-    give the same bytes. Other phases' parts are Arrow tables whose schemas are unified
-    at the end."""
+    The pretrain sidecar comes as Parquet parts that pool or Ray workers encoded, put
+    together in bucket order (`parquet_parts`), or, from tasks in this process, as tables
+    encoded here on a thread: the same bytes. Other phases' Arrow parts are unified at the end."""
 
     def __init__(
         self, tmp: SplitFiles, text_values: bool, compression: str, size: int, *, chunk_bytes: int, encoded_parts: bool = False
