@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import tempfile
@@ -60,7 +61,7 @@ def build_once(config: Path, out: Path, extra: list[str]) -> dict[str, float]:
         "seconds": measured.seconds,
         "cpu_seconds": measured.cpu_seconds,
         "sidecar_mb": manifest["output"]["parquet"]["bytes"] / 1e6,
-        "report_seconds": float(report.group(1)) if report else 0.0,
+        "report_seconds": float(report.group(1)) if report else math.nan,
         "tokens": float(manifest["output"].get("tokens", 0)),
     }
 
@@ -92,12 +93,12 @@ COLUMNS = (("variant", "toy build"), ("seconds", "seconds"), ("cpu", "CPU second
 
 def summary(name: str, runs: list[dict[str, float]]) -> dict[str, object]:
     """One table row: every round's seconds (compare within a round), the first run's sizes."""
-    def each(key: str) -> str:
-        return ", ".join(f"{r[key]:.1f}" for r in runs)
+    def each(key: str, digits: int = 1) -> str:
+        return ", ".join(f"{r[key]:.{digits}f}" for r in runs)
 
     return {
         "variant": name, "seconds": each("seconds"), "cpu": each("cpu_seconds"), "sidecar": round(runs[0]["sidecar_mb"], 1),
-        "report": each("report_seconds") if runs[0]["report_seconds"] else None,
+        "report": None if math.isnan(runs[0]["report_seconds"]) else each("report_seconds", 2),
         "tokens": int(runs[0]["tokens"]) if runs[0]["tokens"] else None,
     }
 

@@ -318,7 +318,7 @@ def _write_report(
     except (OSError, OutputError) as exc:
         log.warning("the report was not written: %s", getattr(exc, "strerror", None) or exc)
         return
-    log.info("report: %s (%.1fs)", path, time.perf_counter() - started)
+    log.info("report: %s (%.2fs)", path, time.perf_counter() - started)
 
 
 def _check_inputs_unchanged(tasks: list[ScanTask], evals: list[EvalFile]) -> None:
