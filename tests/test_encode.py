@@ -1,6 +1,8 @@
 """The compiled JSON-line encoder against polars' json_encode, which earlier versions wrote with."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -109,3 +111,33 @@ def test_copies_past_either_buffer_are_refused() -> None:
         copy_spans(values, np.array([0]), np.array([8]), np.zeros(4, dtype=np.uint8), np.array([0, 8], dtype=np.int64), np.array([0]))
     with pytest.raises(AssertionError, match="differs"):
         copy_lines(values, np.array([0, 7, 15], dtype=np.int64), np.zeros(10, dtype=np.uint8), np.array([0, 8, 17], dtype=np.int64))
+
+
+def test_arrow_arrays_from_numpy_buffers_equal_pa_array() -> None:
+    from mixprep.build import arrays
+
+    keep = np.array([True, False, True, True, False, False, True, False, True], dtype=bool)
+    assert arrays.mask(keep).equals(pa.array(keep))
+    rows = np.array([5, 0, 3], dtype=np.int64)
+    assert arrays.integers(rows).equals(pa.array(rows)) and arrays.integers(rows, np.int32).type == pa.int32()
+    names = ("web", "", "日本 😀")
+    assert arrays.strings(names).equals(pa.array(list(names), pa.string()))
+
+
+def test_a_pretrain_build_does_not_import_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas (~0.4 s a process) on `pa.array` of numpy arrays or lists."""
+    import subprocess
+    import sys
+
+    # Every other record is filtered out: the masks that `filter` the kept texts are exercised too.
+    (tmp_path / "a.jsonl").write_text("".join(f'{{"text": "record {i}{" with enough text" * (i % 2)}"}}\n' for i in range(200)))
+    (tmp_path / "mix.yaml").write_text(
+        "metadata: {phase: pretrain, name: t, filters: {min_chars: 20}}\ndatasets:\n  - {name: a, mix_ratio: 1.0, source: a.jsonl}\n"
+    )
+    script = (
+        "import sys\nfrom mixprep.cli import main\n"
+        f"code = main(['build', {str(tmp_path / 'mix.yaml')!r}, '--output-dir', {str(tmp_path / 'out')!r}, '--no-progress'])\n"
+        "print(code, 'pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stderr[-2000:]

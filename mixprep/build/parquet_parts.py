@@ -108,7 +108,7 @@ class ParquetAssembler:
         _set_field(footer, _FILE_NUM_ROWS, self._rows)
         for k, group in enumerate(self._row_groups):
             if _field(group, _GROUP_ORDINAL) is not None:
-                _set_field(group, _GROUP_ORDINAL, k if k <= 0x7FFF else -1)  # an int16, as parquet-cpp writes it
+                _set_field(group, _GROUP_ORDINAL, ((k + 0x8000) & 0xFFFF) - 0x8000)  # an int16, wrapping as parquet-cpp's does
         _set_field(footer, _FILE_ROW_GROUPS, (_STRUCT, self._row_groups))
         encoded = bytearray()
         _write_struct(encoded, footer)

@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pajson
 
+from mixprep.build import arrays
 from mixprep.build.rawjson import locate_field
 from mixprep.build.strictjson import text_column
 from mixprep.config.schema import Phase
@@ -167,7 +168,7 @@ def _pretrain_table(block: TableBlock, text_field: str) -> Parsed:
     column = column.cast(pa.large_string())
     valid = np.asarray(column.is_valid())
     bad = [(int(i), f"field {text_field!r} is missing or null") for i in np.flatnonzero(~valid)]
-    values = column.filter(pa.array(valid)) if bad else column
+    values = column.filter(arrays.mask(valid)) if bad else column
     return Parsed(values, pl.Series("text", values), block.positions[valid], bad)
 
 

@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow as pa
 import xxhash
 
-from mixprep.build import decontaminate
+from mixprep.build import arrays, decontaminate
 from mixprep.build.decontaminate import DecontIndex
 from mixprep.build.dedup import fingerprint_width, fingerprints
 from mixprep.build.encode import line_lengths, string_buffers
@@ -197,7 +197,7 @@ def scan_task(job: ScanJob) -> ScanResult:
                 stats.c4.update(c4_removals(verdict, cleaning[0], reasons, job.filters))
             for i, count in zip(*np.unique(reasons[~keep], return_counts=True), strict=True):
                 stats.removed[job.reason(int(i))] += int(count)
-            kept_values = parsed.values.filter(pa.array(keep)) if not keep.all() else parsed.values
+            kept_values = parsed.values.filter(arrays.mask(keep)) if not keep.all() else parsed.values
             kept_texts = parsed.filter_text.filter(pl.Series(keep)) if job.dedup else None
             if annotation and len(kept_values):
                 kept_values = with_language(kept_values, features[annotation[0].name].struct.unnest(), job)
@@ -210,7 +210,7 @@ def scan_task(job: ScanJob) -> ScanResult:
                 if spill is None:
                     sink.write(memoryview(data))
                 elif len(spill):
-                    sink.write(memoryview(string_buffers(kept_values.filter(pa.array(spill)))[0]))
+                    sink.write(memoryview(string_buffers(kept_values.filter(arrays.mask(spill)))[0]))
                 spilled += int(span["size"][~span["in_input"]].sum())
                 spans.append(span)
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
@@ -364,7 +364,7 @@ def _write_rejected(
         handle.write(orjson.dumps(entry) + b"\n")
     removed = np.flatnonzero(reasons)
     if len(removed):
-        values = parsed.values.take(pa.array(removed)).to_pylist()
+        values = parsed.values.take(arrays.integers(removed)).to_pylist()
         for row, value, reason in zip(removed.tolist(), values, reasons[removed].tolist(), strict=True):
             matched = None
             if matches and row in matches:

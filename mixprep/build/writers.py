@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from mixprep.build import arrays
 from mixprep.build.encode import copy_lines, copy_spans, encode_lines
 from mixprep.build.outputs import SplitFiles
 from mixprep.build.packed import PackedTarget, write_tokens
@@ -256,8 +257,8 @@ def _sidecar_part(job: BucketJob, plan: np.ndarray, values: np.ndarray, value_of
     array = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(plan), [None, pa.py_buffer(rebased), pa.py_buffer(data)])
     if not job.text_values:
         return structured_sidecar(array, job.json_fields)
-    names = pa.array(job.source_names, pa.string())
-    source = pa.DictionaryArray.from_arrays(pa.array(plan["dataset"], pa.int32()), names).cast(pa.string())
+    names = arrays.strings(job.source_names)
+    source = pa.DictionaryArray.from_arrays(arrays.integers(plan["dataset"], np.int32), names).cast(pa.string())
     return pa.table([_as_string(array), source], schema=PRETRAIN_SIDECAR)
 
 
