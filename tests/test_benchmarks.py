@@ -10,6 +10,7 @@ import json
 import math
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -245,7 +246,20 @@ def test_bench_build_end_to_end_on_a_tiny_input(tmp_path: Path, capsys: pytest.C
     assert results["polars-floor"]["output_records"] < total  # it filters and never repeats
     assert "| contender" in printed and "polars-floor" in printed
     assert (work / "mixture.yaml").exists() and not (work / "out" / "json-script").exists()
-    assert payload["machine"]["cpus"] >= 1 and payload["targets"][0]["met"] is None
+    targets = {t["target"]: t for t in payload["targets"]}
+    assert payload["machine"]["cpus"] >= 1 and targets["mixprep-w2 MB/s >= 4x hf-datasets"]["met"] is None  # w2 not run
+    assert targets["mixprep-w1 >= 150 MB per CPU-second"]["value"] == pytest.approx(results["mixprep-w1"]["mb_per_cpu_s"])
+    assert 0 < results["mixprep-w1"]["driver_cpu_seconds"] <= results["mixprep-w1"]["cpu_seconds"]  # its "driver:" log line
+
+
+def test_serial_part_is_amdahls_law_over_the_driver_cpu() -> None:
+    pooled = bench_build.Result(
+        "mixprep-w2", "", "ok", seconds=20.0, mb_per_s=75.0, cpu_seconds=30.0, driver_cpu_seconds=3.0, output_mb=2000.0
+    )
+    line = bench_build.serial_part([pooled], workers=16)
+    # 3 s serial + 27 s / 16 = 4.69 s for 1,500 MB of input; 3 s per 2 GB of output
+    assert "1.50 s per GB" in line and "4.7 s" in line and "320 MB/s" in line
+    assert bench_build.serial_part([replace(pooled, name="mixprep-w1")]) == ""  # no pool, no serial part to show
 
 
 # -- bench_langid ---------------------------------------------------------------------------

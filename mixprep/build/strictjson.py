@@ -72,7 +72,7 @@ def string_views(offsets: np.ndarray, values: np.ndarray, data_buffer: pa.Buffer
     """An Arrow string_view array of the strings `values[offsets[k]:offsets[k + 1]]` (valid
     UTF-8, checked by the caller), sharing `data_buffer` (which holds `values`)."""
     if len(values) > np.iinfo(np.int32).max:
-        return pa.array(pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), data_buffer), pa.string_view())
+        return pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), data_buffer).cast(pa.string_view())
     views = np.zeros((len(offsets) - 1, 16), dtype=np.uint8)
     _fill_views(offsets, values, views)
     return pa.Array.from_buffers(pa.string_view(), len(offsets) - 1, [None, pa.py_buffer(views), data_buffer])
