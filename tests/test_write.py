@@ -134,9 +134,9 @@ def test_sidecar_text_past_a_string_arrays_limit_is_written_in_chunks(
 ) -> None:
     import pyarrow.parquet as pq
 
-    from mixprep.build import writers
+    from mixprep.build import sidecar
 
-    monkeypatch.setattr(writers, "MAX_STRING_CHUNK", 100)  # stands in for 2 GiB: a few records per chunk
+    monkeypatch.setattr(sidecar, "MAX_STRING_CHUNK", 100)  # stands in for 2 GiB: a few records per chunk
     jsonl = build(two_sources, tmp_path / "out").files["train"]
     table = pq.read_table(jsonl.with_suffix(".parquet"))
     assert table.schema.field("text").type == "string"

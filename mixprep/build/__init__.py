@@ -16,6 +16,7 @@ Modules in the order data moves through them:
 - `shuffle`: the final order and its byte offsets, cut into write tasks (buckets).
 - `encode`: output JSON lines by compiled code, each line's length known at scan time.
 - `writers`: each write task fills its byte range of the final JSONL; sidecar, index.
+- `sidecar`: the Parquet sidecar's tables and writer options.
 - `parquet_parts`: the sidecar's Parquet parts (encoded by the write tasks) put together as one file.
 - `packed`: with `pack`, each write task also fills its range of the split's token file (`.tokens.bin`); the `.idx`.
 - `outputs`: the output files' names, and the commit that moves them into place.

@@ -53,6 +53,7 @@ from mixprep.build.select import (
     stats_by_dataset,
 )
 from mixprep.build.shuffle import final_order, write_jobs
+from mixprep.build.sidecar import sidecar_json_fields
 from mixprep.build.workdir import (
     check_free_space,
     check_outputs_are_not_inputs,
@@ -62,7 +63,7 @@ from mixprep.build.workdir import (
     prepare_output_dir,
     remove_work_dir,
 )
-from mixprep.build.writers import BucketJob, OutputInfo, SplitWriter, release_mappings, sidecar_json_fields, write_bucket
+from mixprep.build.writers import BucketJob, OutputInfo, SplitWriter, release_mappings, write_bucket
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SourceError
 from mixprep.manifest_file import read_manifest

@@ -34,18 +34,23 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from mixprep.build import arrays
 from mixprep.build.encode import copy_lines, copy_spans, encode_lines
 from mixprep.build.outputs import SplitFiles
 from mixprep.build.packed import PackedTarget, write_tokens
 from mixprep.build.parquet_parts import ParquetAssembler
 from mixprep.build.rawjson import decode_rows
-from mixprep.build.records import MESSAGE_FIELDS
-from mixprep.build.scan import ScanResult
+from mixprep.build.sidecar import (
+    PARQUET_ROW_GROUP,
+    PRETRAIN_SIDECAR,
+    conform,
+    parquet_options,
+    parquet_writer,
+    pretrain_sidecar,
+    structured_sidecar,
+)
 from mixprep.build.workdir import bucket_dir, input_path_file, release_memory, unique_tmp, value_spans_path, values_path
 from mixprep.config.schema import Phase
 from mixprep.errors import OutputError, SourceError
-from mixprep.jsonl import dump_json, load_json_object
 from mixprep.serve.index import write_index
 
 log = logging.getLogger(__name__)
@@ -53,11 +58,6 @@ log = logging.getLogger(__name__)
 
 PLAN_DTYPE = np.dtype([("task", "<i4"), ("row", "<i8"), ("dataset", "<i4")])
 """One output record: the scan task and row its value comes from, and its dataset's number."""
-PRETRAIN_SIDECAR = pa.schema([("text", pa.string()), ("source", pa.string())])
-"""`string`, not `large_string`: the type `datasets` gives the same field read from the JSONL,
-so the two copies concatenate (`concatenate_datasets` refuses features that differ)."""
-MAX_STRING_CHUNK = (1 << 31) - 1  # bytes one `string` array can hold (int32 offsets)
-PARQUET_ROW_GROUP = 16_384
 MAX_SIDECARS_IN_MEMORY = 4
 """Sidecar parts handed over in memory that may wait for the Parquet thread (16 MiB each by default)."""
 CHECKSUM = "sha256-chunks/1"
@@ -142,7 +142,7 @@ def write_bucket(job: BucketJob) -> BucketResult:
     if job.text_values:
         # Encoded and compressed here, in parallel with the other tasks; the driver only
         # puts the parts together (parquet_parts).
-        with _parquet_writer(Path(tmp), PRETRAIN_SIDECAR, job.sidecar_compression) as writer:
+        with parquet_writer(Path(tmp), PRETRAIN_SIDECAR, job.sidecar_compression) as writer:
             if sidecar.num_rows:
                 writer.write_table(sidecar, row_group_size=PARQUET_ROW_GROUP)
     else:
@@ -257,22 +257,7 @@ def _sidecar_part(job: BucketJob, plan: np.ndarray, values: np.ndarray, value_of
     array = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(plan), [None, pa.py_buffer(rebased), pa.py_buffer(data)])
     if not job.text_values:
         return structured_sidecar(array, job.json_fields)
-    names = arrays.strings(job.source_names)
-    source = pa.DictionaryArray.from_arrays(arrays.integers(plan["dataset"], np.int32), names).cast(pa.string())
-    return pa.table([_as_string(array), source], schema=PRETRAIN_SIDECAR)
-
-
-def _as_string(array: pa.LargeBinaryArray) -> pa.ChunkedArray:
-    """UTF-8 bytes as `string` chunks of at most MAX_STRING_CHUNK bytes each (a bucket over
-    2 GiB, `shuffle_bucket_mb: 2048` or more, becomes several chunks of one row group)."""
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
-    chunks, first = [], 0
-    while first < len(array) or not chunks:
-        limit = int(offsets[first]) + MAX_STRING_CHUNK
-        last = max(first + 1, int(np.searchsorted(offsets, limit, side="right")) - 1) if first < len(array) else first
-        chunks.append(array.slice(first, last - first).cast(pa.string()))
-        first = last
-    return pa.chunked_array(chunks, pa.string())
+    return pretrain_sidecar(array, plan["dataset"], job.source_names)
 
 
 def gather(plan: np.ndarray, work_dir: str, *, text: bool) -> pa.Array:
@@ -280,24 +265,6 @@ def gather(plan: np.ndarray, work_dir: str, *, text: bool) -> pa.Array:
     values, offsets = _gather_values(plan, work_dir)
     array = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(plan), [None, pa.py_buffer(offsets), pa.py_buffer(values)])
     return array.cast(pa.large_string()) if text else array
-
-
-def structured_sidecar(lines: pa.Array, json_fields: tuple[str, ...]) -> pa.Table:
-    """SFT/DPO/RL records as columns; `json_fields` (see build.sidecar_json_fields) as JSON text."""
-    records = [load_json_object(line) for line in lines.to_pylist()]
-    if not records:
-        return pa.table({})
-    for record in records:
-        for name in json_fields:
-            if record.get(name) is not None:
-                record[name] = dump_json(record[name]).decode()
-    try:
-        return pa.Table.from_struct_array(pa.array(records))
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        # Only the message fields are left nested, and those were checked per record,
-        # but a message may carry extra keys whose types disagree.
-        msg = f"records disagree on a nested field's type, so no Parquet schema fits them ({exc}); make it consistent"
-        raise OutputError(msg) from None
 
 
 # -- the driver side ---------------------------------------------------------------
@@ -340,7 +307,7 @@ class SplitWriter:
         if text_values and encoded_parts:
             self.assembler = ParquetAssembler(tmp.parquet)
         elif text_values:  # the sidecar's schema is known: write each part as it arrives
-            self.parquet = _parquet_writer(tmp.parquet, PRETRAIN_SIDECAR, compression)
+            self.parquet = parquet_writer(tmp.parquet, PRETRAIN_SIDECAR, compression)
         # Parquet parts are encoded on a thread of their own, in bucket order (pyarrow
         # releases the GIL), while this one waits for the next write task.
         self._sidecar_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixprep-sidecar")
@@ -379,7 +346,7 @@ class SplitWriter:
         self._raise_sidecar_error(wait=True)
         self._sidecar_thread.shutdown()
         if self.assembler is not None:
-            self.assembler.close(PRETRAIN_SIDECAR, **_parquet_options(self.compression))
+            self.assembler.close(PRETRAIN_SIDECAR, **parquet_options(self.compression))
         elif self.parquet is None:
             self._write_structured_sidecar()
         else:
@@ -436,7 +403,7 @@ class SplitWriter:
                 f"them ({exc}); make the field's type consistent across sources"
             )
             raise OutputError(msg) from None
-        self.parquet = _parquet_writer(self.tmp.parquet, unified, self.compression)
+        self.parquet = parquet_writer(self.tmp.parquet, unified, self.compression)
         for path in self.sidecar_parts:
             self._write_sidecar(path, unified)
         self.parquet.close()
@@ -456,46 +423,3 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _parquet_writer(path: Path, schema: pa.Schema, compression: str) -> pq.ParquetWriter:
-    return pq.ParquetWriter(path, schema, **_parquet_options(compression))
-
-
-def _parquet_options(compression: str) -> dict[str, Any]:
-    # Dictionary-encoding long texts only costs time before falling back; `source` repeats a few names.
-    return {"compression": compression, "use_dictionary": ["source"]}
-
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Reshape a table to `schema`: missing columns become nulls, others are cast."""
-    columns = []
-    for schema_field in schema:
-        if schema_field.name in table.column_names:
-            columns.append(table.column(schema_field.name).cast(schema_field.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, schema_field.type))
-    return pa.table(columns, schema=schema)
-
-
-# Fields whose shape the record schema checks: kept as Arrow structs/lists in the sidecar.
-
-
-def sidecar_json_fields(schema: str, results: list[ScanResult]) -> tuple[str, ...]:
-    """Structured phases: the fields the Parquet sidecar stores as JSON text.
-
-    A field whose JSON type varies between records (DPO's `chosen`: string or messages)
-    has no single Arrow type; a nested field outside the checked message fields may
-    disagree inside (a `meta` object with a number here and a string there). Decided
-    from every scanned record, validation sources included, so all buckets agree."""
-    if schema == "pretrain":
-        return ()
-    kinds: dict[str, set[str]] = {}
-    for result in results:
-        for name, kind in result.stats.field_kinds:
-            kinds.setdefault(name, set()).add(kind)
-    nested = {"array", "object"}
-    as_json = set()
-    for name, found in kinds.items():
-        field_name, _, message_key = name.partition("[].")
-        if len(found) > 1 or "big integer" in found or (found & nested and (message_key or name not in MESSAGE_FIELDS)):
-            as_json.add(field_name)  # a message key that disagrees: the whole messages field
-    return tuple(sorted(as_json))
