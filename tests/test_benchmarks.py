@@ -21,6 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_build  # noqa: E402
+import bench_codec  # noqa: E402
 import bench_decontam  # noqa: E402
 import bench_dedup  # noqa: E402
 import bench_langid  # noqa: E402
@@ -308,6 +309,22 @@ def test_langid_bench_keeps_real_translations_and_builds_labelled_documents(tmp_
     assert len(found["de"]) == 40 and all("%s" not in text for text in found["de"])
     texts, truth = bench_langid.documents(found, per_language=1)
     assert truth.tolist() == ["de"] and len(texts[0].encode()) >= bench_langid.DOCUMENT_BYTES
+
+
+# -- bench_codec ---------------------------------------------------------------------------
+
+def test_bench_codec_times_each_loop_on_whole_line_blocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = "".join(json.dumps({"id": i, "text": f"line {i}\n" * (1 + i % 50)}) + "\n" for i in range(3000)).encode()
+    blocks = bench_codec.blocks_of(data * 3)
+    assert b"".join(blocks) == data * 3 and all(b.endswith(b"\n") for b in blocks)
+    (tmp_path / "a.jsonl").write_bytes(data)
+    assert bench_codec.main(["--file", str(tmp_path / "a.jsonl"), "--repeat", "1"]) == 0
+    printed = capsys.readouterr().out
+    speeds = [float(line.split()[-2]) for line in printed.splitlines() if line.endswith("GB/s")]
+    assert len(speeds) == 5 and all(s > 0 for s in speeds)
+    (tmp_path / "b.jsonl").write_bytes(b'{"text": 5}\n')
+    with pytest.raises(SystemExit, match="refuses"):
+        bench_codec.main(["--file", str(tmp_path / "b.jsonl"), "--repeat", "1"])
 
 
 # -- bench_outputs -------------------------------------------------------------------------

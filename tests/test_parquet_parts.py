@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import build, mixture, write_jsonl
 
-from mixprep.build.parquet_parts import ParquetAssembler, _read_struct, _write_struct, encode_part
+from mixprep.build.parquet_parts import ParquetAssembler, _read_struct, _write_struct
 
 SCHEMA = pa.schema([("text", pa.string()), ("source", pa.string())])
 
@@ -25,6 +25,14 @@ def tables(seed: int, sizes: list[int]) -> list[pa.Table]:
         texts = [f"part {k} row {i} " + "é😀x"[i % 3] * int(rng.integers(0, 80)) for i in range(n)]
         out.append(pa.table({"text": texts, "source": [("web", "books", "code")[i % 3] for i in range(n)]}, schema=SCHEMA))
     return out
+
+
+def part_file(path: Path, table: pa.Table, row_group_size: int, **options: object) -> Path:
+    """`table` as a complete Parquet file, as a write task writes its bucket's part."""
+    with pq.ParquetWriter(path, table.schema, **options) as writer:
+        if table.num_rows:  # no empty row group
+            writer.write_table(table, row_group_size=row_group_size)
+    return path
 
 
 def single_writer(path: Path, parts: list[pa.Table], row_group_size: int, **options: object) -> bytes:
@@ -42,12 +50,7 @@ def test_parts_put_together_are_the_single_writers_file(tmp_path: Path, compress
     expected = single_writer(tmp_path / "single.parquet", parts, 4096, **options)
     assembler = ParquetAssembler(tmp_path / "assembled.parquet")
     for k, table in enumerate(parts):
-        encoded = encode_part(table, 4096, **options)
-        if k % 2:  # from a file (a pool worker's part), or bytes in memory
-            (tmp_path / f"{k}.parquet").write_bytes(encoded)
-            assembler.append(tmp_path / f"{k}.parquet")
-        else:
-            assembler.append(encoded)
+        assembler.append(part_file(tmp_path / f"{k}.parquet", table, 4096, **options))
     assert assembler.close(SCHEMA, **options) == sum(t.num_rows for t in parts)
     assembled = tmp_path / "assembled.parquet"
     assert assembled.read_bytes() == expected
@@ -58,7 +61,7 @@ def test_parts_put_together_are_the_single_writers_file(tmp_path: Path, compress
 
 def test_no_rows_at_all_is_the_empty_file_a_writer_writes(tmp_path: Path) -> None:
     assembler = ParquetAssembler(tmp_path / "a.parquet")
-    assembler.append(encode_part(tables(0, [0])[0], 4096, compression="zstd"))
+    assembler.append(part_file(tmp_path / "empty.parquet", tables(0, [0])[0], 4096, compression="zstd"))
     assert assembler.close(SCHEMA, compression="zstd") == 0
     assert (tmp_path / "a.parquet").read_bytes() == single_writer(tmp_path / "b.parquet", [], 4096, compression="zstd")
 
@@ -108,7 +111,7 @@ def test_a_pool_build_puts_worker_encoded_parts_together(tmp_path: Path, monkeyp
     appended: list[str] = []
     real_append = ParquetAssembler.append
 
-    def counted(self: ParquetAssembler, part: bytes | str | Path) -> None:
+    def counted(self: ParquetAssembler, part: str | Path) -> None:
         appended.append(str(part))
         real_append(self, part)
 

@@ -62,22 +62,17 @@ class ParquetAssembler:
         self._handle.write(MAGIC)
         self._position = len(MAGIC)
 
-    def append(self, part: bytes | str | Path) -> None:
-        """Add a part: its bytes, or a file holding them. A part with no row group adds nothing."""
-        if isinstance(part, bytes):
-            size, tail = len(part), part[-_TAIL:]
-            footer_bytes = part[size - _TAIL - _footer_length(tail, "a sidecar part") : size - _TAIL]
-        else:
-            with open(part, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                handle.seek(max(size - _TAIL, 0))
-                tail = handle.read(_TAIL)
-                length = _footer_length(tail, str(part))
-                handle.seek(size - _TAIL - length)
-                footer_bytes = handle.read(length)
+    def append(self, part: str | Path) -> None:
+        """Add a part (a Parquet file). A part with no row group adds nothing."""
+        with open(part, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(size - _TAIL, 0))
+            length = _footer_length(handle.read(_TAIL), str(part))
+            handle.seek(size - _TAIL - length)
+            footer_bytes = handle.read(length)
         footer, end = _read_struct(footer_bytes, 0)
         if end != len(footer_bytes):
-            msg = f"{part if not isinstance(part, bytes) else 'a sidecar part'}: the Parquet footer has trailing bytes"
+            msg = f"{part}: the Parquet footer has trailing bytes"
             raise ValueError(msg)
         groups = _items(footer, _FILE_ROW_GROUPS)
         if not groups:
@@ -85,13 +80,10 @@ class ParquetAssembler:
         _refuse_outside_offsets(groups, footer)
         body_size = size - _TAIL - len(footer_bytes) - len(MAGIC)
         shift = self._position - len(MAGIC)  # a part's body starts right after its MAGIC
-        if isinstance(part, bytes):
-            self._handle.write(memoryview(part)[len(MAGIC) : len(MAGIC) + body_size])
-        else:
-            self._handle.flush()
-            _copy_range(part, self._handle.fileno(), len(MAGIC), body_size, self._position)
-            self._handle.seek(self._position + body_size)
+        self._handle.flush()
+        _copy_range(part, self._handle.fileno(), len(MAGIC), body_size, self._position)
         self._position += body_size
+        self._handle.seek(self._position)
         if self._first_footer is None:
             self._first_footer = footer
         self._row_groups += [_shift(group, shift) for group in groups]
@@ -122,15 +114,6 @@ class ParquetAssembler:
     def abort(self) -> None:
         if not self._handle.closed:
             self._handle.close()
-
-
-def encode_part(table: pa.Table, row_group_size: int, **writer_options: Any) -> bytes:
-    """`table` as a complete Parquet file in memory (what a write task hands the assembler)."""
-    sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, table.schema, **writer_options) as writer:
-        if table.num_rows:  # no empty row group
-            writer.write_table(table, row_group_size=row_group_size)
-    return sink.getvalue().to_pybytes()
 
 
 # -- moving row groups -----------------------------------------------------------------
