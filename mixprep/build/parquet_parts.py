@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,21 +45,17 @@ Struct = list[list[Any]]
 """A Thrift struct as read: [field id, compact type, value] per field, in file order."""
 
 
-@dataclass
 class ParquetAssembler:
     """Write parts (complete Parquet files, same schema) into one file at `path`, in order."""
 
-    path: Path
-    _handle: Any = None
-    _position: int = 0
-    _first_footer: Struct | None = None
-    _row_groups: list[Struct] = field(default_factory=list)
-    _rows: int = 0
-
-    def __post_init__(self) -> None:
-        self._handle = open(self.path, "wb")  # noqa: SIM115 - closed by close() or abort()
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = open(path, "wb")  # noqa: SIM115 - closed by close() or abort()
         self._handle.write(MAGIC)
         self._position = len(MAGIC)
+        self._first_footer: Struct | None = None
+        self._row_groups: list[Struct] = []
+        self._rows = 0
 
     def append(self, part: str | Path) -> None:
         """Add a part (a Parquet file). A part with no row group adds nothing."""

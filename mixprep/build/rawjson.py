@@ -23,9 +23,10 @@ import numpy as np
 import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
 from mixprep.filters.intrinsics import bytes_between, copy_bytes, trailing_zeros
 
-_QUOTE, _BACKSLASH = 34, 92
-_OPEN_OBJECT, _CLOSE_OBJECT, _OPEN_ARRAY, _CLOSE_ARRAY = 123, 125, 91, 93
-_COLON, _COMMA = 58, 44
+# JSON's structural bytes (strictjson's walk reads them too).
+QUOTE, BACKSLASH = 34, 92
+OPEN_OBJECT, CLOSE_OBJECT, OPEN_ARRAY, CLOSE_ARRAY = 123, 125, 91, 93
+COLON, COMMA = 58, 44
 
 
 def locate_field(data: bytes, starts: np.ndarray, ends: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +63,7 @@ def _string_end(data: np.ndarray, i: int, end: int) -> tuple[int, bool]:
     escapes = False
     while i < end:
         if i + 32 <= len(data):
-            mask = bytes_between(data, i, _QUOTE, _QUOTE) | bytes_between(data, i, _BACKSLASH, _BACKSLASH)
+            mask = bytes_between(data, i, QUOTE, QUOTE) | bytes_between(data, i, BACKSLASH, BACKSLASH)
             if mask == 0:
                 i += 32
                 continue
@@ -70,9 +71,9 @@ def _string_end(data: np.ndarray, i: int, end: int) -> tuple[int, bool]:
             if i >= end:
                 return -1, escapes
         byte = data[i]
-        if byte == _QUOTE:
+        if byte == QUOTE:
             return i, escapes
-        if byte == _BACKSLASH:
+        if byte == BACKSLASH:
             escapes = True
             i += 2
         else:
@@ -86,21 +87,21 @@ def _value_end(data: np.ndarray, i: int, end: int) -> int:
     depth = 0
     while i < end:
         byte = data[i]
-        if byte == _QUOTE:
+        if byte == QUOTE:
             close, _ = _string_end(data, i + 1, end)
             if close < 0:
                 return -1
             i = close + 1
             continue
-        if byte == _OPEN_OBJECT or byte == _OPEN_ARRAY:
+        if byte == OPEN_OBJECT or byte == OPEN_ARRAY:
             depth += 1
-        elif byte == _CLOSE_OBJECT or byte == _CLOSE_ARRAY:
+        elif byte == CLOSE_OBJECT or byte == CLOSE_ARRAY:
             if depth == 0:
                 return i  # the enclosing object's end: a scalar ended before it
             depth -= 1
             if depth == 0:
                 return i + 1
-        elif depth == 0 and (byte == _COMMA or byte == 32 or byte == 9 or byte == 10 or byte == 13):
+        elif depth == 0 and (byte == COMMA or byte == 32 or byte == 9 or byte == 10 or byte == 13):
             return i
         i += 1
     return i if depth == 0 else -1
@@ -115,7 +116,7 @@ def _locate(
         out_end[row] = -1
         end = ends[row]
         i = skip_space(data, starts[row], end)
-        if i >= end or data[i] != _OPEN_OBJECT:
+        if i >= end or data[i] != OPEN_OBJECT:
             continue
         i += 1
         found = 0
@@ -127,12 +128,12 @@ def _locate(
             if i >= end:
                 ok = False
                 break
-            if data[i] == _CLOSE_OBJECT:
+            if data[i] == CLOSE_OBJECT:
                 break
-            if data[i] == _COMMA:
+            if data[i] == COMMA:
                 i += 1
                 continue
-            if data[i] != _QUOTE:
+            if data[i] != QUOTE:
                 ok = False
                 break
             key_end, key_escapes = _string_end(data, i + 1, end)
@@ -146,14 +147,14 @@ def _locate(
                         is_key = False
                         break
             i = skip_space(data, key_end + 1, end)
-            if i >= end or data[i] != _COLON:
+            if i >= end or data[i] != COLON:
                 ok = False
                 break
             i = skip_space(data, i + 1, end)
             if i >= end:
                 ok = False
                 break
-            if data[i] == _QUOTE:
+            if data[i] == QUOTE:
                 close, _ = _string_end(data, i + 1, end)
                 if close < 0:
                     ok = False
@@ -219,7 +220,7 @@ def _decode_one(source: np.ndarray, i: int, stop: int, out: np.ndarray, at: int,
                 return -1
             code = code_unit(source, i)
             i += 4
-            if 0xD800 <= code <= 0xDBFF and i + 6 <= stop and source[i] == _BACKSLASH and source[i + 1] == 117:
+            if 0xD800 <= code <= 0xDBFF and i + 6 <= stop and source[i] == BACKSLASH and source[i + 1] == 117:
                 low = code_unit(source, i + 2)
                 if 0xDC00 <= low <= 0xDFFF:
                     code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
@@ -264,7 +265,7 @@ def _decode_one(source: np.ndarray, i: int, stop: int, out: np.ndarray, at: int,
             out[at] = 8
         elif letter == 102:
             out[at] = 12
-        elif letter == _QUOTE or letter == _BACKSLASH or letter == 47:
+        elif letter == QUOTE or letter == BACKSLASH or letter == 47:
             out[at] = letter
         else:
             return -1
@@ -276,12 +277,12 @@ def _decode_one(source: np.ndarray, i: int, stop: int, out: np.ndarray, at: int,
 def _next_backslash(source: np.ndarray, i: int, stop: int) -> int:
     """Index of the first backslash in source[i:stop], or stop; 32 bytes per compare."""
     while i + 32 <= stop:
-        mask = bytes_between(source, i, _BACKSLASH, _BACKSLASH)
+        mask = bytes_between(source, i, BACKSLASH, BACKSLASH)
         if mask != 0:
             return i + trailing_zeros(mask)
         i += 32
     while i < stop:
-        if source[i] == _BACKSLASH:
+        if source[i] == BACKSLASH:
             return i
         i += 1
     return stop

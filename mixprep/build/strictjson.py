@@ -19,12 +19,21 @@ import numpy as np
 import pyarrow as pa
 
 import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
-from mixprep.build.rawjson import code_unit, decode_rows, skip_space
+from mixprep.build.rawjson import (
+    BACKSLASH,
+    CLOSE_ARRAY,
+    CLOSE_OBJECT,
+    COLON,
+    COMMA,
+    OPEN_ARRAY,
+    OPEN_OBJECT,
+    QUOTE,
+    code_unit,
+    decode_rows,
+    skip_space,
+)
 from mixprep.filters.intrinsics import bytes_between, trailing_zeros
 
-_QUOTE, _BACKSLASH = 34, 92
-_OPEN_OBJECT, _CLOSE_OBJECT, _OPEN_ARRAY, _CLOSE_ARRAY = 123, 125, 91, 93
-_COLON, _COMMA = 58, 44
 _IN_OBJECT, _IN_ARRAY = 0, 1
 _MAX_DEPTH = 64
 _KEY, _VALUE, _AFTER_VALUE = 0, 1, 2  # what _strict_field expects next
@@ -126,7 +135,7 @@ def _strict_field(data: np.ndarray, i: int, end: int, key: np.ndarray, stack: np
     too (the usual path reads it)."""
     refused = (-1, -1, -1)
     i = skip_space(data, i, end)
-    if i >= end or data[i] != _OPEN_OBJECT:
+    if i >= end or data[i] != OPEN_OBJECT:
         return refused
     stack[0] = _IN_OBJECT
     depth = 1
@@ -141,11 +150,11 @@ def _strict_field(data: np.ndarray, i: int, end: int, key: np.ndarray, stack: np
             return refused
         byte = data[i]
         if state == _AFTER_VALUE:
-            if byte == _COMMA:
+            if byte == COMMA:
                 i += 1
                 state = _KEY if stack[depth - 1] == _IN_OBJECT else _VALUE
                 continue
-            if byte != (_CLOSE_OBJECT if stack[depth - 1] == _IN_OBJECT else _CLOSE_ARRAY):
+            if byte != (CLOSE_OBJECT if stack[depth - 1] == _IN_OBJECT else CLOSE_ARRAY):
                 return refused
             depth -= 1
             i += 1
@@ -153,7 +162,7 @@ def _strict_field(data: np.ndarray, i: int, end: int, key: np.ndarray, stack: np
                 break
             continue
         if state == _KEY:
-            if first and byte == _CLOSE_OBJECT:
+            if first and byte == CLOSE_OBJECT:
                 depth -= 1
                 i += 1
                 first = False
@@ -161,7 +170,7 @@ def _strict_field(data: np.ndarray, i: int, end: int, key: np.ndarray, stack: np
                 if depth == 0:
                     break
                 continue
-            if byte != _QUOTE:
+            if byte != QUOTE:
                 return refused
             close, _ = _strict_string(data, i + 1, end)
             if close < 0:
@@ -176,14 +185,14 @@ def _strict_field(data: np.ndarray, i: int, end: int, key: np.ndarray, stack: np
                         is_key = False
                         break
             i = skip_space(data, close + 1, end)
-            if i >= end or data[i] != _COLON:
+            if i >= end or data[i] != COLON:
                 return refused
             i += 1
             first = False
             state = _VALUE
             if is_key:
                 i = skip_space(data, i, end)
-                if i >= end or data[i] != _QUOTE:
+                if i >= end or data[i] != QUOTE:
                     return refused  # missing, or not a string
                 close, length = _strict_string(data, i + 1, end)
                 if close < 0:
@@ -194,7 +203,7 @@ def _strict_field(data: np.ndarray, i: int, end: int, key: np.ndarray, stack: np
                 state = _AFTER_VALUE
             continue
         # state == _VALUE: an array's element or an object member's value
-        if first and byte == _CLOSE_ARRAY:
+        if first and byte == CLOSE_ARRAY:
             depth -= 1  # never the top level: that is an object
             i += 1
             first = False
@@ -202,19 +211,19 @@ def _strict_field(data: np.ndarray, i: int, end: int, key: np.ndarray, stack: np
             continue
         first = False
         state = _AFTER_VALUE
-        if byte == _QUOTE:
+        if byte == QUOTE:
             close, _ = _strict_string(data, i + 1, end)
             if close < 0:
                 return refused
             i = close + 1
-        elif byte == _OPEN_OBJECT or byte == _OPEN_ARRAY:
+        elif byte == OPEN_OBJECT or byte == OPEN_ARRAY:
             if depth == _MAX_DEPTH:
                 return refused
-            stack[depth] = _IN_OBJECT if byte == _OPEN_OBJECT else _IN_ARRAY
+            stack[depth] = _IN_OBJECT if byte == OPEN_OBJECT else _IN_ARRAY
             depth += 1
             i += 1
             first = True
-            state = _KEY if byte == _OPEN_OBJECT else _VALUE
+            state = _KEY if byte == OPEN_OBJECT else _VALUE
         elif byte == 116 or byte == 102 or byte == 110:  # true, false, null
             i = _literal_end(data, i, end)
             if i < 0:
@@ -236,7 +245,7 @@ def _strict_string(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
     length = 0
     while i < end:
         if i + 32 <= end:
-            mask = bytes_between(data, i, _QUOTE, _QUOTE) | bytes_between(data, i, _BACKSLASH, _BACKSLASH)
+            mask = bytes_between(data, i, QUOTE, QUOTE) | bytes_between(data, i, BACKSLASH, BACKSLASH)
             mask |= bytes_between(data, i, 0, 31)
             if mask == 0:
                 i += 32
@@ -246,11 +255,11 @@ def _strict_string(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
             i += run
             length += run
         byte = data[i]
-        if byte == _QUOTE:
+        if byte == QUOTE:
             return i, length
         if byte < 32:
             return -1, -1
-        if byte != _BACKSLASH:
+        if byte != BACKSLASH:
             i += 1
             length += 1
             continue
@@ -270,7 +279,7 @@ def _strict_string(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
         if code < 0 or 0xDC00 <= code <= 0xDFFF:
             return -1, -1
         if 0xD800 <= code <= 0xDBFF:
-            if i + 6 > end or data[i] != _BACKSLASH or data[i + 1] != 117:
+            if i + 6 > end or data[i] != BACKSLASH or data[i + 1] != 117:
                 return -1, -1
             low = code_unit(data, i + 2)
             if not 0xDC00 <= low <= 0xDFFF:
@@ -294,7 +303,7 @@ def _is_simple_escape(letter: int) -> bool:
 @numba.njit(cache=True, nogil=True)
 def _has_backslash(data: np.ndarray, i: int, end: int) -> bool:
     for k in range(i, end):
-        if data[k] == _BACKSLASH:
+        if data[k] == BACKSLASH:
             return True
     return False
 
