@@ -13,7 +13,7 @@ from filter_reference import c4_rows, quality_counts, reference_words, repetitio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixprep.filters import english
+from mixprep.filters import english_words
 from mixprep.filters.c4 import DOCUMENT_REASONS, LINE_FIELDS, C4Spec, clean
 from mixprep.filters.engine import removal_reasons
 from mixprep.filters.gopher import quality_counts as kernel_quality_counts
@@ -58,7 +58,7 @@ def test_fixtures_were_computed_by_the_datatrove_version_the_manifest_names() ->
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{i}" for i in range(len(CASES))])
 def test_words_are_spacys(case: dict) -> None:
-    assert english.words(case["text"]) == case["words"]
+    assert english_words.words(case["text"]) == case["words"]
 
 
 def test_gopher_quality_verdicts_and_reasons_are_datatroves() -> None:
@@ -101,13 +101,51 @@ def texts_strategy(max_size: int = 40) -> st.SearchStrategy[list[str]]:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
 def test_words_match_the_rules_written_out(text: str) -> None:
-    assert english.words(text) == reference_words(text)
+    assert english_words.words(text) == reference_words(text)
 
 
 @settings(max_examples=200, deadline=None)
 @given(texts_strategy())
 def test_quality_counts_match_the_definitions(texts: list[str]) -> None:
     np.testing.assert_array_equal(kernel_quality_counts(pl.Series(texts)), np.array([quality_counts(t) for t in texts]))
+
+
+def block_edge_texts() -> list[str]:
+    """Marks, line breaks and long words placed on every side of the kernels' 32-byte blocks."""
+    marks = ["...", "..", ".", "....", "......", "…", "#", "##", "\n", "\n\n", "\r\n", "\u2028", "\x85", "é", "- ", "•"]
+    words = ["w" * 31, "w" * 32, "w" * 33, "9" * 32, "#" * 33, "ab1", "!!", "the", "have", "théâtre", "naïve" * 7]
+    texts = []
+    for shift in range(0, 36):
+        for mark in marks:
+            # The mark at `shift`, again in later blocks, then three times in a row; then lines and
+            # paragraphs that repeat, with characters of several bytes, so the repetition
+            # kernel's character counts of duplicates are read.
+            line = "é" * (shift % 5) + "naïve " * (shift % 4) + "z" * 40
+            spread = (" " + "y" * 36 + mark) * 3  # the mark again in later blocks, at other offsets
+            texts.append("x" * shift + mark + spread + " " + mark * 3 + " end." + mark + "\n" + line + "\n" + line + "\n\n" + line)
+    texts += [" ".join(words[i:] + words[:i]) + "\n" + "-" * 40 for i in range(len(words))]
+    return texts
+
+
+def test_quality_and_repetition_across_block_edges_match_the_definitions() -> None:
+    texts = block_edge_texts()
+    np.testing.assert_array_equal(kernel_quality_counts(pl.Series(texts)), np.array([quality_counts(t) for t in texts]))
+    np.testing.assert_allclose(kernel_repetition(pl.Series(texts)), np.array([repetition(t) for t in texts]))
+
+
+def test_c4_phrases_and_brackets_across_block_edges_match_the_definitions() -> None:
+    phrases = ["Lorem Ipsum", "javaScript", "terms of use", "PRIVACY policy", "cookie policy", "uses cookies", "use of cookies",
+               "use cookies", "{", "[3]", "[edit]", "use of cookie", "privacy polic", "lorem ipsu"]
+    texts = []
+    for shift in range(0, 40):
+        for phrase in phrases:
+            line = f"{'x' * shift} {phrase} and so on with more words."
+            texts.append("One two three four five.\n" * 5 + line + "\n" + f"Then {phrase} again, at the end of a line of words.")
+    counts, cleaned = clean(pl.Series(texts), C4Spec())
+    reasons, expected_texts, _ = c4_rows(texts)
+    assert ["" if code == 0 else DOCUMENT_REASONS[code - 1] for code in counts[:, 0].tolist()] == reasons
+    assert [t for t, r in zip(cleaned.to_list(), reasons, strict=True) if r == ""] == [
+        t for t, r in zip(expected_texts, reasons, strict=True) if r == ""]
 
 
 # Few distinct words, so n-grams up to 10 words repeat often.

@@ -31,6 +31,7 @@ import pyarrow as pa
 from mixprep.filters.english import text_tokens
 from mixprep.filters.english_tables import DECIMAL, PUNCT, SENTENCE_END, SPACE, code_point_flags, exception_table
 from mixprep.filters.english_words import batch_words
+from mixprep.filters.intrinsics import bytes_between, copy_bytes, trailing_zeros
 from mixprep.filters.textstats import TextBatch, batch_rows, char_flags, decode_one, equals_row, most_bytes, next_line, strip_span
 
 if TYPE_CHECKING:
@@ -74,12 +75,14 @@ def _phrase_table(phrases: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 _PHRASE_ROWS, _PHRASE_LENGTHS = _phrase_table(_PHRASES)
 _CITATIONS, _CITATION_LENGTHS = _phrase_table(("[edit]", "[citation needed]"))
-_BYTE_KIND = np.array([1 if b == ord("[") else 2 if b == ord("{") else 3 if chr(b).lower() in {p[0] for p in _PHRASES} and chr(b).isascii()
-                       and chr(b).isalpha() else 0 for b in range(256)], dtype=np.int64)
-"""Per byte: 1 "[", 2 "{", 3 a letter a phrase starts with (either case), 0 anything else."""
-_PHRASE_STARTS = np.array([[sum(1 << k for k, p in enumerate(_PHRASES) if p[:2] == chr(97 + a) + chr(97 + b)) for b in range(26)]
-                           for a in range(26)], dtype=np.int64)
-"""Per pair of lower-case letters: the phrases that start with it, as bits."""
+_ANCHORS = np.array([ord(c) for c in "mvmvkkkk"], dtype=np.int64)
+_ANCHOR_AT = np.array([4, 2, 3, 3, 3, 8, 10, 7], dtype=np.int64)
+"""Per phrase of _PHRASES: a letter it has (lower case), rarer in text than its first one, and
+where in the phrase it is: an occurrence of the phrase has that letter there, so a line is
+searched only at its m, v and k (a few in a hundred letters)."""
+assert all(phrase[at] == chr(letter) for phrase, letter, at in zip(_PHRASES, _ANCHORS, _ANCHOR_AT, strict=True))
+_MARKED = np.array([chr(b).lower() in "[{mvk" for b in range(256)], dtype=np.bool_)
+"""Per byte: "[", "{" or an anchor letter (either case)."""
 
 
 # -- compiled ---------------------------------------------------------------------------------
@@ -155,42 +158,55 @@ def _sentences(
     return sentences
 
 
+@numba.njit(inline="always", cache=True)
+def _marked_bytes(data: np.ndarray, i: int, hi: int) -> tuple[np.uint64, int]:
+    """(bits of the "[", "{", m, v, k (either case) among data[i:i + 32] or up to hi, how many bytes that covers)."""
+    if i + 32 <= hi:
+        mask = bytes_between(data, i, 91, 91) | bytes_between(data, i, 123, 123)
+        for letter in (107, 109, 118):  # k m v
+            mask |= bytes_between(data, i, letter, letter) | bytes_between(data, i, letter - 32, letter - 32)
+        return mask, 32
+    mask = np.uint64(0)
+    for t in range(hi - i):
+        if _MARKED[data[i + t]]:
+            mask |= np.uint64(1) << np.uint64(t)
+    return mask, hi - i
+
+
 @numba.njit(cache=True)
 def _scan_line(data: np.ndarray, lo: int, hi: int, rows: np.ndarray, lengths: np.ndarray) -> tuple[int, bool, bool]:
     """(bit k set when phrase k occurs in data[lo:hi] ASCII case-insensitively, a "[" is
-    there, a "{" is there), in one pass over the bytes (the phrases are ASCII, and no byte
-    of a longer UTF-8 character equals an ASCII one)."""
+    there, a "{" is there). The phrases are ASCII, and no byte of a longer UTF-8 character
+    equals an ASCII one; each phrase is looked for where its anchor letter is (`_ANCHORS`),
+    found 32 bytes at a time."""
     found = 0
     square = curly = False
-    for i in range(lo, hi):
-        kind = _BYTE_KIND[data[i]]
-        if kind == 0:
-            continue
-        if kind == 1:
-            square = True
-            continue
-        if kind == 2:
-            curly = True
-            continue
-        if i + 1 >= hi:
-            continue
-        first, second = _lower(np.int64(data[i])) - 97, _lower(np.int64(data[i + 1])) - 97
-        if not 0 <= second < 26:
-            continue
-        candidates = _PHRASE_STARTS[first, second]
-        if not candidates:
-            continue
-        for k in range(len(lengths)):
-            n = lengths[k]
-            if not candidates >> k & 1 or i + n > hi or found >> k & 1:
+    i = lo
+    while i < hi:
+        mask, width = _marked_bytes(data, i, hi)
+        while mask:
+            at = i + np.int64(trailing_zeros(mask))
+            mask &= mask - np.uint64(1)
+            b = np.int64(data[at])
+            if b == 91:
+                square = True
                 continue
-            same = True
-            for j in range(2, n):
-                if _lower(np.int64(data[i + j])) != rows[k, j]:
-                    same = False
-                    break
-            if same:
-                found |= 1 << k
+            if b == 123:
+                curly = True
+                continue
+            letter = b | 32
+            for k in range(len(lengths)):
+                start, n = at - _ANCHOR_AT[k], lengths[k]
+                if _ANCHORS[k] != letter or found >> k & 1 or start < lo or start + n > hi:
+                    continue
+                same = True
+                for j in range(n):
+                    if _lower(np.int64(data[start + j])) != rows[k, j]:
+                        same = False
+                        break
+                if same:
+                    found |= 1 << k
+        i += width
     return found, square, curly
 
 
@@ -279,7 +295,7 @@ def _clean_text(
         if counts[6] > 0:
             out[o] = 10
             o += 1
-        out[o : o + hi - lo] = source[lo:hi]
+        copy_bytes(out, o, source, lo, hi - lo)  # in bounds: a cleaned text is never longer than the text
         o += hi - lo
         counts[6] += 1
     if sentences < min_sentences:

@@ -31,12 +31,10 @@ from mixprep.filters.english_tables import (
     TABLE_SLOT_COUNT,
     TABLE_SLOTS,
     UPPER,
-    code_point_flags,
-    exception_table,
     points_hash,
     screen_bit,
 )
-from mixprep.filters.textstats import decode, decode_one
+from mixprep.filters.textstats import ascii_chunk, decode, decode_one
 
 # -- the tokenizer (compiled) ---------------------------------------------------------------
 
@@ -432,32 +430,37 @@ def text_tokens(
     count = np.int64(0)
     i = start
     while i < end:
-        b = data[i]
-        if b < 128:
-            if flags[b] & SPACE:
-                i += 1
-                continue
-        else:
-            cp, length = decode_one(data, i)
-            if flags[cp] & SPACE:
-                i += length
-                continue
-        j = i
-        ascii_only = plain = True
-        while j < end:
-            b = data[j]
+        i, j, plain = ascii_chunk(data, i, end)  # most chunks: found 32 bytes at a time
+        ascii_only = True
+        if j < 0 and i < end:  # else the byte walk: one whitespace character, or the chunk
+            b = data[i]
             if b < 128:
-                f = flags[b]
-                if f & SPACE:
-                    break
-                plain &= (f & ALNUM) != 0
-                j += 1
+                if flags[b] & SPACE:
+                    i += 1
+                    continue
             else:
-                cp, length = decode_one(data, j)
+                cp, length = decode_one(data, i)
                 if flags[cp] & SPACE:
-                    break
-                ascii_only = False
-                j += length
+                    i += length
+                    continue
+            j = i
+            plain = True
+            while j < end:
+                b = data[j]
+                if b < 128:
+                    f = flags[b]
+                    if f & SPACE:
+                        break
+                    plain &= (f & ALNUM) != 0
+                    j += 1
+                else:
+                    cp, length = decode_one(data, j)
+                    if flags[cp] & SPACE:
+                        break
+                    ascii_only = False
+                    j += length
+        elif j < 0:
+            break  # only whitespace was left
         if ascii_only and plain and _exception(data, i, j, table) < 0:  # most chunks: one plain word
             starts[count] = i
             ends[count] = j
@@ -483,18 +486,3 @@ def text_tokens(
                 count += 1
         i = j
     return count
-
-
-def token_scratch(size: int) -> np.ndarray:
-    """`text_tokens`'s scratch space for texts of up to `size` bytes."""
-    return np.empty((5, 2 * size + 2), dtype=np.int64)
-
-
-def words(text: str) -> list[str]:
-    """The words of one text, from the compiled rules (for tests and tools; the kernels call `text_tokens`)."""
-    raw = text.encode("utf-8")
-    data = np.frombuffer(bytearray(raw + b"\0"), dtype=np.uint8)  # writable: the kernels' specialization
-    n = len(raw)
-    starts, ends, chars = np.empty(n + 1, np.int64), np.empty(n + 1, np.int64), np.empty(n + 1, np.int64)
-    found = text_tokens(data, 0, n, code_point_flags(), exception_table(), token_scratch(n), starts, ends, chars)
-    return [raw[s:e].decode("utf-8") for s, e in zip(starts[:found].tolist(), ends[:found].tolist(), strict=True)]

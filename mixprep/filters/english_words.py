@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from mixprep.filters.english import text_tokens, token_scratch
+from mixprep.filters.english import text_tokens
 from mixprep.filters.english_tables import code_point_flags, exception_table
 from mixprep.filters.textstats import TextBatch, most_bytes
 
@@ -63,3 +63,18 @@ def batch_words(batch: TextBatch, rows: np.ndarray) -> Words:
     position[rows] = np.arange(len(rows), dtype=np.int64)
     batch.shared["english_words"] = (words, position)
     return words
+
+
+def token_scratch(size: int) -> np.ndarray:
+    """`text_tokens`'s scratch space for texts of up to `size` bytes."""
+    return np.empty((5, 2 * size + 2), dtype=np.int64)
+
+
+def words(text: str) -> list[str]:
+    """The words of one text, from the compiled rules (for tests and tools; the kernels call `text_tokens`)."""
+    raw = text.encode("utf-8")
+    data = np.frombuffer(bytearray(raw + b"\0"), dtype=np.uint8)  # writable: the kernels' specialization
+    n = len(raw)
+    starts, ends, chars = np.empty(n + 1, np.int64), np.empty(n + 1, np.int64), np.empty(n + 1, np.int64)
+    found = text_tokens(data, 0, n, code_point_flags(), exception_table(), token_scratch(n), starts, ends, chars)
+    return [raw[s:e].decode("utf-8") for s, e in zip(starts[:found].tolist(), ends[:found].tolist(), strict=True)]

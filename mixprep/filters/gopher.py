@@ -38,11 +38,12 @@ import polars as pl
 from mixprep.filters.english_tables import ALPHA, SPACE, SYMBOL, code_point_flags
 from mixprep.filters.english_words import batch_words
 from mixprep.filters.fields import GOPHER_STOP_WORDS, QUALITY_FIELDS, REPETITION_FIELDS
+from mixprep.filters.intrinsics import bytes_between, leading_zeros, load_u64, popcount, trailing_zeros
 from mixprep.filters.textstats import (
     TextBatch,
     batch_rows,
     char_flags,
-    equals_row,
+    characters,
     hash_bytes,
     last_char,
     mix,
@@ -53,22 +54,24 @@ from mixprep.filters.textstats import (
 )
 
 TERMINAL_PUNCTUATION = ".!?\"'”’…"
-_STOP_WORDS = np.array([[ord(c) for c in w.ljust(4, "\0")] for w in GOPHER_STOP_WORDS], dtype=np.int64)
-_STOP_LENGTHS = np.array([len(w) for w in GOPHER_STOP_WORDS], dtype=np.int64)
+_STOP_KEYS = np.array([int.from_bytes(w.encode(), "little") | len(w) << 56 for w in GOPHER_STOP_WORDS], dtype=np.uint64)
+"""Per stop word: its bytes as a little-endian integer, its length in the top byte (`_stop_word`'s key)."""
 _TERMINALS = np.array([ord(c) for c in TERMINAL_PUNCTUATION], dtype=np.int64)
 _NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 
 @numba.njit(inline="always", cache=True)
-def _stop_word(points: np.ndarray, s: int, e: int, stop_words: np.ndarray, stop_lengths: np.ndarray) -> int:
-    """The bit of the stop word points[s:e] (UTF-8 bytes or code points) is (0: none)."""
+def _stop_word(data: np.ndarray, s: int, e: int, stop_keys: np.ndarray) -> int:
+    """The bit of the stop word data[s:e] is (0: none): one masked 8-byte load compared with each key."""
     n = e - s
     if n < 2 or n > 4:
         return 0
-    for k in range(len(stop_lengths)):
-        if stop_lengths[k] == n and equals_row(points, s, stop_words, k, n):
-            return 1 << k
-    return 0
+    key = (load_u64(data, s) & ((np.uint64(1) << np.uint64(8 * n)) - np.uint64(1))) | (np.uint64(n) << np.uint64(56))
+    bit = 0
+    for k in range(len(stop_keys)):
+        if stop_keys[k] == key:
+            bit = 1 << k
+    return bit
 
 
 @numba.njit(cache=True)
@@ -92,12 +95,11 @@ def _line_counts(data: np.ndarray, start: int, end: int, flags: np.ndarray, term
     return lines, bullets, ellipses, terminal
 
 
-@numba.njit(cache=True)
-def _marks(data: np.ndarray, start: int, end: int) -> tuple[int, int]:
-    """("#" characters, ellipses: "..." counted without overlap from the left, and "…") in data[start:end]."""
-    hashes = ellipses = dots = 0
-    for i in range(start, end):
-        b = data[i]
+@numba.njit(inline="always", cache=True)
+def _marks_bytewise(data: np.ndarray, i: int, stop: int, hashes: int, ellipses: int, dots: int) -> tuple[int, int, int]:
+    """`_marks`' walk over data[i:stop], from and to its running counts (dots: the current run's, mod 3)."""
+    for k in range(i, stop):
+        b = data[k]
         hashes += b == 35
         if b == 46:
             dots += 1
@@ -106,14 +108,37 @@ def _marks(data: np.ndarray, start: int, end: int) -> tuple[int, int]:
                 dots = 0
         else:
             dots = 0
-            ellipses += b == 0xE2 and data[i + 1] == 0x80 and data[i + 2] == 0xA6  # "…"
+            ellipses += b == 0xE2 and data[k + 1] == 0x80 and data[k + 2] == 0xA6  # "…"
+    return hashes, ellipses, dots
+
+
+@numba.njit(cache=True)
+def _marks(data: np.ndarray, start: int, end: int) -> tuple[int, int]:
+    """("#" characters, ellipses: "..." counted without overlap from the left, and "…") in data[start:end].
+
+    32 bytes at a time: a block without three dots in a row, without 0xE2 (the lead byte of
+    "…") and whose leading dots do not complete the run before it has no ellipsis; its "#"
+    are counted from the compare's bits and the dots it ends with carried on. Other blocks
+    (a few in prose) take the byte walk."""
+    hashes = ellipses = dots = np.int64(0)
+    i = start
+    while i + 32 <= end:
+        dot = bytes_between(data, i, 46, 46)
+        leading = np.int64(trailing_zeros(~dot))  # dots the block starts with (< 32 unless all dots)
+        if dot & (dot >> np.uint64(1)) & (dot >> np.uint64(2)) == 0 and dots + leading < 3 and bytes_between(data, i, 0xE2, 0xE2) == 0:
+            hashes += np.int64(popcount(bytes_between(data, i, 35, 35)))
+            dots = np.int64(leading_zeros(~(dot << np.uint64(32))))  # the dots it ends with (fewer than 3)
+        else:
+            hashes, ellipses, dots = _marks_bytewise(data, i, i + 32, hashes, ellipses, dots)
+        i += 32
+    hashes, ellipses, dots = _marks_bytewise(data, i, end, hashes, ellipses, dots)
     return hashes, ellipses
 
 
 @numba.njit(cache=True)
 def _quality_kernel(
-    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, stop_words: np.ndarray,
-    stop_lengths: np.ndarray, terminals: np.ndarray, index: np.ndarray, word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, flags: np.ndarray, stop_keys: np.ndarray,
+    terminals: np.ndarray, index: np.ndarray, word_offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     chars: np.ndarray, out: np.ndarray,
 ) -> None:
     for r in range(len(rows)):
@@ -123,19 +148,27 @@ def _quality_kernel(
         seen_stop = 0
         for k in range(first, last):
             s, e = starts[k], ends[k]
-            symbol_only = True
-            has_alpha = False
-            j = s
-            while j < e:
-                f, length = char_flags(data, j, flags)
-                j += length
-                symbol_only &= (f & SYMBOL) != 0
-                has_alpha |= (f & ALPHA) != 0
+            if e - s == chars[k] and e - s <= 32:
+                # ASCII (most words): a letter is alphabetic, and a word is all datatrove
+                # punctuation unless it has a letter or digit (no ASCII whitespace is in a word).
+                inside = (np.uint64(1) << np.uint64(e - s)) - np.uint64(1)
+                letters = (bytes_between(data, s, 65, 90) | bytes_between(data, s, 97, 122)) & inside
+                has_alpha = letters != 0
+                symbol_only = not has_alpha and bytes_between(data, s, 48, 57) & inside == 0
+            else:
+                symbol_only = True
+                has_alpha = False
+                j = s
+                while j < e:
+                    f, length = char_flags(data, j, flags)
+                    j += length
+                    symbol_only &= (f & SYMBOL) != 0
+                    has_alpha |= (f & ALPHA) != 0
             if not symbol_only:
                 words += 1
                 word_chars += chars[k]
             alpha += has_alpha
-            seen_stop |= _stop_word(data, s, e, stop_words, stop_lengths)
+            seen_stop |= _stop_word(data, s, e, stop_keys)
         hashes, ellipses = _marks(data, offsets[d], offsets[d + 1])
         lines, bullets, ellipsis_lines, terminal = _line_counts(data, offsets[d], offsets[d + 1], flags, terminals)
         stops = 0
@@ -153,7 +186,7 @@ def quality_counts(texts: pl.Series | TextBatch, rows: np.ndarray | None = None)
     out = np.zeros((len(rows), len(QUALITY_FIELDS)), dtype=np.int64)
     if len(rows):
         w = batch_words(batch, rows)  # repetition and C4 read them again
-        _quality_kernel(batch.data, batch.offsets, rows, code_point_flags(), _STOP_WORDS, _STOP_LENGTHS, _TERMINALS, w.index, w.offsets,
+        _quality_kernel(batch.data, batch.offsets, rows, code_point_flags(), _STOP_KEYS, _TERMINALS, w.index, w.offsets,
                         w.starts, w.ends, w.chars, out)
     return out
 
@@ -192,6 +225,14 @@ def _pieces(data: np.ndarray, lo: int, hi: int, min_run: int, keys: np.ndarray, 
     piece_chars = 0
     i = lo
     while i < hi:
+        if i + 32 <= hi:  # 32 bytes at a time up to the next "\n"
+            newlines = bytes_between(data, i, 10, 10)
+            before = 32 if newlines == 0 else np.int64(trailing_zeros(newlines))
+            continuing = bytes_between(data, i, 0x80, 0xBF) & ((np.uint64(1) << np.uint64(before)) - np.uint64(1))
+            piece_chars += before - np.int64(popcount(continuing))
+            i += before
+            if newlines == 0:
+                continue
         b = data[i]
         if b != 10:
             piece_chars += (b & 0xC0) != 0x80
@@ -212,14 +253,6 @@ def _pieces(data: np.ndarray, lo: int, hi: int, min_run: int, keys: np.ndarray, 
     keys[count] = hash_bytes(data, piece, hi)
     chars[count] = piece_chars
     return count + 1
-
-
-@numba.njit(inline="always", cache=True)
-def _characters(data: np.ndarray, start: int, end: int) -> int:
-    n = np.int64(0)  # not a literal 0 (see english.text_tokens)
-    for i in range(start, end):
-        n += (data[i] & 0xC0) != 0x80
-    return n
 
 
 @numba.njit(cache=True)
@@ -332,7 +365,7 @@ def _repetition_kernel(
     for r in range(len(rows)):
         d = rows[r]
         start, end = offsets[d], offsets[d + 1]
-        n = _characters(data, start, end)
+        n = characters(data, start, end)
         if n == 0:
             out[r, 0] = 1.0  # datatrove drops an empty text before anything else
             continue

@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
-from mixprep.filters.intrinsics import load_u64
+from mixprep.filters.intrinsics import bytes_between, load_u64, popcount, trailing_zeros
 
 _HASH_SEED = np.uint64(0xCBF29CE484222325)  # FNV-1a's offset basis: any odd 64-bit constant would do
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -198,8 +198,15 @@ def char_flags(data: np.ndarray, i: int, flags: np.ndarray) -> tuple[int, int]:
 def next_line(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
     """(where the line starting at data[i] ends, where the next begins), as `str.splitlines()`
     splits UTF-8 text: at \\n \\r \\r\\n \\v \\f \\x1c-\\x1e U+0085 U+2028 U+2029. A continuation
-    byte (0x80-0xBF) is never one of the bytes tested, so the walk steps bytes, not characters."""
+    byte (0x80-0xBF) is never one of the bytes tested, so the walk steps bytes, not characters.
+    Whole 32-byte blocks without a byte that could start a break are skipped in one compare."""
     while i < end:
+        if i + 32 <= end:
+            candidates = bytes_between(data, i, 0, 30) | bytes_between(data, i, 0xC2, 0xC2) | bytes_between(data, i, 0xE2, 0xE2)
+            if candidates == 0:
+                i += 32
+                continue
+            i += np.int64(trailing_zeros(candidates))
         b = data[i]
         if b < 0x1F:
             if b == 10 or b == 11 or b == 12 or b == 28 or b == 29 or b == 30:
@@ -214,6 +221,40 @@ def next_line(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
                 return i, i + 3
         i += 1
     return end, end
+
+
+@numba.njit(inline="always", cache=True)
+def ascii_chunk(data: np.ndarray, i: int, end: int) -> tuple[int, int, bool]:
+    """The whitespace-separated chunk of data[i:end] that starts at or after i, found 32 bytes at
+    a time: (its start, its end, whether it is all ASCII letters and digits). The end is -1 where
+    a byte walk must decide: a byte >= 128 before the next ASCII whitespace (which may be
+    whitespace itself), no whitespace in the 32 bytes, or fewer than 32 bytes left."""
+    while i + 32 <= end:
+        space = bytes_between(data, i, 9, 13) | bytes_between(data, i, 28, 32)  # ASCII str.isspace
+        if space & np.uint64(1) == 0:
+            stop = space | bytes_between(data, i, 128, 255)
+            n = np.int64(trailing_zeros(stop))
+            if n >= 32 or (space >> np.uint64(n)) & np.uint64(1) == 0:
+                return i, -1, False
+            inside = (np.uint64(1) << np.uint64(n)) - np.uint64(1)
+            alnum = bytes_between(data, i, 48, 57) | bytes_between(data, i, 65, 90) | bytes_between(data, i, 97, 122)
+            return i, i + n, alnum & inside == inside
+        i += np.int64(trailing_zeros(~space))  # past the whitespace (all 32 bytes of it at most)
+    return i, -1, False
+
+
+@numba.njit(inline="always", cache=True)
+def characters(data: np.ndarray, start: int, end: int) -> int:
+    """Characters of the UTF-8 text data[start:end]: its bytes that do not continue one, 32 at a time."""
+    n = end - start
+    i = start
+    while i + 32 <= end:
+        n -= np.int64(popcount(bytes_between(data, i, 0x80, 0xBF)))
+        i += 32
+    while i < end:
+        n -= (data[i] & 0xC0) == 0x80
+        i += 1
+    return n
 
 
 @numba.njit(inline="always", cache=True)
