@@ -393,6 +393,34 @@ def test_kernels_load_where_neither_the_install_nor_home_can_hold_numbas_cache(t
     )
 
 
+def test_a_kernel_is_compiled_again_when_a_module_it_imports_changed(tmp_path: Path) -> None:
+    """numba checks a cached kernel against its own file only: after an edit (or a pull) that
+    changed a helper in another module, the kernel kept the old helper compiled in and gave
+    silently different results. mixprep's kernels track the modules they import."""
+    package = tmp_path / "kernels"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    helper = "import numba\n\n\n@numba.njit(inline='always')\ndef helper():\n    return {}\n"
+    (package / "helpers.py").write_text(helper.format(1))
+    (package / "kernel.py").write_text(
+        "import numba\n\nfrom kernels.helpers import helper\n\n\n@numba.njit(cache=True)\ndef kernel():\n    return helper()\n")
+
+    def run(tracked: bool) -> str:
+        track = f"numba_cache.track_imports(Path({str(package)!r}), 'kernels')\n" if tracked else ""
+        script = f"from pathlib import Path\nfrom mixprep import numba_cache\n{track}from kernels.kernel import kernel\nprint(kernel())\n"
+        env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", "NUMBA_CACHE_DIR": str(tmp_path / f"cache-{tracked}")}
+        done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert (run(tracked=False), run(tracked=True)) == ("1", "1")
+    (package / "helpers.py").write_text(helper.format(2))
+    assert run(tracked=False) == "1"  # numba's own check: the kernel compiled with the old helper
+    assert run(tracked=True) == "2"
+    assert run(tracked=True) == "2"  # and cached again
+
+
 def test_an_index_path_that_is_a_folder_is_named_never_a_traceback(
     two_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
