@@ -104,6 +104,20 @@ def test_words_match_the_rules_written_out(text: str) -> None:
     assert english_words.words(text) == reference_words(text)
 
 
+def test_a_word_with_one_mark_splits_as_the_rules_say() -> None:
+    """"word," and "word." take a shortcut in the splitter; spaCy's exceptions ("Mr.", "etc."),
+    acronyms ("a.") and initials ("J.") of that shape must still come out whole."""
+    exceptions = json.loads((Path(english_words.__file__).parent / "spacy_en_exceptions.json").read_text(encoding="utf-8"))["exceptions"]
+    stems = {"word", "a", "J", "I", "Mr", "etc", "vs", "No", "3", "42", "x1", "A1"}
+    stems |= {text[:-1] for text in exceptions if len(text) > 1 and text[:-1].isascii() and text[:-1].isalnum()}
+    marks = [chr(b) for b in range(33, 127) if not chr(b).isalnum()]
+    filler = " and some more plain words after it to fill the block"
+    for stem in sorted(stems):
+        for mark in marks:
+            for text in (f"{stem}{mark}{filler}", f"{filler} {stem}{mark}{filler}"):
+                assert english_words.words(text) == reference_words(text), text
+
+
 @settings(max_examples=200, deadline=None)
 @given(texts_strategy())
 def test_quality_counts_match_the_definitions(texts: list[str]) -> None:

@@ -314,6 +314,13 @@ def _marks_around_a_word(
 
 
 @numba.njit(inline="always", cache=True)
+def _word_and_mark(points: np.ndarray, lo: int, hi: int, flags: np.ndarray, table: np.ndarray) -> bool:
+    """A chunk of letters and digits and one last mark ("word,") that `_marks_around_a_word` splits into the two."""
+    return (flags[points[hi - 1]] & SUFFIX != 0 and _exception(points, lo, hi, table) < 0 and not _acronym(points, lo, hi)
+            and _exception(points, lo, hi - 1, table) < 0 and not _acronym(points, lo, hi - 1) and not _initial(points, lo, hi, flags))
+
+
+@numba.njit(inline="always", cache=True)
 def chunk_words(
     points: np.ndarray, lo: int, hi: int, flags: np.ndarray, table: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     count: int, pending: np.ndarray,
@@ -430,8 +437,8 @@ def text_tokens(
     count = np.int64(0)
     i = start
     while i < end:
-        i, j, plain = ascii_chunk(data, i, end)  # most chunks: found 32 bytes at a time
-        ascii_only = True
+        i, j, alnum = ascii_chunk(data, i, end)  # most chunks: found 32 bytes at a time
+        ascii_only, plain = True, alnum == j - i
         if j < 0 and i < end:  # else the byte walk: one whitespace character, or the chunk
             b = data[i]
             if b < 128:
@@ -466,6 +473,9 @@ def text_tokens(
             ends[count] = j
             chars[count] = j - i
             count += 1
+        elif ascii_only and 0 < alnum == j - i - 1 and _word_and_mark(data, i, j, flags, table):  # "word," "word."
+            count = _emit(starts, ends, _emit(starts, ends, count, i, j - 1), j - 1, j)
+            chars[count - 2], chars[count - 1] = j - 1 - i, 1
         elif ascii_only:
             first = count
             count = chunk_words(data, i, j, flags, table, starts, ends, count, scratch[4])

@@ -224,9 +224,10 @@ def next_line(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
 
 
 @numba.njit(inline="always", cache=True)
-def ascii_chunk(data: np.ndarray, i: int, end: int) -> tuple[int, int, bool]:
+def ascii_chunk(data: np.ndarray, i: int, end: int) -> tuple[int, int, int]:
     """The whitespace-separated chunk of data[i:end] that starts at or after i, found 32 bytes at
-    a time: (its start, its end, whether it is all ASCII letters and digits). The end is -1 where
+    a time: (its start, its end, how many of its bytes from the start are ASCII letters and
+    digits: all of them for a plain word, all but one for "word,"). The end is -1 where
     a byte walk must decide: a byte >= 128 before the next ASCII whitespace (which may be
     whitespace itself), no whitespace in the 32 bytes, or fewer than 32 bytes left."""
     while i + 32 <= end:
@@ -235,12 +236,11 @@ def ascii_chunk(data: np.ndarray, i: int, end: int) -> tuple[int, int, bool]:
             stop = space | bytes_between(data, i, 128, 255)
             n = np.int64(trailing_zeros(stop))
             if n >= 32 or (space >> np.uint64(n)) & np.uint64(1) == 0:
-                return i, -1, False
-            inside = (np.uint64(1) << np.uint64(n)) - np.uint64(1)
+                return i, np.int64(-1), np.int64(0)
             alnum = bytes_between(data, i, 48, 57) | bytes_between(data, i, 65, 90) | bytes_between(data, i, 97, 122)
-            return i, i + n, alnum & inside == inside
+            return i, i + n, min(np.int64(trailing_zeros(~alnum)), n)
         i += np.int64(trailing_zeros(~space))  # past the whitespace (all 32 bytes of it at most)
-    return i, -1, False
+    return i, np.int64(-1), np.int64(0)
 
 
 @numba.njit(inline="always", cache=True)
