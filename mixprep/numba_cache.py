@@ -80,13 +80,9 @@ def _imported_files(path: Path, root: Path, package: str) -> set[Path]:
     name = re.escape(package) + r"(?:\.\w+)*"
     files: set[Path] = set()
 
-    def add(module: str) -> bool:
+    def add(module: str) -> None:
         base = root.joinpath(*module.split(".")[1:])
-        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                files.add(candidate)
-                return True
-        return False
+        files.update(candidate for candidate in (base.with_suffix(".py"), base / "__init__.py") if candidate.is_file())
 
     for match in re.finditer(rf"^[ \t]*import[ \t]+({name})", text, re.M):
         add(match.group(1))
@@ -139,7 +135,7 @@ def track_imports(root: Path, package: str) -> None:
     changed, not only its own file: each of numba's source-file cache locations gets a
     variant that these kernels find first."""
     root = root.resolve()
-    implementation = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # noqa: SLF001 - named so before numba 0.62
+    implementation = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # noqa: SLF001 - older numba's name
     locators = implementation._locator_classes  # noqa: SLF001 - numba has no public hook for this
     source_backed = [c for c in locators if issubclass(c, caching._SourceFileBackedLocatorMixin)]  # noqa: SLF001
     locators[:0] = [_tracking(c, root, package) for c in source_backed]

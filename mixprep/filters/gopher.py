@@ -62,7 +62,8 @@ _NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 @numba.njit(inline="always", cache=True)
 def _stop_word(data: np.ndarray, s: int, e: int, stop_keys: np.ndarray) -> int:
-    """The bit of the stop word data[s:e] is (0: none): one masked 8-byte load compared with each key."""
+    """The bit of the stop word data[s:e] is (0: none): one masked 8-byte load compared with each
+    key (the batch's PADDING keeps the load inside `data`)."""
     n = e - s
     if n < 2 or n > 4:
         return 0
@@ -151,6 +152,7 @@ def _quality_kernel(
             if e - s == chars[k] and e - s <= 32:
                 # ASCII (most words): a letter is alphabetic, and a word is all datatrove
                 # punctuation unless it has a letter or digit (no ASCII whitespace is in a word).
+                # The 32-byte compares may read past the text: into the batch's PADDING.
                 inside = (np.uint64(1) << np.uint64(e - s)) - np.uint64(1)
                 letters = (bytes_between(data, s, 65, 90) | bytes_between(data, s, 97, 122)) & inside
                 has_alpha = letters != 0
