@@ -6,8 +6,10 @@
    ~1.3 KB per document): MB/s of `removal_reasons` for the whole chain, single-threaded
    (polars, BLAS and tokenizers are pinned to one thread before they are imported; CPU
    time of the fastest of `--repeat` runs per batch), and
-   the time share of each filter group measured alone, and the chain again with the
-   language identifier reading 256 bytes per text instead of 512. Baseline ratio:
+   the time share of each filter group measured alone, each compiled kernel on its own (the
+   word split; Gopher quality, Gopher repetition and C4 with the words already split;
+   language id), and the chain again with the language identifier reading 256 bytes per
+   text instead of 512. Baseline ratio:
    py3langid's own per-record `classify` on the same documents.
 2. ../shared/data/*.jsonl (skipped when absent): per file, the fraction of records that
    each filter removes (blamed on the first failing filter) with the same chain. Text
@@ -24,6 +26,7 @@ for _variable in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS
 import argparse  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -103,9 +106,11 @@ def throughput(texts: pl.Series, chain: FilterChain, batch: int, repeat: int = 1
     return seconds, np.concatenate(parts)
 
 
-def word_split_seconds(texts: pl.Series, batch: int, repeat: int) -> float:
-    """CPU seconds of splitting every text into English words (spaCy's rules), batch by batch as
-    `throughput` times the chain: the split Gopher quality, Gopher repetition and C4 share."""
+def kernel_seconds(texts: pl.Series, batch: int, repeat: int, kernel: Callable, *, split_first: bool) -> float:
+    """CPU seconds of `kernel(TextBatch, rows)` over the series, batch by batch as `throughput`
+    times the chain; with `split_first`, each batch's English words are split before the
+    clock starts (the split Gopher quality, Gopher repetition and C4 share), so the time is
+    the kernel's own."""
     from mixprep.filters.english_words import batch_words
     from mixprep.filters.textstats import TextBatch
 
@@ -115,11 +120,31 @@ def word_split_seconds(texts: pl.Series, batch: int, repeat: int) -> float:
         rows = np.arange(len(texts_batch), dtype=np.int64)
         fastest = float("inf")
         for _ in range(repeat):
+            text_batch = TextBatch(texts_batch)
+            if split_first:
+                batch_words(text_batch, rows)
             start = time.process_time()
-            batch_words(TextBatch(texts_batch), rows)
+            kernel(text_batch, rows)
             fastest = min(fastest, time.process_time() - start)
         seconds += fastest
     return seconds
+
+
+def own_kernels(texts: pl.Series, batch: int, repeat: int) -> dict[str, float]:
+    """CPU seconds per kernel of the chain, each on its own: the word split, then each of
+    Gopher quality, Gopher repetition and C4 with the words given, and language id."""
+    from mixprep.filters.c4 import C4Spec, clean
+    from mixprep.filters.english_words import batch_words
+    from mixprep.filters.gopher import quality_counts, repetition
+    from mixprep.filters.langid import language_scores
+
+    return {
+        "word split": kernel_seconds(texts, batch, repeat, batch_words, split_first=False),
+        "gopher quality": kernel_seconds(texts, batch, repeat, quality_counts, split_first=True),
+        "gopher repetition": kernel_seconds(texts, batch, repeat, repetition, split_first=True),
+        "c4": kernel_seconds(texts, batch, repeat, lambda b, rows: clean(b, C4Spec(), rows), split_first=True),
+        "language id": kernel_seconds(texts, batch, repeat, lambda b, rows: language_scores(b, rows=rows), split_first=False),
+    }
 
 
 def record_text(record: dict) -> str:
@@ -158,9 +183,13 @@ def bench_generated(megabytes: float, batch: int, repeat: int) -> None:
     for label, config in groups.items():
         group_seconds, _ = throughput(texts, chain_from(config), batch, repeat)
         print(f"  {label:28s} alone: {total_mb / group_seconds:7.1f} MB/s ({group_seconds / seconds:.0%} of the chain's time)")
-    split_seconds = word_split_seconds(texts, batch, repeat)
+    kernels = own_kernels(texts, batch, repeat)
+    split_seconds = kernels["word split"]
     print(f"  {'english words (one split)':28s} alone: {total_mb / split_seconds:7.1f} MB/s "
           f"({split_seconds / seconds:.0%} of the chain's time; Gopher and C4 share it, so each group above includes it)")
+    print("  each kernel on its own (Gopher and C4 with the words given), ms per MB: "
+          + ", ".join(f"{name} {1000 * kernel / total_mb:.2f}" for name, kernel in kernels.items())
+          + f"; the chain {1000 * seconds / total_mb:.2f}")
     short_prefix = {**CHAIN_CONFIG, "language_prefix_bytes": 256}
     short_seconds, _ = throughput(texts, chain_from(short_prefix), batch, repeat)
     print(f"full chain with language_prefix_bytes: 256: {total_mb / short_seconds:.1f} MB/s")
