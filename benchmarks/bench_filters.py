@@ -28,6 +28,7 @@ import resource  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
@@ -84,24 +85,32 @@ def chain_from(config: dict) -> FilterChain:
     return chain
 
 
-def throughput(texts: pl.Series, chain: FilterChain, batch: int, repeat: int = 1) -> tuple[float, np.ndarray]:
-    """CPU seconds of this process for the whole series in batches of `batch` rows, and the reasons.
+def fastest(run: Callable[[Any], Any], repeat: int, prepare: Callable[[], Any] = lambda: None) -> tuple[float, Any]:
+    """(CPU seconds of the fastest of `repeat` calls of `run(prepare())`, the last result);
+    `prepare` runs outside the clock.
 
     CPU time, not wall time: everything is pinned to one thread, and on a shared machine
-    the wall clock also counts the time other processes held the core. With `repeat`,
-    each batch is filtered that many times and its fastest run counts: the shared host's
-    other tenants slow single runs by up to 2x (every run gives the same reasons).
+    the wall clock also counts the time other processes held the core. The fastest run
+    counts: the shared host's other tenants slow single runs by up to 2x.
     """
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        argument = prepare()
+        start = time.process_time()
+        result = run(argument)
+        best = min(best, time.process_time() - start)
+    return best, result
+
+
+def throughput(texts: pl.Series, chain: FilterChain, batch: int, repeat: int = 1) -> tuple[float, np.ndarray]:
+    """CPU seconds of the whole chain over the series in batches of `batch` rows (the fastest
+    of `repeat` runs per batch; every run gives the same reasons), and the reasons."""
     seconds = 0.0
     parts = []
     for offset in range(0, len(texts), batch):
         texts_batch = texts.slice(offset, batch)
-        fastest = float("inf")
-        for _ in range(repeat):
-            start = time.process_time()
-            reasons = removal_reasons(texts_batch, chain)
-            fastest = min(fastest, time.process_time() - start)
-        seconds += fastest
+        batch_seconds, reasons = fastest(lambda _, texts_batch=texts_batch: removal_reasons(texts_batch, chain), repeat)
+        seconds += batch_seconds
         parts.append(reasons)
     return seconds, np.concatenate(parts)
 
@@ -118,15 +127,14 @@ def kernel_seconds(texts: pl.Series, batch: int, repeat: int, kernel: Callable, 
     for offset in range(0, len(texts), batch):
         texts_batch = texts.slice(offset, batch)
         rows = np.arange(len(texts_batch), dtype=np.int64)
-        fastest = float("inf")
-        for _ in range(repeat):
+
+        def prepare(texts_batch: pl.Series = texts_batch, rows: np.ndarray = rows) -> TextBatch:
             text_batch = TextBatch(texts_batch)
             if split_first:
                 batch_words(text_batch, rows)
-            start = time.process_time()
-            kernel(text_batch, rows)
-            fastest = min(fastest, time.process_time() - start)
-        seconds += fastest
+            return text_batch
+
+        seconds += fastest(lambda text_batch, rows=rows: kernel(text_batch, rows), repeat, prepare)[0]
     return seconds
 
 

@@ -2,7 +2,8 @@
 
 Gopher quality, Gopher repetition and C4 all read the same words; the first of them to run
 on a batch splits the rows it reads and leaves them in `TextBatch.shared`, so a chain pays
-for one split however many of them it has.
+for one split however many of them it has. `words(text)` splits one text the same way (for
+tests and tools).
 """
 from __future__ import annotations
 
