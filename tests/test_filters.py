@@ -368,3 +368,52 @@ def test_filter_batch_computes_a_wanted_feature_for_the_kept_rows_only(language_
     everything = filter_batch(texts, (), (language_feature(),))
     assert everything.reasons.tolist() == [0, 0, 0, 0]
     assert len(everything.kept_features[language_feature().name]) == 4
+
+
+def test_texts_decoded_by_the_jsonl_reader_are_filtered_in_place_as_a_series_is() -> None:
+    """The build hands the filters the texts' bytes as its reader decoded them (no copy): the
+    verdicts, and characters counted as characters, not bytes, must be those of the Series."""
+    import orjson
+
+    from mixprep.build.strictjson import text_column
+    from mixprep.filters.engine import filter_batch
+    from mixprep.sources.readers import line_spans
+
+    words = "the cat sat on a mat and it was good for all of us to see that".split()
+    texts = [
+        "",
+        "é" * 9,  # 9 characters, 18 bytes
+        "é" * 10,
+        "naïve café " * 12,
+        " ".join(words * 5),
+        " ".join(words * 5) + "\n" + "x" * 300,
+        "日本語のテキスト" * 20,
+    ]
+    data = b"".join(orjson.dumps({"text": t}) + b"\n" for t in texts)
+    starts, ends = line_spans(data)
+    column = text_column(data, starts, ends, "text")
+    assert column is not None
+    series = pl.Series("text", column.views)
+    assert series.to_list() == texts
+    for filters in ({"min_chars": 10, "max_chars": 200}, {"min_chars": 10, "quality": "gopher", "repetition": "gopher", "c4": True}):
+        chain = chain_of(filters)
+        in_place = filter_batch(series, chain, buffers=column.buffers).reasons
+        assert in_place.tolist() == filter_batch(pl.Series(texts, dtype=pl.String), chain).reasons.tolist()
+    lengths = [len(t) for t in texts]
+    assert in_place.tolist() != [0] * len(texts)
+    assert lengths[1:3] == [9, 10]
+    lengths_kept = filter_batch(series, chain_of({"min_chars": 10, "max_chars": 200}), buffers=column.buffers).reasons
+    assert lengths_kept.tolist() == [1 if n < 10 else 2 if n > 200 else 0 for n in lengths]
+
+
+def test_a_batch_refuses_buffers_without_the_kernels_padding() -> None:
+    from mixprep.filters.textstats import PADDING, TextBatch
+
+    texts = pl.Series(["ab", "c"])
+    offsets = np.array([0, 2, 3], dtype=np.int64)
+    TextBatch(texts, (np.frombuffer(b"abc" + bytes(PADDING), dtype=np.uint8), offsets))
+    for data in (b"abc", b"abc" + bytes(PADDING - 1), b"abc" + b"x" + bytes(PADDING)):
+        with pytest.raises(ValueError, match="PADDING zero bytes"):
+            TextBatch(texts, (np.frombuffer(data, dtype=np.uint8), offsets))
+    with pytest.raises(ValueError, match="n\\+1 offsets"):
+        TextBatch(pl.Series(["ab"]), (np.frombuffer(b"abc" + bytes(PADDING), dtype=np.uint8), offsets))

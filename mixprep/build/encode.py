@@ -52,10 +52,12 @@ def escaped(text: str) -> bytes:
     return json.dumps(text, ensure_ascii=False)[1:-1].encode()
 
 
-def line_lengths(data: np.ndarray, offsets: np.ndarray, source: str) -> np.ndarray:
-    """uint64 length of each text's output line, newline included (`string_buffers` of the texts)."""
+def line_lengths(data: np.ndarray, offsets: np.ndarray, source: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """uint64 length of each text's output line, newline included (`string_buffers` of the
+    texts); of texts `rows` only, in that order, where given."""
     overhead = len(_PREFIX) + len(_MIDDLE) + len(escaped(source)) + len(_SUFFIX)
-    return (_escaped_lengths(data, offsets, _ESCAPED_SIZE) + overhead).astype(np.uint64)
+    starts, ends = (offsets[:-1], offsets[1:]) if rows is None else (offsets[rows], offsets[rows + 1])
+    return (_escaped_lengths(data, starts, ends, _ESCAPED_SIZE) + overhead).astype(np.uint64)
 
 
 def encode_lines(
@@ -100,11 +102,11 @@ def _specials(data: np.ndarray, i: int) -> np.uint64:
 
 
 @numba.njit(cache=True, nogil=True)
-def _escaped_lengths(data: np.ndarray, offsets: np.ndarray, size: np.ndarray) -> np.ndarray:
-    n = len(offsets) - 1
+def _escaped_lengths(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, size: np.ndarray) -> np.ndarray:
+    n = len(starts)
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
-        start, end = offsets[i], offsets[i + 1]
+        start, end = starts[i], ends[i]
         total = end - start
         j = start
         # 32 bytes per vector compare: a control byte adds 5 (\u00XX) less 4 for the

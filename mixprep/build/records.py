@@ -61,6 +61,9 @@ class Parsed:
     """int64 (n, 2): each good record's raw JSON string in the block (start, end), -1 where unknown."""
     contents: pl.Series | None = None
     """All of each good record's text (every message), where it differs from `filter_text`."""
+    text_buffers: tuple[np.ndarray, np.ndarray] | None = None
+    """`filter_text`'s bytes and n+1 offsets in the compiled filters' layout (`TextBatch`),
+    where the parser decoded them so."""
 
     @property
     def all_text(self) -> pl.Series:
@@ -81,7 +84,10 @@ def parse_block(block: LineBlock | TableBlock, spec: RecordSpec) -> Parsed:
 def _pretrain_lines(block: LineBlock, text_field: str, *, raw_spans: bool = False) -> Parsed:
     column = text_column(block.data, block.starts, block.ends, text_field)
     if column is not None:
-        return Parsed(column.values, pl.Series("text", column.views), block.positions, [], raw_spans=column.spans if raw_spans else None)
+        return Parsed(
+            column.values, pl.Series("text", column.views), block.positions, [],
+            raw_spans=column.spans if raw_spans else None, text_buffers=column.buffers,
+        )
     texts = None if _skipped_a_byte_order_mark(block) else _fast_text_column(block.data, text_field, len(block.starts))
     if texts is not None and texts.null_count == 0:
         spans = np.stack(locate_field(block.data, block.starts, block.ends, text_field), axis=1) if raw_spans else None

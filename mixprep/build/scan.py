@@ -48,6 +48,7 @@ from mixprep.filters.c4_filter import c4_feature
 from mixprep.filters.engine import filter_batch
 from mixprep.filters.registry import FilterChain
 from mixprep.filters.rules import language_feature, language_prefix_of
+from mixprep.filters.textstats import TextBatch, character_counts
 from mixprep.filters.tokens import load_token_counter
 from mixprep.progress import TaskReporter
 from mixprep.sources import remote
@@ -183,7 +184,7 @@ def scan_task(job: ScanJob) -> ScanResult:
             reported += block_bytes
             if parsed.bad:
                 _handle_bad(block, parsed.bad, job, stats)
-            verdict = filter_batch(parsed.filter_text, job.filters, annotation + cleaning)
+            verdict = filter_batch(parsed.filter_text, job.filters, annotation + cleaning, parsed.text_buffers)
             reasons = verdict.reasons
             features = verdict.kept_features
             matches = None
@@ -197,25 +198,28 @@ def scan_task(job: ScanJob) -> ScanResult:
                 stats.c4.update(c4_removals(verdict, cleaning[0], reasons, job.filters))
             for i, count in zip(*np.unique(reasons[~keep], return_counts=True), strict=True):
                 stats.removed[job.reason(int(i))] += int(count)
-            kept_values = parsed.values.filter(arrays.mask(keep)) if not keep.all() else parsed.values
+            kept = np.flatnonzero(keep)
             kept_texts = parsed.filter_text.filter(pl.Series(keep)) if job.dedup else None
-            if annotation and len(kept_values):
-                kept_values = with_language(kept_values, features[annotation[0].name].struct.unnest(), job)
-            stats.kept += len(kept_values)
+            stats.kept += len(kept)
             stats.field_kinds.update(parsed.field_kinds)
-            if len(kept_values):
-                data, offsets = string_buffers(kept_values)
+            if len(kept):
+                # The kept values are rows `at` of `values`: the block's own, not copied
+                # (only what goes to the scan file is), unless annotated lines replace them.
+                values, at = parsed.values, kept
+                if annotation:
+                    values = with_language(parsed.values.filter(arrays.mask(keep)), features[annotation[0].name].struct.unnest(), job)
+                    at = np.arange(len(kept))
+                data, offsets = string_buffers(values)
                 raw = None if parsed.raw_spans is None else parsed.raw_spans[keep]
-                span, spill = _value_spans(offsets, raw, block, spilled)
-                if spill is None:
-                    sink.write(memoryview(data))
-                elif len(spill):
-                    sink.write(memoryview(string_buffers(kept_values.filter(arrays.mask(spill)))[0]))
+                span, spill = _value_spans(offsets[at + 1] - offsets[at], raw, block, spilled)
+                to_spill = at if spill is None else at[spill]
+                if len(to_spill):
+                    sink.write(memoryview(_rows_of(values, data, offsets, to_spill)))
                 spilled += int(span["size"][~span["in_input"]].sum())
                 spans.append(span)
                 identity = splitmix64(parsed.positions[keep] ^ base_key)
-                characters, tokens = _text_units(parsed.all_text, keep, job)
-                keys.append(np.stack([identity, _output_lengths(data, offsets, job), characters, tokens], axis=1))
+                characters, tokens = _text_units(parsed.all_text, parsed.text_buffers if parsed.contents is None else None, keep, job)
+                keys.append(np.stack([identity, _output_lengths(data, offsets, at, job), characters, tokens], axis=1))
                 if job.dedup is not None:
                     prints.append(fingerprints(kept_texts, job.dedup, job.seed))
     os.replace(tmp_values, out_values)
@@ -258,7 +262,7 @@ def _cleaned(parsed: Parsed, keep: np.ndarray, cleaning: pl.Series, stats: ScanS
     if parsed.raw_spans is not None:
         raw_spans = parsed.raw_spans.copy()
         raw_spans[rows[changed]] = -1  # no longer the input's bytes
-    return dataclasses.replace(parsed, values=values, filter_text=texts, raw_spans=raw_spans, contents=None)
+    return dataclasses.replace(parsed, values=values, filter_text=texts, raw_spans=raw_spans, contents=None, text_buffers=None)
 
 
 def _decontaminated(
@@ -285,12 +289,11 @@ def _decontaminated(
 
 
 def _value_spans(
-    offsets: np.ndarray, raw: np.ndarray | None, block: LineBlock | TableBlock, spilled: int
+    sizes: np.ndarray, raw: np.ndarray | None, block: LineBlock | TableBlock, spilled: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """SPAN_DTYPE rows for kept values with n+1 `offsets`: in the input where the block found
+    """SPAN_DTYPE rows for kept values of `sizes` bytes: in the input where the block found
     their raw string (`raw`, block-relative), else in the scan file from byte `spilled`.
     Also the rows to spill (None: all of them)."""
-    sizes = np.diff(offsets)
     in_input = np.zeros(len(sizes), dtype=bool) if raw is None else raw[:, 0] >= 0
     spill = ~in_input
     span = np.zeros(len(sizes), dtype=SPAN_DTYPE)
@@ -305,24 +308,37 @@ def _value_spans(
     return span, (None if spill.all() else spill)
 
 
-def _text_units(texts: pl.Series, keep: np.ndarray, job: ScanJob) -> tuple[np.ndarray, np.ndarray]:
+def _text_units(
+    texts: pl.Series, buffers: tuple[np.ndarray, np.ndarray] | None, keep: np.ndarray, job: ScanJob
+) -> tuple[np.ndarray, np.ndarray]:
     """Characters and tokens (0 without a tokenizer) of each kept record's text: a pretrain
-    record's text, every message's content of the others. Characters are counted over the
-    whole batch in place (no copy of the kept texts on this hot path); only the tokenizer
-    needs the kept texts themselves."""
-    characters = texts.str.len_chars().fill_null(0).to_numpy()[keep].astype(np.uint64)
+    record's text, every message's content of the others. Characters are counted in place
+    (in `buffers`, the texts' bytes, where the parser has them; else by polars over the whole
+    batch): no copy of the kept texts on this hot path; only the tokenizer needs those."""
+    if buffers is not None:
+        characters = character_counts(TextBatch(texts, buffers), np.flatnonzero(keep)).astype(np.uint64)
+    else:
+        characters = texts.str.len_chars().fill_null(0).to_numpy()[keep].astype(np.uint64)
     if job.tokenizer is None:
         return characters, np.zeros(len(characters), dtype=np.uint64)
     kept = texts.filter(pl.Series(keep)).fill_null("").to_list()
     return characters, load_token_counter(job.tokenizer)(kept).astype(np.uint64)
 
 
-def _output_lengths(data: np.ndarray, offsets: np.ndarray, job: ScanJob) -> np.ndarray:
-    """Exact length of each kept record's output line (newline included): plain pretrain
-    texts are encoded at write time, everything else is a whole JSON line already."""
+def _output_lengths(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, job: ScanJob) -> np.ndarray:
+    """Exact length of the output line (newline included) of values `rows` (`string_buffers`):
+    plain pretrain texts are encoded at write time, everything else is a whole JSON line already."""
     if job.text_values:
-        return line_lengths(data, offsets, job.task.dataset_name)
-    return (np.diff(offsets) + 1).astype(np.uint64)
+        return line_lengths(data, offsets, job.task.dataset_name, rows)
+    return (offsets[rows + 1] - offsets[rows] + 1).astype(np.uint64)
+
+
+def _rows_of(values: pa.Array, data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The bytes of values `rows` (ascending) back to back: a slice of `data` when they are all
+    the values, else a copy."""
+    if len(rows) == len(values):
+        return data
+    return string_buffers(values.take(arrays.integers(rows)))[0]
 
 
 def with_language(values: pa.Array, fields: pl.DataFrame, job: ScanJob) -> pa.Array:

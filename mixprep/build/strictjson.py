@@ -33,6 +33,7 @@ from mixprep.build.rawjson import (
     skip_space,
 )
 from mixprep.filters.intrinsics import bytes_between, trailing_zeros
+from mixprep.filters.textstats import PADDING
 
 _IN_OBJECT, _IN_ARRAY = 0, 1
 _MAX_DEPTH = 64
@@ -49,6 +50,9 @@ class TextColumn:
     layout, so a polars Series of it copies nothing (from `values` it would copy them all)."""
     spans: np.ndarray
     """int64 (rows, 2): each text's raw JSON string in the block (start, end), quotes excluded."""
+    buffers: tuple[np.ndarray, np.ndarray]
+    """The same bytes and n+1 offsets, followed by PADDING zero bytes: the compiled filters'
+    layout (`TextBatch`), so they read the texts without a copy."""
 
 
 def text_column(data: bytes, starts: np.ndarray, ends: np.ndarray, key: str) -> TextColumn | None:
@@ -64,7 +68,8 @@ def text_column(data: bytes, starts: np.ndarray, ends: np.ndarray, key: str) -> 
         return None
     offsets = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(decoded, out=offsets[1:])
-    values = np.empty(int(offsets[-1]), dtype=np.uint8)
+    values = np.empty(int(offsets[-1]) + PADDING, dtype=np.uint8)
+    values[int(offsets[-1]) :] = 0
     raw_starts = np.ascontiguousarray(spans[:, 0])
     if decode_rows(buf, raw_starts, spans[:, 1] - raw_starts, values, offsets, np.arange(rows, dtype=np.int64)) >= 0:
         return None  # cannot happen: the walk measured what the decoder writes
@@ -74,7 +79,7 @@ def text_column(data: bytes, starts: np.ndarray, ends: np.ndarray, key: str) -> 
         column.validate(full=True)  # UTF-8, as the Arrow path checks it
     except pa.ArrowInvalid:
         return None
-    return TextColumn(column, string_views(offsets, values, data_buffer), spans)
+    return TextColumn(column, string_views(offsets, values, data_buffer), spans, (values, offsets))
 
 
 def string_views(offsets: np.ndarray, values: np.ndarray, data_buffer: pa.Buffer) -> pa.Array:

@@ -102,14 +102,17 @@ def removal_reasons(texts: pl.Series, chain: FilterChain) -> np.ndarray:
     return filter_batch(texts, chain).reasons
 
 
-def filter_batch(texts: pl.Series, chain: FilterChain, wanted: tuple[Feature, ...] = ()) -> Verdict:
+def filter_batch(
+    texts: pl.Series, chain: FilterChain, wanted: tuple[Feature, ...] = (), buffers: tuple[np.ndarray, np.ndarray] | None = None
+) -> Verdict:
     """Blame per row, and the `wanted` features of the rows kept. A wanted feature that a
     filter already computed (every kept row passed that filter, so it was computed for all
-    of them) is taken from there; any other is computed for the kept rows only."""
+    of them) is taken from there; any other is computed for the kept rows only. `buffers`:
+    the texts in the compiled kernels' layout where the caller has them (see `TextBatch`)."""
     from mixprep.filters.textstats import TextBatch
 
     n = len(texts)
-    batch = TextBatch(texts)
+    batch = TextBatch(texts, buffers)
     # blame[row] = index of the first failing filter found so far; len(chain) = none.
     blame = np.full(n, len(chain), dtype=np.int32)
     computed: dict[str, tuple[np.ndarray, pl.Series]] = {}  # feature -> (rows, values)

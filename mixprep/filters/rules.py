@@ -55,7 +55,17 @@ if TYPE_CHECKING:
 
 # -- shared features ---------------------------------------------------------
 
-CHARS = Feature("__chars", build=lambda: pl.col(TEXT).str.len_chars().fill_null(0))
+def _characters(batch: TextBatch, rows: np.ndarray) -> pl.Series:
+    """Characters per text: counted in the batch's buffers where it has them (a build's
+    JSONL batches), else by polars (copying the texts for a kernel would cost more)."""
+    if batch.has_buffers:
+        from mixprep.filters.textstats import character_counts
+
+        return pl.Series(character_counts(batch, rows).astype(np.uint32))
+    return batch.texts_at(rows).str.len_chars().fill_null(0)
+
+
+CHARS = Feature("__chars", compute=_characters)
 
 
 def _quality_struct(batch: TextBatch, rows: np.ndarray) -> pl.Series:

@@ -6,7 +6,9 @@ their n+1 offsets, made once per batch and shared by every compiled feature: Gop
 statistics (`gopher`), C4's line cleaning (`c4`) and language id (`langid`). The kernels
 take the rows to compute, so a feature that runs only on the rows no earlier filter
 removed reads them in place instead of from a gathered copy. Nothing is copied until a
-kernel asks (a chain of polars-only filters never does).
+kernel asks (a chain of polars-only filters never does), and nothing at all when the
+batch's reader decoded the texts into that layout already (`TextBatch(texts, buffers)`:
+the build's JSONL reader, `strictjson.text_column`).
 
 Compilation happens once per machine (numba's on-disk cache, `cache=True`); a worker
 process loads the compiled code in well under a second.
@@ -61,10 +63,19 @@ a text's last 64-byte block."""
 class TextBatch:
     """A record batch's texts as the kernels read them (see the module's doc)."""
 
-    def __init__(self, texts: pl.Series) -> None:
+    def __init__(self, texts: pl.Series, buffers: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """`buffers`: the texts' (data, offsets) in the kernels' layout already (PADDING zero
+        bytes after the last text), where the caller has them; else copied when first asked."""
         self.texts = texts
         self.shared: dict[str, object] = {}
         """What one kernel derived from the whole batch for others to reuse (the English words)."""
+        if buffers is not None:
+            data, offsets = buffers
+            end = int(offsets[-1])
+            if len(offsets) != len(texts) + 1 or len(data) < end + PADDING or data[end : end + PADDING].any():
+                msg = "TextBatch buffers need n+1 offsets and PADDING zero bytes after the texts"
+                raise ValueError(msg)
+            self.__dict__["_buffers"] = buffers  # what the cached property below would compute
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -74,6 +85,12 @@ class TextBatch:
         if len(rows) == len(self) and np.array_equal(rows, np.arange(len(self))):
             return self.texts
         return self.texts.gather(rows)
+
+    @property
+    def has_buffers(self) -> bool:
+        """Whether the buffers exist already (given, or copied for an earlier kernel), so
+        that reading them costs nothing more."""
+        return "_buffers" in self.__dict__
 
     @functools.cached_property
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +105,19 @@ class TextBatch:
     def offsets(self) -> np.ndarray:
         """int64 (n+1): text d is data[offsets[d]:offsets[d + 1]]."""
         return self._buffers[1]
+
+
+def character_counts(batch: TextBatch, rows: np.ndarray) -> np.ndarray:
+    """int64 characters of the texts `rows` (a null counts 0), from the batch's buffers."""
+    return _character_counts(batch.data, batch.offsets, np.asarray(rows, dtype=np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _character_counts(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.empty(len(rows), dtype=np.int64)
+    for k in range(len(rows)):
+        out[k] = characters(data, offsets[rows[k]], offsets[rows[k] + 1])
+    return out
 
 
 def batch_rows(texts: pl.Series | TextBatch, rows: np.ndarray | None) -> tuple[TextBatch, np.ndarray]:
