@@ -16,14 +16,18 @@ memory never count against another. What a measurement guarantees:
   counts only anonymous and shared-memory pages (Pss_Anon + Pss_Shmem): what the tree
   allocated itself, without files it maps (a build that maps its inputs to read them back
   shows their page-cache pages in PSS; they are clean, shared and reclaimable).
-- `cpu_seconds` is user + system time of the child and every descendant it reaped
-  (from `os.wait4`), so `cpu_seconds / seconds` says how many cores were kept busy.
+- `cpu_seconds` is user + system time of the child and every descendant (from `os.wait4`),
+  so `cpu_seconds / seconds` says how many cores were kept busy. A descendant that outlives
+  its parent (multiprocessing's fork server, whose workers are its children, exits after
+  the build's process) would take its CPU time to init: on Linux this process is made their
+  reaper (`PR_SET_CHILD_SUBREAPER`), waits for them after the child and counts their time.
 
 Scripts import this module as a sibling (`import common`): running `python benchmarks/X.py`
 puts this folder on `sys.path`.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -31,6 +35,7 @@ import platform
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -152,6 +157,40 @@ def _tail(path: Path, limit: int = 4000) -> str:
     return data[-limit:].decode("utf-8", errors="replace")
 
 
+def _become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux), so their CPU time
+    reaches `os.wait4` here instead of init."""
+    if not sys.platform.startswith("linux"):
+        return False
+    pr_set_child_subreaper = 36
+    return ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
+
+
+_SUBREAPER = _become_subreaper()
+
+
+def _reap_orphans(timeout_seconds: float) -> float:
+    """Wait for the descendants left when the measured child exited (they were reparented
+    here); their user + system CPU seconds, and their own reaped children's. Past the
+    timeout, what is left is killed: a benchmark must not leave processes behind."""
+    if not _SUBREAPER:
+        return 0.0
+    cpu = 0.0
+    deadline = time.perf_counter() + timeout_seconds
+    while True:
+        try:
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return cpu  # no children left
+        if pid:
+            cpu += usage.ru_utime + usage.ru_stime
+            continue
+        if time.perf_counter() > deadline:
+            for orphan in psutil.Process().children():
+                orphan.kill()
+        time.sleep(0.01)
+
+
 def run_measured(
     argv: Sequence[str],
     *,
@@ -205,11 +244,12 @@ def run_measured(
         seconds = time.perf_counter() - start
     # Tell Popen the child is reaped so it does not try again (and warn) at exit.
     child.returncode = os.waitstatus_to_exitcode(status)
+    orphans_cpu = _reap_orphans(timeout_seconds=30.0)
     return Measurement(
         argv=tuple(argv),
         returncode=child.returncode,
         seconds=seconds,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        cpu_seconds=usage.ru_utime + usage.ru_stime + orphans_cpu,
         peak_rss_bytes=peak_rss,
         peak_pss_bytes=peak_pss,
         peak_anon_pss_bytes=peak_anon,

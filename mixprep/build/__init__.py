@@ -23,7 +23,8 @@ Modules in the order data moves through them:
 - `contamination`: the driver's decontamination steps (index before the scan, counts after).
 - `manifest`: what was built from what (and whether it can be reused).
 - `card`: the output folder's dataset card (README.md) from its manifests, for `load_dataset` and the hub.
-- `executors`, `ray_executor`: where tasks run (this process, a pool, Ray).
+- `executors`, `ray_executor`: where tasks run (this process, a pool, Ray); `preload`: what a pool's
+  fork server loads once for all its workers.
 """
 
 

@@ -69,7 +69,7 @@ from mixprep.errors import ConfigError, OutputError, SourceError
 from mixprep.manifest_file import read_manifest
 from mixprep.progress import Progress, TaskCounters
 from mixprep.report import write_report
-from mixprep.sources.plan import ScanTask, changed_inputs, make_plan
+from mixprep.sources.plan import ScanTask, changed_inputs, input_bytes, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -338,9 +338,9 @@ def _check_inputs_unchanged(tasks: list[ScanTask], evals: list[EvalFile]) -> Non
 def _executor_for(options: BuildOptions, tasks: list[ScanTask]) -> Executor:
     workers = options.workers
     if options.executor == "local" and workers > 1:
-        input_bytes = sum({t.file.path: t.file.size for t in tasks}.values())
-        if input_bytes < options.small_input_bytes:
-            log.info("small input (%.1f MB): running the build in this process instead of %d workers", input_bytes / 1e6, workers)
+        size = input_bytes(tasks)
+        if size < options.small_input_bytes:
+            log.info("small input (%.1f MB): running the build in this process instead of %d workers", size / 1e6, workers)
             workers = 1
     return make_executor(options.executor, workers, ray_address=options.ray_address)
 

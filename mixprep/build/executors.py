@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import signal
 import threading
@@ -30,9 +32,13 @@ class Executor(Protocol):
     def close(self, *, abort: bool = False) -> None: ...
 
 
-def _init_worker() -> None:
+def _init_worker(environment: dict[str, str]) -> None:
     import pyarrow as pa
 
+    # A worker forked from the fork server has the server's environment, from when it
+    # started; tasks must see the driver's as it is now (credentials, tokens, caches).
+    os.environ.clear()
+    os.environ.update(environment)
     # Ctrl-C reaches the whole process group: the driver alone handles it, and stops the
     # workers itself, so they print no tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -42,8 +48,44 @@ def _init_worker() -> None:
     pa.set_io_thread_count(1)
 
 
+WORKER_PRELOAD = "mixprep.build.preload"
+"""Imported once by the fork server that forks the pool's workers (see that module)."""
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from multiprocessing's fork server, which imports WORKER_PRELOAD first.
+
+    Not `fork` from this process: it runs threads (polars', the sidecar writer's, a
+    progress bar's) that a fork would copy mid-lock. The fork server is a fresh
+    single-threaded interpreter, started at the first pool and shared by later ones in this
+    process (a preload set after it started is ignored; workers then load what they need)."""
+    context = get_context("forkserver")
+    context.set_forkserver_preload([WORKER_PRELOAD])
+    return context
+
+
+def start_worker_server() -> None:
+    """Start the pools' fork server now, so that it loads WORKER_PRELOAD (~2 s) while this
+    process does other work; the first pool then finds it ready. The CLI calls it before
+    importing the build for itself (~1 s of the two overlap)."""
+    # The resource tracker first, which the server needs: starting it unblocks SIGINT and
+    # SIGTERM in this thread, and would start the server without them held.
+    multiprocessing.resource_tracker.ensure_running()
+    saved = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = "1"  # read by polars in the server (see LocalExecutor)
+    try:
+        with held_signals():  # the server, and the workers it forks, start with them blocked
+            _worker_context()
+            multiprocessing.forkserver.ensure_running()
+    finally:
+        if saved is None:
+            os.environ.pop("POLARS_MAX_THREADS", None)
+        else:
+            os.environ["POLARS_MAX_THREADS"] = saved
+
+
 class LocalExecutor:
-    """`--workers 1` runs tasks in this process; more uses a spawn-based process pool."""
+    """`--workers 1` runs tasks in this process; more uses a process pool (`_worker_context`)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -51,10 +93,13 @@ class LocalExecutor:
         self._not_workers: set[multiprocessing.Process] = set()
         self._saved_env: str | None = None
         if workers > 1:
-            # polars reads its thread count at import time, so it must be in the environment the workers inherit.
+            # polars reads its thread count when imported: in the fork server, which starts with this
+            # environment, or in a worker after its initializer set it.
             self._saved_env = os.environ.get("POLARS_MAX_THREADS")
             os.environ["POLARS_MAX_THREADS"] = "1"
-            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=_worker_context(), initializer=_init_worker, initargs=(dict(os.environ),)
+            )
             # Children that exist before the pool are not its workers: a program that calls the
             # library may have processes of its own, which an abort must leave alone.
             self._not_workers = set(multiprocessing.active_children())
@@ -117,7 +162,7 @@ def _start_ignoring_ctrl_c(pool: ProcessPoolExecutor, workers: int) -> None:
     traceback (its initializer then ignores SIGINT for good and lets SIGTERM in), and no
     KeyboardInterrupt can fall between a spawn and the write of the child's start-up data."""
     with held_signals():
-        for _ in range(workers):  # each submit finds no idle worker and spawns one (fork + exec, no wait)
+        for _ in range(workers):  # each submit finds no idle worker and starts one (no wait)
             pool.submit(_ready)
 
 

@@ -213,6 +213,11 @@ def make_plan(config: MixtureConfig, *, shard_bytes: int | None = None) -> list[
     return tasks
 
 
+def input_bytes(tasks: list[ScanTask]) -> int:
+    """Bytes of the files the tasks read, each file once."""
+    return sum({t.file.path: t.file.size for t in tasks}.values())
+
+
 def _roles(dataset: DatasetSpec) -> list[tuple[Role, SourceSpec]]:
     roles: list[tuple[Role, SourceSpec]] = [("main", dataset.source)]
     if dataset.validation_source is not None:
