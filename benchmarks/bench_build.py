@@ -225,14 +225,25 @@ class Contender:
     name: str
     summary: str
     argv: Callable[[Paths], list[str]]
+    checkout: Path = REPO_ROOT
+    """The mixprep checkout the contender runs from (its working folder: `python -m` imports
+    the package of the folder it runs in, whatever PYTHONPATH says)."""
 
 
-def _mixprep_argv(workers: int, force: bool) -> Callable[[Paths], list[str]]:
+def _mixprep_argv(workers: int, force: bool, name: str | None = None) -> Callable[[Paths], list[str]]:
     def argv(paths: Paths) -> list[str]:
         command = [sys.executable, "-m", "mixprep", "build", str(paths.mixture), "--workers", str(workers),
-                   "--output-dir", str(paths.output_dir(f"mixprep-w{workers}"))]
+                   "--output-dir", str(paths.output_dir(name or f"mixprep-w{workers}"))]
         return command + (["--force"] if force else [])
     return argv
+
+
+def before_contender(name: str, checkout: Path) -> Contender:
+    """`mixprep-wN` run from another checkout, as `before-wN` (`--against`)."""
+    workers = int(name.removeprefix("mixprep-w"))
+    before = f"before-w{workers}"
+    return Contender(before, f"{CONTENDERS[name].summary}, from {checkout}", _mixprep_argv(workers, workers > 1, before),
+                     checkout=checkout)
 
 
 def _baseline_argv(name: str, output_file: str) -> Callable[[Paths], list[str]]:
@@ -317,7 +328,7 @@ def output_summary(folder: Path) -> tuple[int, int]:
 def output_problem(contender: str, folder: Path, records: int, workload: Workload) -> str | None:
     """Why a finished run's output does not count (None when it does): mixprep must write all
     four files with exactly total_samples records; every other contender must write records."""
-    if contender.startswith("mixprep"):
+    if contender.startswith(("mixprep", "before")):
         stem = f"{MIXTURE_PHASE}_{MIXTURE_NAME}_train"
         missing = [s for s in (".jsonl", ".parquet", ".idx", ".manifest.json") if not (folder / f"{stem}{s}").exists()]
         if missing:
@@ -334,10 +345,10 @@ def reset_dir(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
-def child_env() -> dict[str, str]:
+def child_env(checkout: Path = REPO_ROOT) -> dict[str, str]:
     env = dict(os.environ)
-    # Run mixprep from this checkout even before it is pip-installed.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    # Run mixprep from the checkout even before it is pip-installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(checkout), env.get("PYTHONPATH", "")) if p)
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return env
 
@@ -348,35 +359,45 @@ def mixprep_available() -> tuple[bool, str]:
     return probe.returncode == 0, probe.stderr[-2000:]
 
 
-def measure_contender(contender: Contender, paths: Paths, workload: Workload, input_bytes: int, *, repeat: int,
-                      timeout_seconds: float) -> Result:
-    """Run one contender `repeat` times on a clean output folder: median time, worst RSS."""
-    seconds: list[float] = []
-    cpu: list[float] = []
-    peaks: list[int] = []
-    pss_peaks: list[int] = []
-    anon_peaks: list[int] = []
-    driver_cpu: list[float] = []
-    load_before = os.getloadavg()[0]
-    for _ in range(repeat):
-        reset_dir(paths.output_dir(contender.name))
-        shutil.rmtree(paths.hf_cache(), ignore_errors=True)
-        # Flush the previous contender's dirty pages so their write-back is not billed here.
-        os.sync()
-        m = common.run_measured(contender.argv(paths), label=contender.name, cwd=REPO_ROOT, env=child_env(),
-                                timeout_seconds=timeout_seconds, log_dir=paths.logs)
-        if not m.ok:
-            status = "timed out" if m.timed_out else f"failed (rc {m.returncode})"
-            return Result(contender.name, contender.summary, status, runs=len(seconds) + 1,
-                          error_tail=m.stderr_tail[-1500:])
-        seconds.append(m.seconds)
-        cpu.append(m.cpu_seconds)
-        found = DRIVER_LINE.search(m.stderr_tail)
-        if found:
-            driver_cpu.append(float(found.group(1)))
-        peaks.append(m.peak_rss_bytes)
-        pss_peaks.append(m.peak_pss_bytes)
-        anon_peaks.append(m.peak_anon_pss_bytes)
+@dataclass
+class Runs:
+    """One contender's runs so far (`--repeat` rounds run every contender once each)."""
+
+    contender: Contender
+    measurements: list[common.Measurement]
+    load_before: float | None = None
+    """The 1-minute load average when its first run started."""
+    failure: Result | None = None
+
+
+def run_once(runs: Runs, paths: Paths, timeout_seconds: float) -> None:
+    """One more run of the contender, on a clean output folder."""
+    contender = runs.contender
+    if runs.load_before is None:
+        runs.load_before = os.getloadavg()[0]
+    reset_dir(paths.output_dir(contender.name))
+    shutil.rmtree(paths.hf_cache(), ignore_errors=True)
+    # Flush the previous contender's dirty pages so their write-back is not billed here.
+    os.sync()
+    m = common.run_measured(contender.argv(paths), label=contender.name, cwd=contender.checkout,
+                            env=child_env(contender.checkout), timeout_seconds=timeout_seconds, log_dir=paths.logs)
+    if not m.ok:
+        status = "timed out" if m.timed_out else f"failed (rc {m.returncode})"
+        runs.failure = Result(contender.name, contender.summary, status, runs=len(runs.measurements) + 1,
+                              error_tail=m.stderr_tail[-1500:])
+        return
+    runs.measurements.append(m)
+
+
+def summarize(runs: Runs, paths: Paths, workload: Workload, input_bytes: int) -> Result:
+    """Median time and CPU, worst RSS, and the output checked, over a contender's runs."""
+    contender = runs.contender
+    if runs.failure is not None:
+        return runs.failure
+    measurements = runs.measurements
+    seconds = [m.seconds for m in measurements]
+    cpu = [m.cpu_seconds for m in measurements]
+    driver_cpu = [float(found.group(1)) for m in measurements if (found := DRIVER_LINE.search(m.stderr_tail))]
     out_bytes, records = output_summary(paths.output_dir(contender.name))
     shutil.rmtree(paths.hf_cache(), ignore_errors=True)
     problem = output_problem(contender.name, paths.output_dir(contender.name), records, workload)
@@ -385,11 +406,12 @@ def measure_contender(contender: Contender, paths: Paths, workload: Workload, in
         name=contender.name, summary=contender.summary, status=f"bad output: {problem}" if problem else "ok",
         seconds=wall,
         mb_per_s=input_bytes / common.MB / wall,
-        peak_rss_mib=max(peaks) / common.MIB, peak_pss_mib=max(pss_peaks) / common.MIB,
-        peak_anon_pss_mib=max(anon_peaks) / common.MIB,
+        peak_rss_mib=max(m.peak_rss_bytes for m in measurements) / common.MIB,
+        peak_pss_mib=max(m.peak_pss_bytes for m in measurements) / common.MIB,
+        peak_anon_pss_mib=max(m.peak_anon_pss_bytes for m in measurements) / common.MIB,
         cores_busy=statistics.median(c / s for c, s in zip(cpu, seconds, strict=True)),
-        mb_per_cpu_s=input_bytes / common.MB / statistics.median(cpu), load_before=load_before,
-        output_mb=out_bytes / common.MB, output_records=records, runs=repeat,
+        mb_per_cpu_s=input_bytes / common.MB / statistics.median(cpu), load_before=runs.load_before,
+        output_mb=out_bytes / common.MB, output_records=records, runs=len(measurements),
         cpu_seconds=statistics.median(cpu), driver_cpu_seconds=statistics.median(driver_cpu) if driver_cpu else None,
     )
 
@@ -501,7 +523,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--total-samples", type=int, help="default: the input's record count")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(CONTENDERS)}")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per contender: median time, worst RSS")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds, each running every contender once: median time, worst RSS")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT",
+                        help="also run each mixprep-wN from this other checkout (a git worktree of an earlier "
+                             "commit), as before-wN, in the same rounds")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run before the tree is killed")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -529,17 +555,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     workload, input_bytes = build_workload(paths, args, size)
     have_mixprep, why_not = mixprep_available()
 
+    contenders = [CONTENDERS[name] for name in names]
+    if args.against is not None:
+        contenders += [before_contender(name, args.against.resolve()) for name in names if name.startswith("mixprep-w")]
+    unavailable = {c.name: Result(c.name, c.summary, "unavailable", error_tail=why_not)
+                   for c in contenders if c.name.startswith(("mixprep", "before")) and not have_mixprep}
+    runs = {c.name: Runs(c, []) for c in contenders if c.name not in unavailable}
+    # Round by round, every contender once per round: a slower or busier stretch of a shared
+    # machine falls on all of them, not on whichever ran then.
+    for round_number in range(args.repeat):
+        for name, contender_runs in runs.items():
+            if contender_runs.failure is None:
+                print(f"running {name} (round {round_number + 1} of {args.repeat}) ...", file=sys.stderr, flush=True)
+                run_once(contender_runs, paths, args.timeout)
     results = []
-    for name in names:
-        contender = CONTENDERS[name]
-        if name.startswith("mixprep") and not have_mixprep:
-            results.append(Result(name, contender.summary, "unavailable", error_tail=why_not))
-            continue
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results.append(measure_contender(contender, paths, workload, input_bytes, repeat=args.repeat,
-                                         timeout_seconds=args.timeout))
+    for contender in contenders:
+        result = unavailable.get(contender.name) or summarize(runs[contender.name], paths, workload, input_bytes)
+        results.append(result)
         if not args.keep_outputs:
-            shutil.rmtree(paths.output_dir(name), ignore_errors=True)
+            shutil.rmtree(paths.output_dir(contender.name), ignore_errors=True)
     results = with_ratios(results, BASELINE)
     targets = evaluate_targets(results, input_bytes)
 

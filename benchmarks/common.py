@@ -27,7 +27,9 @@ puts this folder on `sys.path`.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import json
 import math
 import os
@@ -102,6 +104,8 @@ class TreeMemory:
     None when not asked for: reading it walks every page table (~10 ms per GB of RSS)."""
     anon_pss: int | None = None
     """Sum of PSS of anonymous and shared-memory pages only (mapped files left out)."""
+    descendants: tuple[int, ...] = ()
+    """The pids under the root when it was read."""
 
 
 def tree_memory(root: psutil.Process, *, with_pss: bool) -> TreeMemory:
@@ -122,7 +126,7 @@ def tree_memory(root: psutil.Process, *, with_pss: bool) -> TreeMemory:
         rss += info.rss
         pss += getattr(info, "pss", info.rss)
         anon += rollup.get("Pss_Anon", 0) + rollup.get("Pss_Shmem", 0) if rollup else getattr(info, "uss", info.rss)
-    return TreeMemory(rss, pss if with_pss else None, anon if with_pss else None)
+    return TreeMemory(rss, pss if with_pss else None, anon if with_pss else None, tuple(p.pid for p in members[1:]))
 
 
 def _smaps_rollup(pid: int) -> dict[str, int]:
@@ -157,38 +161,44 @@ def _tail(path: Path, limit: int = 4000) -> str:
     return data[-limit:].decode("utf-8", errors="replace")
 
 
-def _become_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants (Linux), so their CPU time
-    reaches `os.wait4` here instead of init."""
+@functools.cache
+def _subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux, once), so their CPU
+    time reaches `os.wait4` here instead of init."""
     if not sys.platform.startswith("linux"):
         return False
     pr_set_child_subreaper = 36
     return ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
 
 
-_SUBREAPER = _become_subreaper()
-
-
-def _reap_orphans(timeout_seconds: float) -> float:
-    """Wait for the descendants left when the measured child exited (they were reparented
-    here); their user + system CPU seconds, and their own reaped children's. Past the
-    timeout, what is left is killed: a benchmark must not leave processes behind."""
-    if not _SUBREAPER:
+def _reap_orphans(descendants: set[int], timeout_seconds: float) -> float:
+    """Wait for the measured child's descendants that outlived it (reparented here): their
+    user + system CPU seconds, their own reaped children's included. Only pids seen in the
+    child's tree are waited for (other children of this process, a test runner's, are not
+    ours to reap); one still reaped by its own parent is that parent's. Past the timeout,
+    what is left is killed: a benchmark leaves no process behind."""
+    if not _subreaper():
         return 0.0
     cpu = 0.0
+    pending = set(descendants)
     deadline = time.perf_counter() + timeout_seconds
-    while True:
-        try:
-            pid, _, usage = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
-            return cpu  # no children left
-        if pid:
-            cpu += usage.ru_utime + usage.ru_stime
-            continue
-        if time.perf_counter() > deadline:
-            for orphan in psutil.Process().children():
-                orphan.kill()
-        time.sleep(0.01)
+    while pending:
+        for pid in sorted(pending):
+            try:
+                done, _, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                pending.discard(pid)  # not a child of this process
+                continue
+            if done:
+                cpu += usage.ru_utime + usage.ru_stime
+                pending.discard(pid)
+        if pending and time.perf_counter() > deadline:
+            for pid in pending:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if pending:
+            time.sleep(0.01)
+    return cpu
 
 
 def run_measured(
@@ -212,6 +222,8 @@ def run_measured(
     stamp = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)[:60]}.{time.monotonic_ns()}"
     out_path, err_path = log_dir / f"{stamp}.stdout", log_dir / f"{stamp}.stderr"
     peak_rss = peak_pss = peak_anon = 0
+    descendants: set[int] = set()
+    _subreaper()  # before the child starts: its orphans must come here
     timed_out = False
     pss_at = -math.inf
     rss_at_pss = 0
@@ -228,6 +240,7 @@ def run_measured(
             # has grown 5% since the last reading, so the peak is not missed by much.
             want_pss = now - pss_at >= pss_poll_seconds or (now - pss_at >= 0.25 and peak_rss > rss_at_pss * 1.05)
             memory = tree_memory(root, with_pss=want_pss)
+            descendants.update(memory.descendants)
             peak_rss = max(peak_rss, memory.rss)
             if memory.pss is not None:
                 peak_pss, pss_at, rss_at_pss = max(peak_pss, memory.pss), now, memory.rss
@@ -244,7 +257,7 @@ def run_measured(
         seconds = time.perf_counter() - start
     # Tell Popen the child is reaped so it does not try again (and warn) at exit.
     child.returncode = os.waitstatus_to_exitcode(status)
-    orphans_cpu = _reap_orphans(timeout_seconds=30.0)
+    orphans_cpu = _reap_orphans(descendants, timeout_seconds=30.0)
     return Measurement(
         argv=tuple(argv),
         returncode=child.returncode,

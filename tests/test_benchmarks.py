@@ -144,6 +144,21 @@ def test_run_measured_sums_rss_over_the_whole_tree(tmp_path: Path) -> None:
     assert m.seconds >= 0.6 and m.cpu_seconds > 0
 
 
+ORPHAN_BURNS_CPU = """
+import subprocess, sys, time
+# The grandchild outlives its parent, like multiprocessing's fork server after a build's driver.
+burn = "import time; end = time.process_time() + 0.8\\nwhile time.process_time() < end: pass"
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6); exec(" + repr(burn) + ")"], start_new_session=True)
+time.sleep(0.3)  # long enough to be seen in the tree, as a build's fork server is
+"""
+
+
+def test_run_measured_counts_the_cpu_of_descendants_that_outlive_the_child(tmp_path: Path) -> None:
+    m = common.run_measured([sys.executable, "-c", ORPHAN_BURNS_CPU], label="orphan", log_dir=tmp_path)
+    assert m.ok
+    assert m.cpu_seconds >= 0.8, "the orphan's CPU time went to init"
+
+
 def test_run_measured_kills_the_tree_past_the_timeout(tmp_path: Path) -> None:
     code = "import subprocess, sys; subprocess.call([sys.executable, '-c', 'import time; time.sleep(60)'])"
     m = common.run_measured([sys.executable, "-c", code], label="slow", timeout_seconds=1.0, log_dir=tmp_path)
@@ -251,6 +266,20 @@ def test_bench_build_end_to_end_on_a_tiny_input(tmp_path: Path, capsys: pytest.C
     assert payload["machine"]["cpus"] >= 1 and targets["mixprep-w2 MB/s >= 4x hf-datasets"]["met"] is None  # w2 not run
     assert targets["mixprep-w1 >= 150 MB per CPU-second"]["value"] == pytest.approx(results["mixprep-w1"]["mb_per_cpu_s"])
     assert 0 < results["mixprep-w1"]["driver_cpu_seconds"] <= results["mixprep-w1"]["cpu_seconds"]  # its "driver:" log line
+
+
+@pytest.mark.slow
+def test_bench_build_against_another_checkout_runs_both_in_alternating_rounds(tmp_path: Path) -> None:
+    work, report = tmp_path / "work", tmp_path / "report.json"
+    rc = bench_build.main(["--size", "300KB", "--work-dir", str(work), "--json", str(report), "--only", "mixprep-w1",
+                           "--against", str(bench_build.REPO_ROOT), "--repeat", "2"])
+    assert rc == 0
+    results = {r["name"]: r for r in json.loads(report.read_text())["results"]}
+    assert set(results) == {"mixprep-w1", "before-w1"}
+    assert all(r["status"] == "ok" and r["runs"] == 2 for r in results.values()), results
+    assert results["before-w1"]["output_records"] == results["mixprep-w1"]["output_records"] > 0
+    logs = sorted(p.name.split(".")[0] for p in (work / "logs").glob("*.stderr"))
+    assert logs == ["before-w1", "before-w1", "mixprep-w1", "mixprep-w1"]
 
 
 def test_serial_part_is_amdahls_law_over_the_driver_cpu() -> None:
