@@ -1,11 +1,12 @@
-"""What every worker of a local pool needs before its first task, loaded once per build
+"""What every worker of a local pool needs before its first task, loaded once per driver
 process instead of once per worker.
 
 The pool's workers are forked from multiprocessing's fork server, which imports this module
-when it starts (`executors`): the build's modules (numba, polars, pyarrow, numpy and ours,
-~1.2 CPU-s per process) and the compiled kernels that every JSONL build calls (~0.8 CPU-s
-to load from numba's cache) are then in each worker from its start. A spawned worker loaded
-all of that again: 2 CPU-s per worker, 32 of a 16-worker build's CPU-seconds.
+when it starts (`executors`; it outlives a pool and serves the next): the build's modules
+(numba, polars, pyarrow, numpy and ours) and the compiled kernels that every JSONL build
+calls (numba loads a kernel's machine code from its cache at the first call) are then in
+each worker from its start, ~0.1 CPU-s. A spawned worker loaded all of that again: 1.3-1.5
+CPU-s before its first task, ~22 of a 16-worker build's CPU-seconds.
 
 Only what a fork leaves intact is done here: imports and compiled code, no threads (polars
 starts its thread pool at its first query, not at import) and no open files.
@@ -40,7 +41,7 @@ def load_kernels() -> None:
     encode_lines(data, offsets, np.zeros(2, dtype=np.int64), ["source"], np.empty(int(out_offsets[-1]), np.uint8), out_offsets)
     decoded = np.empty(int(offsets[-1]), dtype=np.uint8)
     source = np.frombuffer(_SAMPLE, dtype=np.uint8)
-    decode_rows(source, raw_start, raw_end - raw_start, decoded, offsets[:3], np.arange(2))
+    assert decode_rows(source, raw_start, raw_end - raw_start, decoded, offsets, np.arange(2)) < 0, "decoded as measured"
 
 
 try:
