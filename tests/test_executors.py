@@ -23,26 +23,26 @@ def _worker_state(variable: str) -> tuple[int, bool, int, str | None]:
     return os.getpid(), imported, loaded, os.environ.get(variable)
 
 
+def _states_from_a_new_pool(variable: str) -> list[tuple[int, bool, int, str | None]]:
+    executor = LocalExecutor(2)
+    try:
+        return list(executor.map(_worker_state, [variable] * 4))
+    finally:
+        executor.close()
+
+
 @pytest.mark.slow
 def test_pool_workers_start_with_the_build_loaded_and_the_drivers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     variable = "MIXPREP_TEST_WORKER_VARIABLE"
     monkeypatch.setenv(variable, "first")
-    executor = LocalExecutor(2)
-    try:
-        first = list(executor.map(_worker_state, [variable] * 4))
-    finally:
-        executor.close()
+    first = _states_from_a_new_pool(variable)
     assert all(imported for _, imported, _, _ in first), "a worker imported the build itself"
     assert all(kernels >= 2 for _, _, kernels, _ in first), "a worker loaded the kernels itself"
     assert {value for *_, value in first} == {"first"}
     # The fork server outlives the pool and keeps the environment it started with; workers
     # of the next pool must still see the driver's environment as it is then.
     monkeypatch.setenv(variable, "second")
-    executor = LocalExecutor(2)
-    try:
-        second = list(executor.map(_worker_state, [variable] * 4))
-    finally:
-        executor.close()
+    second = _states_from_a_new_pool(variable)
     assert {value for *_, value in second} == {"second"}
     assert {pid for pid, *_ in first}.isdisjoint(pid for pid, *_ in second), "the second pool has workers of its own"
 
