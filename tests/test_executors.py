@@ -53,3 +53,15 @@ def test_the_worker_preload_runs_every_kernel_it_names() -> None:
     from mixprep.build import preload
 
     preload.load_kernels()
+
+
+@pytest.mark.slow
+def test_without_a_fork_server_workers_are_spawned_and_still_get_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["fork", "spawn"])
+    variable = "MIXPREP_TEST_WORKER_VARIABLE"
+    monkeypatch.setenv(variable, "spawned")
+    states = _states_from_a_new_pool(variable)
+    assert {value for *_, value in states} == {"spawned"}
+    assert not any(imported for _, imported, _, _ in states), "a spawned worker starts bare"

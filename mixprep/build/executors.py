@@ -58,7 +58,10 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     Not `fork` from this process: it runs threads (polars', the sidecar writer's, a
     progress bar's) that a fork would copy mid-lock. The fork server is a fresh
     single-threaded interpreter, started at the first pool and shared by later ones in this
-    process (a preload set after it started is ignored; workers then load what they need)."""
+    process (a preload set after it started is ignored; workers then load what they need).
+    Where the platform has no fork server, workers are spawned and load it all themselves."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return get_context("spawn")
     context = get_context("forkserver")
     context.set_forkserver_preload([WORKER_PRELOAD])
     return context
@@ -68,6 +71,8 @@ def start_worker_server() -> None:
     """Start the pools' fork server now, so that it loads WORKER_PRELOAD (~2 s) while this
     process does other work; the first pool then finds it ready. The CLI calls it before
     importing the build for itself (~1 s of the two overlap)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
     # The resource tracker first, which the server needs: starting it unblocks SIGINT and
     # SIGTERM in this thread, and would start the server without them held.
     multiprocessing.resource_tracker.ensure_running()
