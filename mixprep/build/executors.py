@@ -76,17 +76,27 @@ def start_worker_server() -> None:
     # The resource tracker first, which the server needs: starting it unblocks SIGINT and
     # SIGTERM in this thread, and would start the server without them held.
     multiprocessing.resource_tracker.ensure_running()
-    saved = os.environ.get("POLARS_MAX_THREADS")
-    os.environ["POLARS_MAX_THREADS"] = "1"  # read by polars in the server (see LocalExecutor)
+    saved = _one_polars_thread()  # for polars in the server (see LocalExecutor)
     try:
         with held_signals():  # the server, and the workers it forks, start with them blocked
             _worker_context()
             multiprocessing.forkserver.ensure_running()
     finally:
-        if saved is None:
-            os.environ.pop("POLARS_MAX_THREADS", None)
-        else:
-            os.environ["POLARS_MAX_THREADS"] = saved
+        _restore_polars_threads(saved)
+
+
+def _one_polars_thread() -> str | None:
+    """Set POLARS_MAX_THREADS to 1 for the processes started meanwhile; the previous value."""
+    saved = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = "1"
+    return saved
+
+
+def _restore_polars_threads(saved: str | None) -> None:
+    if saved is None:
+        os.environ.pop("POLARS_MAX_THREADS", None)
+    else:
+        os.environ["POLARS_MAX_THREADS"] = saved
 
 
 class LocalExecutor:
@@ -100,8 +110,7 @@ class LocalExecutor:
         if workers > 1:
             # polars reads its thread count when imported: in the fork server, which starts with this
             # environment, or in a worker after its initializer set it.
-            self._saved_env = os.environ.get("POLARS_MAX_THREADS")
-            os.environ["POLARS_MAX_THREADS"] = "1"
+            self._saved_env = _one_polars_thread()
             self.pool = ProcessPoolExecutor(
                 workers, mp_context=_worker_context(), initializer=_init_worker, initargs=(dict(os.environ),)
             )
@@ -132,10 +141,7 @@ class LocalExecutor:
             else:
                 self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
-            if self._saved_env is None:
-                os.environ.pop("POLARS_MAX_THREADS", None)
-            else:
-                os.environ["POLARS_MAX_THREADS"] = self._saved_env
+            _restore_polars_threads(self._saved_env)
 
 
 @contextlib.contextmanager
