@@ -20,6 +20,11 @@ Contenders (each writes into <work>/out/<name>/, emptied before every run):
   exact quotas with wraparound, random.shuffle, json.dumps every record.
 - polars-floor: scan_ndjson -> filter -> sink_ndjson in one streaming pass: no sampling,
   no shuffle; the practical floor for "read, filter, write JSONL".
+- before-wN (with `--against CHECKOUT`): each mixprep-wN asked for, run from that other
+  checkout (a git worktree of an earlier commit), for a before/after in one run.
+
+`--repeat N` runs N rounds, each running every contender once (a busier stretch of a shared
+machine falls on all of them); medians of time and CPU, the worst RSS.
 
 Reported per contender: wall seconds, MB/s of *input* (decimal MB), peak RSS of the whole
 process tree (MiB; summed RSS, plus summed PSS, which counts shared pages once, and the
@@ -30,6 +35,7 @@ package versions and the issue's targets with pass/fail.
 
     python benchmarks/bench_build.py --quick                  # ~50 MB, under a minute
     python benchmarks/bench_build.py --size 1.5GB --json bench_build.json
+    python benchmarks/bench_build.py --size 1.5GB --only mixprep-w1,mixprep-w2 --against /tmp/base --repeat 3
 """
 from __future__ import annotations
 
@@ -549,6 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in CONTENDERS]
     if unknown:
         msg = f"--only: unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}"
+        raise SystemExit(msg)
+    if args.against is not None and not (args.against / "mixprep" / "__init__.py").is_file():
+        msg = f"--against: {args.against} is not a mixprep checkout (no mixprep/__init__.py in it)"
         raise SystemExit(msg)
     paths.work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(paths.logs, ignore_errors=True)

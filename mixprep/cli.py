@@ -196,7 +196,7 @@ def _start_the_pool_early(config: MixtureConfig, args: argparse.Namespace) -> No
     """A build that will run a local pool starts the pool's fork server before importing the
     build: the server loads the build's modules and kernels (~2 s) while this process
     imports its own (~1 s). Only for local files, whose sizes need no server to ask; a
-    problem with them is left for the build to report."""
+    problem with them is left for the build to report, with its own message."""
     if args.executor != "local" or args.workers < 2:
         return
     from mixprep.sources import remote
@@ -207,8 +207,8 @@ def _start_the_pool_early(config: MixtureConfig, args: argparse.Namespace) -> No
         return
     try:
         size = input_bytes(make_plan(config))
-    except MixprepError:
-        return
+    except (MixprepError, OSError):
+        return  # the build names the problem
     if size >= args.in_process_below * 1e6:
         from mixprep.build.executors import start_worker_server
 

@@ -282,6 +282,11 @@ def test_bench_build_against_another_checkout_runs_both_in_alternating_rounds(tm
     assert logs == ["before-w1", "before-w1", "mixprep-w1", "mixprep-w1"]
 
 
+def test_bench_build_against_a_folder_that_is_no_checkout_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"--against: .* is not a mixprep checkout"):
+        bench_build.main(["--size", "300KB", "--work-dir", str(tmp_path / "work"), "--against", str(tmp_path)])
+
+
 def test_serial_part_is_amdahls_law_over_the_driver_cpu() -> None:
     pooled = bench_build.Result(
         "mixprep-w2", "", "ok", seconds=20.0, mb_per_s=75.0, cpu_seconds=30.0, driver_cpu_seconds=3.0, output_mb=2000.0
