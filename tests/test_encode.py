@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mixprep.build.encode import copy_lines, copy_spans, encode_lines, escaped, line_lengths, string_buffers
+from mixprep.build.encode import copy_lines, encode_lines, escaped, line_lengths, string_buffers
 
 # Every byte that JSON escapes, plus the characters serde_json leaves alone on purpose.
 ODD = "".join(chr(i) for i in range(0x20)) + '"\\/\x7f\u2028\u2029é日本😀\ufeff'
@@ -64,15 +64,12 @@ def test_string_buffers_of_a_sliced_array_start_at_zero() -> None:
     assert data.tobytes() == b"abcde" and offsets.tolist() == [0, 2, 2, 5]
 
 
-def test_copy_lines_and_spans() -> None:
+def test_copy_lines() -> None:
     values = np.frombuffer(b'{"a":1}{"b":22}', dtype=np.uint8)
     offsets = np.array([0, 7, 15], dtype=np.int64)
     out = np.zeros(17, dtype=np.uint8)
     copy_lines(values, offsets, out, np.array([0, 8, 17], dtype=np.int64))
     assert out.tobytes() == b'{"a":1}\n{"b":22}\n'
-    gathered = np.zeros(15, dtype=np.uint8)
-    copy_spans(values, np.array([7, 0]), np.array([8, 7]), gathered, np.array([0, 8, 15], dtype=np.int64), np.array([0, 1]))
-    assert gathered.tobytes() == b'{"b":22}{"a":1}'
 
 
 def test_a_line_whose_slot_has_the_wrong_length_is_refused() -> None:
@@ -103,12 +100,8 @@ def test_a_slot_too_short_is_refused_before_anything_is_written_past_it(text: st
         encode_lines(data, value_offsets, np.zeros(1, dtype=np.int32), ["s"], short_buffer, np.array([0, needed], dtype=np.int64))
 
 
-def test_copies_past_either_buffer_are_refused() -> None:
+def test_lines_past_the_buffer_are_refused() -> None:
     values = np.frombuffer(b'{"a":1}{"b":22}', dtype=np.uint8)
-    with pytest.raises(AssertionError, match="past"):
-        copy_spans(values, np.array([10]), np.array([8]), np.zeros(16, dtype=np.uint8), np.array([0, 8], dtype=np.int64), np.array([0]))
-    with pytest.raises(AssertionError, match="past"):
-        copy_spans(values, np.array([0]), np.array([8]), np.zeros(4, dtype=np.uint8), np.array([0, 8], dtype=np.int64), np.array([0]))
     with pytest.raises(AssertionError, match="differs"):
         copy_lines(values, np.array([0, 7, 15], dtype=np.int64), np.zeros(10, dtype=np.uint8), np.array([0, 8, 17], dtype=np.int64))
 

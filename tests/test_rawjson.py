@@ -17,7 +17,7 @@ from helpers import build, mixture, read_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixprep.build import records, scan, writers
+from mixprep.build import readback, records, scan
 from mixprep.build.rawjson import decode_rows, locate_field
 from mixprep.build.strictjson import text_column
 from mixprep.errors import SourceError
@@ -227,13 +227,13 @@ def test_reading_back_writes_the_bytes_copying_writes(tmp_path: Path, monkeypatc
     config = mixture(tmp_path, [{"name": "a", "mix_ratio": 1.0, "source": "data/a.jsonl"}], total_samples=900, shuffle_bucket_mb=1)
     monkeypatch.setattr("mixprep.sources.readers.BLOCK_BYTES", 16 * 1024)  # the repeated key spoils one block only
     decoded_rows: list[int] = []
-    real_decode = writers.decode_rows
+    real_decode = readback.decode_rows
 
     def counted(source, starts, *args):  # type: ignore[no-untyped-def]
         decoded_rows.append(len(starts))
         return real_decode(source, starts, *args)
 
-    monkeypatch.setattr(writers, "decode_rows", counted)
+    monkeypatch.setattr(readback, "decode_rows", counted)
     read_back = build(config, tmp_path / "read-back", workers=1)
     assert sum(decoded_rows) > 600  # most of the 900 (with repeats) came from the input
     monkeypatch.setattr(scan.ScanJob, "reads_back", property(lambda self: False))

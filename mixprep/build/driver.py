@@ -63,7 +63,7 @@ from mixprep.build.workdir import (
     prepare_output_dir,
     remove_work_dir,
 )
-from mixprep.build.writers import BucketJob, OutputInfo, SplitWriter, release_mappings, write_bucket
+from mixprep.build.writers import BucketJob, OutputInfo, SplitWriter, release_caches, write_bucket
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import ConfigError, OutputError, SourceError
 from mixprep.manifest_file import read_manifest
@@ -447,7 +447,7 @@ def _write_split(
             jobs = [dataclasses.replace(job, packed=packed.target) for job in jobs]
         jobs = [dataclasses.replace(job, sidecar_compression=options.parquet_compression) for job in jobs]
         if options.executor == "ray":
-            jobs = [dataclasses.replace(job, keep_mappings=False) for job in jobs]
+            jobs = [dataclasses.replace(job, keep_caches=False) for job in jobs]
         elif getattr(executor, "in_this_process", False) and config.text_values:
             jobs = [dataclasses.replace(job, sidecar_in_memory=True) for job in jobs]
         del plan, sizes, tokens  # on disk now; the driver keeps only the line offsets (for the index)
@@ -489,4 +489,4 @@ def _write_buckets(
         raise
     finally:
         bar.close()
-        release_mappings()  # what this process mapped while it ran write tasks or gathers
+        release_caches()  # the buffers and scan facts of write tasks or gathers run in this process

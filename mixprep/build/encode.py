@@ -85,14 +85,6 @@ def copy_lines(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offse
     assert ok, "an output line's length differs from the length counted at scan time"
 
 
-def copy_spans(
-    source: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
-) -> None:
-    """Copy `sizes[k]` bytes at `starts[k]` of a scan file (`source`) to out slot `slots[k]`."""
-    ok = _gather(source, starts, sizes, out, out_offsets, slots)
-    assert ok, "a scan value lies past its file or its output slot past the buffer"
-
-
 # -- kernels ---------------------------------------------------------------------------
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -210,18 +202,4 @@ def _copy_lines(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offs
             return False
         copy_bytes(out, at, data, offsets[i], length)
         out[at + length] = 10
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
-def _gather(
-    source: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndarray, out_offsets: np.ndarray, slots: np.ndarray
-) -> bool:
-    for k in range(len(starts)):
-        start = starts[k]
-        length = sizes[k]
-        at = out_offsets[slots[k]]
-        if start + length > len(source) or at + length > len(out):
-            return False
-        copy_bytes(out, at, source, start, length)
     return True

@@ -19,6 +19,7 @@ import polars as pl
 from mixprep.build import scan, writers  # noqa: F401 - the modules of the tasks a pool runs
 from mixprep.build.encode import encode_lines, line_lengths
 from mixprep.build.rawjson import decode_rows, locate_field
+from mixprep.build.readback import read_ranges
 from mixprep.build.strictjson import text_column
 from mixprep.filters.textstats import TextBatch, character_counts
 from mixprep.sources.readers import line_spans
@@ -42,6 +43,10 @@ def load_kernels() -> None:
     decoded = np.empty(int(offsets[-1]), dtype=np.uint8)
     source = np.frombuffer(_SAMPLE, dtype=np.uint8)
     assert decode_rows(source, raw_start, raw_end - raw_start, decoded, offsets, np.arange(2)) < 0, "decoded as measured"
+    head = np.empty(8, dtype=np.uint8)
+    read_ranges(__file__, np.array([4]), np.array([8]), head, np.array([0]))  # this file: opened, read and closed
+    with open(__file__, "rb") as handle:
+        assert head.tobytes() == handle.read(12)[4:], "read back as the file holds it"
 
 
 try:

@@ -36,7 +36,7 @@ from mixprep.build.sampler import (
 )
 from mixprep.build.scan import ScanResult, ScanStats, rejected_line
 from mixprep.build.workdir import prints_path, rejected_path
-from mixprep.build.writers import PLAN_DTYPE, gather, release_mappings
+from mixprep.build.writers import PLAN_DTYPE, gather, release_caches
 from mixprep.config.schema import MixtureConfig
 from mixprep.errors import OutputError, SamplingError
 from mixprep.sources.plan import ScanTask
@@ -270,7 +270,7 @@ def collect_rejected(
             name = config.datasets[group[0]].name
             for value in gather(plan, work, text=config.text_values).to_pylist():
                 out.write(rejected_line(value, name, "dedup", config.record_schema))
-    release_mappings()
+    release_caches()
 
 
 # -- allocation -----------------------------------------------------------------------

@@ -4,7 +4,7 @@ The driver fixes every output record's final byte offset before anything is writ
 (`shuffle.write_jobs`) and creates the temporary JSONL at its final size. A write task
 (`write_bucket`, run in any worker) gathers its records' values, reading back and
 decoding the raw JSON strings of plain local JSONL inputs (`rawjson`) and copying the
-rest from the scan files, each file mapped once per worker and read in offset order;
+rest from the scan files, each file read by byte ranges in offset order (`readback`);
 encodes their lines straight into a buffer laid out as its bucket of the final file,
 writes that range in place (`pwrite`), hashes it (one checksum chunk), and hands over
 the Parquet sidecar's rows for the records that start in its range: from a pool or Ray
@@ -34,11 +34,11 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from mixprep.build.encode import copy_lines, copy_spans, encode_lines
+from mixprep.build.encode import copy_lines, encode_lines
 from mixprep.build.outputs import SplitFiles
 from mixprep.build.packed import PackedTarget, write_tokens
 from mixprep.build.parquet_parts import ParquetAssembler
-from mixprep.build.rawjson import decode_rows
+from mixprep.build.readback import decode_ranges, read_ranges, release_scratch
 from mixprep.build.sidecar import (
     PARQUET_ROW_GROUP,
     PRETRAIN_SIDECAR,
@@ -82,9 +82,10 @@ class BucketJob:
     """Structured phases: fields whose JSON type varies between records; the sidecar stores them as JSON text."""
     text_values: bool = True
     """Values are pretrain texts (encoded here); otherwise whole JSON lines."""
-    keep_mappings: bool = True
-    """Keep input and scan files mapped for the next bucket (workers that end with the
-    build); Ray's long-lived workers unmap after each task."""
+    keep_caches: bool = True
+    """Keep the line buffer and the scan's spans for the next bucket (workers that end with
+    the build); Ray's long-lived workers drop them after each task (a spans file still
+    mapped would hold its disk space after the build removed its folder)."""
     sidecar_in_memory: bool = False
     """Return the sidecar rows in the result instead of writing an Arrow part file (a task
     run in the driver's own process: no file to write, read back and delete)."""
@@ -150,8 +151,8 @@ def write_bucket(job: BucketJob) -> BucketResult:
             writer.write_table(sidecar)
     os.replace(tmp, path)
     del lines, piece, values, sidecar
-    if not job.keep_mappings:
-        release_mappings()
+    if not job.keep_caches:
+        release_caches()
     release_memory()
     return BucketResult(job.bucket, records, job.end - job.start, digest, path, tokens_sha256=tokens_digest)
 
@@ -177,11 +178,11 @@ def _gather_values(plan: np.ndarray, work_dir: str) -> tuple[np.ndarray, np.ndar
         in_input = spans["in_input"]
         copied = ~in_input
         # Each file is read in offset order (the plan's order is shuffled): neighbouring
-        # records share pages, and the kernel maps the pages around each fault.
+        # records share pages, and a file not in the page cache is read front to back.
         if copied.any():
             order = np.argsort(spans["start"][copied], kind="stable")
-            source = _mapped(values_path(work_dir, t), work_dir)
-            copy_spans(source, spans["start"][copied][order], spans["size"][copied][order], values, offsets, slots[copied][order])
+            spilled, spilled_slots = spans[copied][order], slots[copied][order]
+            read_ranges(values_path(work_dir, t), spilled["start"], spilled["size"], values, offsets[spilled_slots])
         if in_input.any():
             order = np.argsort(spans["start"][in_input], kind="stable")
             _read_back(work_dir, t, spans[in_input][order], values, offsets, slots[in_input][order])
@@ -192,11 +193,10 @@ def _read_back(work_dir: str, task: int, spans: np.ndarray, values: np.ndarray, 
     """Decode kept texts from their raw JSON strings in the task's input file."""
     path = _input_path(work_dir, task)
     try:
-        source = _mapped(path, work_dir)
+        failed = decode_ranges(path, spans["start"], spans["length"], values, offsets, slots)
     except OSError as exc:
         msg = f"{path}: cannot read it back to write the output ({exc.strerror or exc}); it changed during the build"
         raise SourceError(msg) from None
-    failed = decode_rows(source, spans["start"], spans["length"], values, offsets, slots)
     if failed >= 0:
         msg = (
             f"{path}: the text at byte {int(spans['start'][failed])} is not what the scan read; the file changed "
@@ -217,8 +217,7 @@ def _line_buffer(size: int) -> np.ndarray:
     return _line_buffers[0][:size]
 
 
-_mappings: dict[tuple[str, int, int, int], np.ndarray] = {}
-_mappings_for: list[str] = []  # the work folder the mappings serve
+_facts_for: list[str] = []  # the work folder `_scan_facts` describes
 _scan_facts: dict[tuple[str, int], Any] = {}  # per scan task: its spans, its input's path
 
 
@@ -244,39 +243,19 @@ def _input_path(work_dir: str, task: int) -> str:
 
 
 def _serve(work_dir: str) -> None:
-    """Forget what this process mapped or read for another build (work folder)."""
-    if _mappings_for != [work_dir]:
-        release_mappings()
-        _mappings_for.append(work_dir)
+    """Forget what this process read for another build (work folder)."""
+    if _facts_for != [work_dir]:
+        release_caches()
+        _facts_for.append(work_dir)
 
 
-def _mapped(path: str, work_dir: str) -> np.ndarray:
-    """A file as a read-only uint8 array, mapped once per process and build.
-
-    A bucket's records lie all over the inputs and scan files, a few to a page, and each
-    page holds records of several buckets: mapping a file again for every bucket faulted
-    its pages in again (1.4 M page faults, ~5 s, per 1.5 GB). Kept, each page faults once
-    per process, and the kernel maps its neighbours with it. The pages are the page
-    cache's (clean, shared, reclaimable), not the process's own memory. A mapping is
-    keyed by the file's identity, and the mappings go when a task of another build (work
-    folder) arrives or `release_mappings` is called."""
-    _serve(work_dir)
-    stat = os.stat(path)
-    key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    mapped = _mappings.get(key)
-    if mapped is None:
-        mapped = np.memmap(path, dtype=np.uint8, mode="r") if stat.st_size else np.zeros(0, dtype=np.uint8)
-        _mappings[key] = mapped
-    return mapped
-
-
-def release_mappings() -> None:
-    """Unmap every file `_mapped` holds and drop the line buffer (the driver calls it after
-    the write stage)."""
-    _mappings.clear()
+def release_caches() -> None:
+    """Drop this process's buffers and what it read about the scan (the driver calls it
+    after the write stage)."""
     _line_buffers.clear()
+    release_scratch()
     _scan_facts.clear()
-    _mappings_for.clear()
+    _facts_for.clear()
 
 
 def _write_at(path: str, data: np.ndarray, offset: int) -> None:

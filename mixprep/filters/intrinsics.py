@@ -13,10 +13,15 @@
 - `bytes_between(data, i, low, high)`: which of the 32 bytes data[i:i+32] lie in low..high,
   as the low 32 bits of a uint64 (bit k = byte i + k): one vector load, compare and
   move-mask, where eight bytes at a time with SWAR arithmetic took ~5x as long.
+- `pread_into(fd, out, at, count, offset)`: the C library's `pread` into out[at:at+count],
+  its result returned (bytes read, 0 at the end of the file, -1 on an error). Called by
+  name, so a kernel that uses it stays cacheable (a ctypes function pointer is an address
+  that differs in every process, and numba will not cache it).
 
 These take a 1-D C-contiguous numpy array and an element index and do not check bounds
 (the callers keep i + 8 <= len(data) for `load_u64`, i + 32 for `bytes_between`, both
-ranges inside their arrays and apart for `copy_bytes`; a prefetch never faults).
+ranges inside their arrays and apart for `copy_bytes`, at + count <= len(out) for
+`pread_into`; a prefetch never faults).
 """
 from __future__ import annotations
 
@@ -76,6 +81,26 @@ def copy_bytes(typingctx, out, at, data, index, count):
             builder, builder.gep(target.data, [args[1]]), builder.gep(source.data, [args[3]]), args[4], context.get_constant(types.intp, 1)
         )
         return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def pread_into(typingctx, fd, out, at, count, offset):
+    if not (isinstance(out, types.Array) and out.dtype == types.uint8 and out.ndim == 1):
+        return None
+    signature = types.int64(types.intp, out, types.intp, types.intp, types.int64)
+
+    def codegen(context, builder, sig, args):
+        target = context.make_array(sig.args[1])(context, builder, args[1])
+        byte_pointer = ir.IntType(8).as_pointer()
+        i64 = ir.IntType(64)
+        # ssize_t pread(int fd, void *buf, size_t count, off_t offset), 64-bit off_t (Linux, macOS)
+        libc_pread = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, [ir.IntType(32), byte_pointer, i64, i64]), "pread"
+        )
+        address = builder.bitcast(builder.gep(target.data, [args[2]]), byte_pointer)
+        return builder.call(libc_pread, [builder.trunc(args[0], ir.IntType(32)), address, args[3], args[4]])
 
     return signature, codegen
 
