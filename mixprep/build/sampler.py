@@ -1,4 +1,4 @@
-"""Quotas, selection with wraparound and shuffle keys. Pure numpy.
+"""Quotas, selection with wraparound and shuffle keys. numpy, and one compiled sort (`hashsort`).
 
 Every decision is a function of a record's identity hash (seeded by the mixture's
 seed, see `hashing` and `scan.file_key`) and a purpose salt: which records are held out for
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixprep.build.hashing import GOLDEN, derive, splitmix64
+from mixprep.build.hashsort import stable_argsort
 
 
 def largest_remainder(ratios: Sequence[float], total: int) -> list[int]:
@@ -40,7 +41,8 @@ def bottom_k(hashes: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k smallest hashes, in hash order (stable: ties keep input order)."""
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    return np.argsort(hashes, kind="stable")[:k].astype(np.int64)
+    order = stable_argsort(hashes)
+    return order[:k].copy() if k < len(order) else order  # a copy: a view would hold all n
 
 
 @dataclass(frozen=True)

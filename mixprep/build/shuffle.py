@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mixprep.build.hashsort import stable_argsort
 from mixprep.build.sampler import SourceSelection, shuffle_keys
 from mixprep.build.select import SourceArrays
 from mixprep.build.writers import PLAN_DTYPE, BucketJob
@@ -41,8 +42,10 @@ def final_order(
             sources.append((i, source, chosen.rows))
     if not keys:
         return np.empty(0, dtype=PLAN_DTYPE), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint32)
-    order = np.argsort(np.concatenate(keys), kind="stable")
+    every_key = np.concatenate(keys)
     del keys
+    order = stable_argsort(every_key)
+    del every_key
     plan = np.empty(len(order), dtype=PLAN_DTYPE)
     for name, column in (("task", "tasks"), ("row", "rows"), ("dataset", None)):
         if column is None:
