@@ -38,6 +38,26 @@ def test_splitmix64_is_the_reference_finalizer() -> None:
     assert int(splitmix64(np.array([0], dtype=np.uint64))[0]) == 0xE220A8397B1DCDAF
 
 
+def reference_splitmix64(x: int) -> int:
+    mask = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+@FAST
+@given(values=st.lists(st.integers(0, (1 << 64) - 1), min_size=1, max_size=50))
+def test_splitmix64_and_derive_wrap_as_python_integers_do(values: list[int]) -> None:
+    from mixprep.build.hashing import SALTS, derive
+
+    keys = np.array(values, dtype=np.uint64)
+    assert splitmix64(keys).tolist() == [reference_splitmix64(v) for v in values]
+    assert derive(keys, "shuffle").tolist() == [reference_splitmix64(v ^ int(SALTS["shuffle"])) for v in values]
+    square = np.resize(keys, (len(values), 2))[:, ::-1]  # 2-D and strided: same values, same shape
+    assert splitmix64(square).tolist() == [[reference_splitmix64(int(v)) for v in row] for row in square]
+
+
 @FAST
 @given(ratios=ratios_strategy, total=st.integers(0, 10**7))
 @example(ratios=[0.6, 0.4], total=80_000)

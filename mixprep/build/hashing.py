@@ -7,19 +7,19 @@ shuffle, dedup) so the choices are independent of each other. Nothing uses Pytho
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 import xxhash
+
+import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finalizer, vectorized; a stable 64-bit mix across versions and platforms."""
-    with np.errstate(over="ignore"):
-        z = np.asarray(x, dtype=np.uint64) + GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
-        return z ^ (z >> np.uint64(31))
+    """The splitmix64 finalizer of each element; a stable 64-bit mix across versions and platforms."""
+    values = np.ascontiguousarray(x, dtype=np.uint64)
+    return _mixed(values.reshape(-1), np.uint64(0)).reshape(values.shape)
 
 
 def _salt(purpose: str) -> np.uint64:
@@ -30,8 +30,24 @@ SALTS = {name: _salt(name) for name in ("validation", "cap", "select", "shuffle"
 
 
 def derive(keys: np.ndarray, purpose: str) -> np.ndarray:
-    return splitmix64(keys ^ SALTS[purpose])
+    """splitmix64(keys ^ the purpose's salt)."""
+    values = np.ascontiguousarray(keys, dtype=np.uint64)
+    return _mixed(values.reshape(-1), SALTS[purpose]).reshape(values.shape)
 
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@numba.njit(cache=True, nogil=True)
+def _mixed(values: np.ndarray, salt: np.uint64) -> np.ndarray:
+    """splitmix64(values ^ salt) in one pass (as numpy array operations it made seven
+    temporaries: 0.19-0.25 s for 5.7 M keys, against 0.03, and the driver derives a dozen
+    times between the scan and the write stage). Arithmetic wraps modulo 2**64, as numpy's."""
+    out = np.empty_like(values)
+    for i in range(len(values)):
+        z = (values[i] ^ salt) + GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        out[i] = z ^ (z >> np.uint64(31))
+    return out

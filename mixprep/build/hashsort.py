@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
+from mixprep.build.hashing import derive
 
 KEYS_PER_BUCKET = 8
 """How many keys a bucket holds on average: 8-16 measured fastest (fewer buckets make longer
@@ -39,11 +40,11 @@ def stable_argsort(keys: np.ndarray) -> np.ndarray:
 
 
 def load_kernel() -> None:
-    """Call the kernel once, so a later call does not wait for it to load (a process's first
-    compiled call starts numba's code generator: ~0.3 s, which the driver spends while its
-    workers scan)."""
-    keys = np.arange(SMALL, dtype=np.uint64)[::-1] << np.uint64(48)
-    assert np.array_equal(stable_argsort(keys), np.arange(SMALL)[::-1]), "sorted"
+    """Call this kernel and the hash mix once, so that selection does not wait for them to
+    load (a process's first compiled call starts numba's code generator: ~0.3 s, which the
+    driver spends while its workers scan)."""
+    keys = derive(np.arange(SMALL, dtype=np.uint64), "shuffle")
+    assert np.array_equal(stable_argsort(keys), np.argsort(keys, kind="stable")), "sorted as numpy sorts"
 
 
 @numba.njit(cache=True, nogil=True)
