@@ -18,6 +18,7 @@ import polars as pl
 
 from mixprep.build import scan, writers  # noqa: F401 - the modules of the tasks a pool runs
 from mixprep.build.encode import encode_lines, line_lengths
+from mixprep.build.hashing import splitmix64
 from mixprep.build.rawjson import decode_rows, locate_field
 from mixprep.build.readback import read_ranges
 from mixprep.build.strictjson import text_column
@@ -43,6 +44,7 @@ def load_kernels() -> None:
     decoded = np.empty(int(offsets[-1]), dtype=np.uint8)
     source = np.frombuffer(_SAMPLE, dtype=np.uint8)
     assert decode_rows(source, raw_start, raw_end - raw_start, decoded, offsets, np.arange(2)) < 0, "decoded as measured"
+    assert int(splitmix64(np.zeros(1, dtype=np.uint64))[0]) == 0xE220A8397B1DCDAF, "the reference's first output"
     head = np.empty(8, dtype=np.uint8)
     read_ranges(__file__, np.array([4]), np.array([8]), head, np.array([0]))  # this file: opened, read and closed
     with open(__file__, "rb") as handle:
