@@ -67,3 +67,24 @@ def test_bottom_k_keeps_only_k_indices() -> None:
 
 def test_the_drivers_warm_up_call_sorts() -> None:
     load_kernel()  # asserts its own result: a warm-up that broke would fail here, not hide in a thread
+
+
+def test_a_warm_up_that_fails_on_its_thread_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's head start runs on a thread: an error there must not print a traceback
+    (the build's own first call reports it)."""
+    import threading
+
+    from mixprep.build import hashsort
+
+    def broken() -> None:
+        msg = "kernel cache unreadable"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(hashsort, "load_kernel", broken)
+    uncaught: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
+    hashsort.start_loading_kernel()
+    for thread in threading.enumerate():
+        if thread.name == "mixprep-load-sort":
+            thread.join()
+    assert uncaught == []

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from mixprep.build.card import CARD_NAME, write_card
 from mixprep.build.contamination import count_decontaminated, decontamination_entry, decontamination_index
 from mixprep.build.decontaminate import DecontIndex, EvalFile, eval_files
 from mixprep.build.executors import Executor, LocalExecutor, held_signals, make_executor
-from mixprep.build.hashsort import load_kernel as load_sort_kernel
+from mixprep.build.hashsort import start_loading_kernel as start_loading_sort_kernel
 from mixprep.build.manifest import (
     build_key,
     input_fingerprints,
@@ -184,7 +183,7 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         if not getattr(executor, "in_this_process", False):
             # Workers scan while this process waits: it loads the sort that selection and
             # the shuffle need next meanwhile, instead of after the scan (~0.3 s).
-            threading.Thread(target=load_sort_kernel, name="mixprep-load-sort", daemon=True).start()
+            start_loading_sort_kernel()
         with timed(phases, "scan"):
             results = _scan(
                 config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected, decontaminate=index

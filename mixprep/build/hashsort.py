@@ -13,6 +13,9 @@ The order is exactly numpy's stable one: equal keys keep their input order.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numba
 import numpy as np
 
@@ -45,6 +48,17 @@ def load_kernel() -> None:
     driver spends while its workers scan)."""
     keys = derive(np.arange(SMALL, dtype=np.uint64), "shuffle")
     assert np.array_equal(stable_argsort(keys), np.argsort(keys, kind="stable")), "sorted as numpy sorts"
+
+
+def start_loading_kernel() -> None:
+    """`load_kernel` on a daemon thread. An error there is dropped: the first real call
+    reports it, as it would without this head start (a thread would print a traceback)."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            load_kernel()
+
+    threading.Thread(target=load, name="mixprep-load-sort", daemon=True).start()
 
 
 @numba.njit(cache=True, nogil=True)
