@@ -168,6 +168,10 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         log.info("rebuilding: %s", why)
 
     phases: dict[str, float] = {}
+    if options.workers > 1 or options.executor == "ray":
+        # This process waits for its workers to start and then to scan: it loads the sort
+        # that selection and the shuffle need meanwhile, instead of after the scan (~0.3 s).
+        start_loading_sort_kernel()
     executor = _executor_for(options, tasks)
     work: Path | None = None
     report_lengths: dict[str, dict[str, np.ndarray]] | None = None
@@ -180,10 +184,6 @@ def build(config: MixtureConfig, options: BuildOptions) -> BuildResult:
         if config.decontaminate is not None:
             with timed(phases, "decontamination index"):
                 index, eval_summaries = decontamination_index(config, evals, str(work))
-        if not getattr(executor, "in_this_process", False):
-            # Workers scan while this process waits: it loads the sort that selection and
-            # the shuffle need next meanwhile, instead of after the scan (~0.3 s).
-            start_loading_sort_kernel()
         with timed(phases, "scan"):
             results = _scan(
                 config, tasks, executor, str(work), options.progress, write_rejected=options.write_rejected, decontaminate=index
