@@ -45,7 +45,7 @@ def stable_argsort(keys: np.ndarray) -> np.ndarray:
 def load_kernel() -> None:
     """Call this kernel and the hash mix once, so that selection does not wait for them to
     load (a process's first compiled call starts numba's code generator: ~0.3 s, which the
-    driver spends while its workers scan)."""
+    driver spends while it waits for its workers to start and to scan)."""
     keys = derive(np.arange(SMALL, dtype=np.uint64), "shuffle")
     assert np.array_equal(stable_argsort(keys), np.argsort(keys, kind="stable")), "sorted as numpy sorts"
 
