@@ -20,6 +20,7 @@ import numpy as np
 
 import mixprep.numba_cache  # noqa: F401 - a writable kernel cache before the first @njit(cache=True)
 from mixprep.build.rawjson import decode_rows
+from mixprep.build.workdir import ReusedBuffer
 from mixprep.errors import SourceError
 from mixprep.filters.intrinsics import pread_into
 
@@ -71,7 +72,7 @@ def decode_ranges(
     while first < len(starts):
         # Up to DECODE_CHUNK_BYTES of raw strings per round (always at least one string).
         last = max(int(np.searchsorted(raw_offsets, raw_offsets[first] + DECODE_CHUNK_BYTES, side="right")) - 1, first + 1)
-        raw = _scratch(int(raw_offsets[last] - raw_offsets[first]))
+        raw = _scratch.take(int(raw_offsets[last] - raw_offsets[first]))
         at = raw_offsets[first:last] - raw_offsets[first]
         read_ranges(path, starts[first:last], lengths[first:last], raw, at)
         failed = decode_rows(raw, at, lengths[first:last], out, out_offsets, slots[first:last])
@@ -81,18 +82,12 @@ def decode_ranges(
     return -1
 
 
-_scratch_buffers: list[np.ndarray] = []
-
-
-def _scratch(size: int) -> np.ndarray:
-    """One raw-string buffer per process, reused by every round (grown when a string is larger)."""
-    if not _scratch_buffers or len(_scratch_buffers[0]) < size:
-        _scratch_buffers[:] = [np.empty(max(size, DECODE_CHUNK_BYTES), dtype=np.uint8)]
-    return _scratch_buffers[0][:size]
+_scratch = ReusedBuffer(DECODE_CHUNK_BYTES)
+"""The raw strings of one round (a string larger than a round grows it)."""
 
 
 def release_scratch() -> None:
-    _scratch_buffers.clear()
+    _scratch.release()
 
 
 @numba.njit(cache=True, nogil=True)

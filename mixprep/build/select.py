@@ -94,7 +94,10 @@ def load_scan_arrays(
         )
         at = 0
         for task_id, table in items:
-            _split_key_table(table, task_id, at, *(getattr(columns, f.name) for f in dataclasses.fields(columns)))
+            _split_key_table(
+                table, task_id, at,
+                columns.keys, columns.lengths, columns.tasks, columns.rows, columns.characters, columns.tokens,
+            )
             at += len(table)
         arrays[group] = columns
     return arrays

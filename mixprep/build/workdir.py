@@ -192,6 +192,24 @@ def release_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
+class ReusedBuffer:
+    """One uint8 buffer per process that every task reuses, grown when a task needs more: a
+    fresh buffer per task is that many new pages for the kernel to fault in and zero. Only
+    the caller that took it uses it, until it returns."""
+
+    def __init__(self, least: int = 1) -> None:
+        self._least = least
+        self._buffer: np.ndarray | None = None
+
+    def take(self, size: int) -> np.ndarray:
+        if self._buffer is None or len(self._buffer) < size:
+            self._buffer = np.empty(max(size, self._least), dtype=np.uint8)
+        return self._buffer[:size]
+
+    def release(self) -> None:
+        self._buffer = None
+
+
 def unique_tmp(path: str) -> str:
     """A temporary name no other attempt of the same task uses (Ray may run two at once)."""
     return f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
